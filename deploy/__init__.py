@@ -1,0 +1,1 @@
+"""Deployment: the embedded local stack (``bedside stack``) and production manifests."""

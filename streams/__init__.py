@@ -1,0 +1,1 @@
+"""Bedside's stream service: Faust app, agents, schemas, windows, scoring runtime, sinks."""

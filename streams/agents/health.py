@@ -1,0 +1,29 @@
+"""Liveness and readiness endpoints on the worker's web server (probes for k8s and the stack)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from ..settings import Settings
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    """Add ``GET /health`` (process alive) and ``GET /ready`` (assigned and recovered)."""
+
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        return web.json({"status": "ok", "app": settings.worker.app_id})
+
+    @app.page("/ready")
+    async def ready(web: View, request: Request) -> Response:
+        recovered = app.tables.recovery.completed.is_set() if app.tables else True
+        body: dict[str, Any] = {
+            "ready": bool(recovered and not app.rebalancing),
+            "rebalancing": bool(app.rebalancing),
+            "recovered": bool(recovered),
+            "assigned_partitions": len(app.assignor.assigned_actives()),
+        }
+        return web.json(body, status=200 if body["ready"] else 503)

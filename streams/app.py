@@ -1,0 +1,64 @@
+"""The Faust app factory: nothing connects to anything until a worker starts."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import faust
+
+from . import embedded
+from .broker import faust_credentials, resolve_profile
+from .settings import BrokerProfile, Settings
+
+log = logging.getLogger(__name__)
+
+#: Agent modules, in start order. Each exposes ``register(app, settings) -> None``.
+AGENT_MODULES: tuple[str, ...] = ("streams.agents.health",)
+
+
+def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
+    """Keyword arguments for :class:`faust.App` under the given (resolved) broker profile."""
+    if profile is BrokerProfile.AUTO:
+        msg = "resolve the broker profile before building the app (streams.broker.resolve_profile)"
+        raise ValueError(msg)
+    scheme = embedded.TRANSPORT_SCHEME if profile is BrokerProfile.EMBEDDED else "kafka"
+    options: dict[str, Any] = {
+        "broker": [f"{scheme}://{server}" for server in settings.kafka.servers],
+        "broker_credentials": faust_credentials(settings.kafka),
+        "store": f"{settings.worker.store}://",
+        "datadir": str(settings.worker.data_dir),
+        "topic_partitions": settings.topics.partitions,
+        "topic_replication_factor": settings.topics.replication_factor,
+        "web_bind": settings.web.host,
+        "web_host": settings.web.host,
+        "web_port": settings.web.port,
+        "autodiscover": False,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    if profile is BrokerProfile.EMBEDDED:
+        embedded.check_faust_internals()
+        options.update(embedded.EMBEDDED_PROFILE.faust_options())
+    return options
+
+
+def create_app(
+    settings: Settings,
+    *,
+    profile: BrokerProfile | None = None,
+    agent_modules: tuple[str, ...] = AGENT_MODULES,
+) -> faust.App:
+    """Build the Bedside Faust app with its agents registered.
+
+    ``profile`` defaults to the settings' profile; ``auto`` asks the broker for its cluster id.
+    """
+    chosen = profile or settings.kafka.profile
+    if chosen is BrokerProfile.AUTO:
+        chosen = resolve_profile(settings.kafka)
+    app = faust.App(settings.worker.app_id, **faust_options(settings, chosen))
+    for module_name in agent_modules:
+        importlib.import_module(module_name).register(app, settings)
+    log.info("app %s built with the %s broker profile", settings.worker.app_id, chosen.value)
+    return app

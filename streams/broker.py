@@ -1,0 +1,150 @@
+"""Connecting to the broker: security options, topic creation and the broker profile."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from .settings import BrokerProfile, KafkaSettings, TopicSettings
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class BrokerUnavailableError(RuntimeError):
+    """The configured broker could not be reached."""
+
+
+class TopicMismatchError(RuntimeError):
+    """A topic exists with a different partition count than configured."""
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    """TLS context for SSL/SASL_SSL, built from the configured files."""
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+    )
+    if kafka.ssl_certfile and kafka.ssl_keyfile:
+        password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None
+        context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile), password)
+    return context
+
+
+def client_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka clients (producer, consumer, admin)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    context = ssl_context(kafka)
+    if context is not None:
+        options["ssl_context"] = context
+    if kafka.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        password = kafka.sasl_password
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
+def faust_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """The same security settings in Faust's terms."""
+    context = ssl_context(kafka)
+    if kafka.security_protocol.startswith("SASL"):
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=password,
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+async def cluster_id(kafka: KafkaSettings, timeout_s: float = 5.0) -> str | None:
+    """The cluster id the broker reports (Metadata v2+)."""
+    admin = AIOKafkaAdminClient(request_timeout_ms=int(timeout_s * 1000), **client_options(kafka))
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            described = await admin.describe_cluster()
+    except Exception as exc:  # any failure to talk to it means "not reachable"
+        msg = (
+            f"Kafka broker not reachable at {kafka.bootstrap} ({type(exc).__name__}). "
+            "Start the local stack with 'bedside stack up' or set BEDSIDE_KAFKA__BOOTSTRAP."
+        )
+        raise BrokerUnavailableError(msg) from exc
+    finally:
+        await admin.close()
+    value = described.get("cluster_id")
+    return str(value) if value is not None else None
+
+
+def resolve_profile(kafka: KafkaSettings) -> BrokerProfile:
+    """Turn ``auto`` into ``embedded`` or ``kafka`` by asking the broker for its cluster id."""
+    if kafka.profile is not BrokerProfile.AUTO:
+        return kafka.profile
+    # May be called from inside a running event loop (tests, the CLI): probe on a thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        found = pool.submit(asyncio.run, cluster_id(kafka)).result()
+    profile = BrokerProfile.EMBEDDED if found == kafka.embedded_cluster_id else BrokerProfile.KAFKA
+    log.info("broker at %s reports cluster id %r: using the %s profile",
+             kafka.bootstrap, found, profile.value)
+    return profile
+
+
+async def ensure_topics(
+    kafka: KafkaSettings,
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    An existing topic with another partition count is an error: Tansu cannot add partitions
+    and on Kafka it would silently move patients between partitions.
+    """
+    wanted = list(dict.fromkeys(names))
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name, partitions, replication_factor) for name in missing]
+            )
+            for name, code, message in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    msg = f"could not create topic {name}: error {code} {message}"
+                    raise RuntimeError(msg)
+        present = [name for name in wanted if name in existing]
+        if present:
+            for described in await admin.describe_topics(present):
+                count = len(described["partitions"])
+                if count != partitions:
+                    msg = (
+                        f"topic {described['topic']} has {count} partitions, settings say "
+                        f"{partitions}; recreate it or set BEDSIDE_TOPICS__PARTITIONS={count}"
+                    )
+                    raise TopicMismatchError(msg)
+        return missing
+    finally:
+        await admin.close()
+
+
+async def ensure_bedside_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
+    """Pre-create every Bedside topic with its configured partitions."""
+    return await ensure_topics(kafka, topics.all, topics.partitions, topics.replication_factor)

@@ -1,0 +1,115 @@
+"""The ``bedside`` command line.
+
+Every option that sets a setting falls back to its ``BEDSIDE_*`` variable, and ``--help``
+names it. Subcommands of other packages (``stack`` from ``deploy``, later ``train`` from
+``models`` and ``export``) are entry points in the ``bedside.commands`` group, so this
+package never imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from .settings import BrokerProfile, Settings, env_var, get_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+COMMAND_GROUP = "bedside.commands"
+
+
+def setting_option(flag: str, *path: str, help: str, **kwargs: Any) -> Callable[[F], F]:  # noqa: A002
+    """A CLI option that overrides the setting at ``path`` and falls back to its env var."""
+    return click.option(
+        flag,
+        "__".join(path),
+        envvar=env_var(*path),
+        show_envvar=True,
+        default=None,
+        help=help,
+        **kwargs,
+    )
+
+
+def settings_from_options(**options: Any) -> Settings:
+    """Settings from the environment, overridden by the options given on the command line."""
+    overrides: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None or "__" not in key:
+            continue
+        section, _, name = key.partition("__")
+        overrides.setdefault(section, {})[name] = value
+    try:
+        return get_settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{env_var(*map(str, err['loc']))}: {err['msg']}" for err in exc.errors()
+        )
+        raise click.UsageError(f"invalid settings: {problems}") from exc
+
+
+class BedsideGroup(click.Group):
+    """Click group that adds the subcommands other packages register as entry points."""
+
+    def _plugins(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and (plugin := self._plugins().get(cmd_name)) is not None:
+            loaded: click.Command = plugin.load()
+            return loaded
+        return command
+
+
+@click.group(cls=BedsideGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bedside")
+def main() -> None:
+    """Bedside: streaming monitoring of patients with chronic disease (decision support).
+
+    Settings come from BEDSIDE_* environment variables (nested sections joined with
+    '__', e.g. BEDSIDE_KAFKA__BOOTSTRAP) or a .env file; command-line options win.
+    """
+
+
+@main.command()
+@setting_option("--bootstrap", "kafka", "bootstrap", help="Kafka bootstrap servers (host:port,...).")
+@setting_option(
+    "--profile", "kafka", "profile",
+    type=click.Choice([p.value for p in BrokerProfile]),
+    help="Broker profile: auto detects the embedded broker by its cluster id.",
+)
+@setting_option("--web-host", "web", "host", help="Interface of the worker's web server.")
+@setting_option("--web-port", "web", "port", type=int, help="Port of the worker's web server.")
+@setting_option("--store", "worker", "store", type=click.Choice(["memory", "rocksdb"]),
+                help="Table store.")
+@setting_option("--data-dir", "worker", "data_dir", help="Worker data directory (RocksDB files).")
+@setting_option("--log-level", "worker", "log_level",
+                type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+def worker(**options: Any) -> None:
+    """Run a stream worker (Faust) against the configured broker until stopped."""
+    from faust.worker import Worker
+
+    from .app import create_app
+    from .broker import BrokerUnavailableError
+
+    settings = settings_from_options(**options)
+    logging.basicConfig(level=settings.worker.log_level.upper())
+    try:
+        app = create_app(settings)
+    except BrokerUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    Worker(app, loglevel=settings.worker.log_level, quiet=True).execute_from_commandline()
+
+
+def run() -> None:
+    """Entry point for ``python -m streams``."""
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Typed configuration for every Bedside process.
+
+One frozen :class:`Settings` object, read from ``BEDSIDE_*`` environment variables
+(nested sections joined with ``__``, e.g. ``BEDSIDE_KAFKA__BOOTSTRAP``) and an optional
+``.env`` file. Built by :func:`get_settings`, never at import time, and passed in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BEDSIDE_"
+ENV_NESTED_DELIMITER = "__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BrokerProfile(StrEnum):
+    """How Faust is tuned for the broker it talks to."""
+
+    AUTO = "auto"  # embedded when the broker reports the embedded stack's cluster id
+    EMBEDDED = "embedded"  # the local Tansu broker: see streams.embedded
+    KAFKA = "kafka"  # a real Apache Kafka cluster: Faust's defaults
+
+
+class KafkaSettings(_Section):
+    """Where the broker is and how to authenticate to it."""
+
+    bootstrap: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of bootstrap brokers."
+    )
+    profile: BrokerProfile = Field(
+        BrokerProfile.AUTO, description="auto | embedded | kafka (see 'Broker profiles')."
+    )
+    embedded_cluster_id: str = Field(
+        "bedside-embedded",
+        description="Cluster id the embedded broker is started with; 'auto' looks for it.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certs.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
+    ssl_key_password: SecretStr | None = None
+
+    @property
+    def servers(self) -> list[str]:
+        """Bootstrap servers as a list of ``host:port``."""
+        return [s.strip() for s in self.bootstrap.split(",") if s.strip()]
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap_not_empty(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            msg = "bootstrap must name at least one host:port"
+            raise ValueError(msg)
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                msg = f"bootstrap server {server!r} is not host:port"
+                raise ValueError(msg)
+        return ",".join(servers)
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and (
+            not self.sasl_username or self.sasl_password is None
+        ):
+            msg = f"security_protocol={self.security_protocol} needs sasl_username and sasl_password"
+            raise ValueError(msg)
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            msg = "ssl_certfile and ssl_keyfile must be set together"
+            raise ValueError(msg)
+        return self
+
+
+class TopicSettings(_Section):
+    """Topic names (prefix + fixed suffix) and how they are created."""
+
+    prefix: str = Field("bedside.", description="Prepended to every Bedside topic name.")
+    partitions: int = Field(8, ge=1, le=1024, description="Partitions of every Bedside topic.")
+    replication_factor: int = Field(1, ge=1, le=7)
+
+    @property
+    def vitals(self) -> str:
+        return f"{self.prefix}vitals"
+
+    @property
+    def glucose(self) -> str:
+        return f"{self.prefix}glucose"
+
+    @property
+    def labs(self) -> str:
+        return f"{self.prefix}labs"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}deadletter"
+
+    @property
+    def risk(self) -> str:
+        return f"{self.prefix}risk"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts"
+
+    @property
+    def alert_acks(self) -> str:
+        return f"{self.prefix}alert-acks"
+
+    @property
+    def ingest(self) -> tuple[str, str, str]:
+        """The three ingest topics, keyed by patient id."""
+        return (self.vitals, self.glucose, self.labs)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Every topic Bedside owns (Faust's own changelogs excluded)."""
+        return (*self.ingest, self.deadletter, self.risk, self.alerts, self.alert_acks)
+
+
+class InfluxSettings(_Section):
+    """The InfluxDB v2 write API the sink talks to (InfluxDB 2.x/3.x; locally VictoriaMetrics)."""
+
+    url: str = Field("http://127.0.0.1:8086", description="Base URL of the InfluxDB v2 API.")
+    token: SecretStr = Field(
+        SecretStr("bedside-local"),
+        description="API token. The local stack accepts any value; production needs a real one.",
+    )
+    org: str = "bedside"
+    bucket: str = "bedside"
+    timeout_ms: int = Field(10_000, ge=100)
+
+
+class WebSettings(_Section):
+    """The worker's HTTP server (gateway, metrics, care-team page)."""
+
+    host: str = Field("127.0.0.1", description="Interface the worker's web server binds to.")
+    port: int = Field(6066, ge=1, le=65535)
+    token: SecretStr | None = Field(
+        None, description="Bearer token for the HTTP API; required when host is not loopback."
+    )
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> WebSettings:
+        if not self.is_loopback and self.token is None:
+            msg = f"web.host={self.host} is not loopback: set BEDSIDE_WEB__TOKEN"
+            raise ValueError(msg)
+        return self
+
+
+class WorkerSettings(_Section):
+    """The Faust worker process."""
+
+    app_id: str = Field("bedside", description="Faust app id: the consumer group and table prefix.")
+    store: Literal["memory", "rocksdb"] = Field(
+        "memory", description="Table store: memory for development, rocksdb in production."
+    )
+    data_dir: Path = Field(Path(".bedside/worker"), description="Faust data dir (RocksDB files).")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StackSettings(_Section):
+    """The embedded local stack started by ``bedside stack up``."""
+
+    dir: Path = Field(Path(".bedside"), description="Data, logs and pid files of the local stack.")
+    broker_port: int = Field(9092, ge=1, le=65535)
+    tsdb_port: int = Field(8086, ge=1, le=65535)
+    ready_timeout_s: float = Field(30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything a Bedside process needs to know, from ``BEDSIDE_*`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        frozen=True,
+        extra="forbid",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    influx: InfluxSettings = InfluxSettings()
+    web: WebSettings = WebSettings()
+    worker: WorkerSettings = WorkerSettings()
+    stack: StackSettings = StackSettings()
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment; keyword overrides (e.g. CLI flags) win."""
+    return Settings(**overrides)
+
+
+def env_var(*path: str) -> str:
+    """Name of the environment variable behind a settings path, e.g. ``('kafka', 'bootstrap')``."""
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(p.upper() for p in path)
+
+
+def iter_setting_env_vars(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every ``BEDSIDE_*`` variable a setting can be read from (for docs and validation)."""
+    names: list[str] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names.extend(iter_setting_env_vars(annotation, (*prefix, name)))
+        else:
+            names.append(env_var(*prefix, name))
+    return names
