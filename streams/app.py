@@ -35,8 +35,6 @@ def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
         "web_host": settings.web.host,
         "web_port": settings.web.port,
         "autodiscover": False,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
     }
     if profile is BrokerProfile.EMBEDDED:
         embedded.check_faust_internals()

@@ -1,0 +1,176 @@
+"""Faust table recovery is exact on the embedded broker with its profile.
+
+Unpatched, Tansu's wrong ListOffsets answer makes recovery stop early (stale values with the
+memory store, ConsistencyError with RocksDB). These tests fail if the fix stops working,
+e.g. after a Faust or aiokafka upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from streams.broker import client_options, ensure_topics
+from streams.embedded import true_highwaters
+from streams.settings import Settings
+
+WORKER = Path(__file__).with_name("recovery_worker.py")
+
+
+async def _produce_batches(settings: Settings, topic: str, sizes: list[int]) -> None:
+    producer = AIOKafkaProducer(**client_options(settings.kafka))
+    await producer.start()
+    try:
+        offset = 0
+        for size in sizes:
+            batch = producer.create_batch()
+            for _ in range(size):
+                batch.append(key=None, value=str(offset).encode(), timestamp=None)
+                offset += 1
+            await (await producer.send_batch(batch, topic, partition=0))
+    finally:
+        await producer.stop()
+
+
+async def test_listoffsets_is_wrong_on_tansu_and_the_fetch_highwater_is_right(
+    stack_settings: Settings,
+) -> None:
+    topic = f"test.highwater.{uuid.uuid4().hex}"
+    await ensure_topics(stack_settings.kafka, [topic], partitions=1)
+    await _produce_batches(stack_settings, topic, [5, 1, 10, 3])
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(**client_options(stack_settings.kafka))
+    await consumer.start()
+    try:
+        listed = await consumer.end_offsets([tp])
+    finally:
+        await consumer.stop()
+    # The broker bug the profile works around: last batch's base offset + 1, not 19.
+    # If this starts failing, Tansu was fixed; the profile's fix stays correct either way.
+    assert listed[tp] == 17
+    fixed = await true_highwaters(
+        stack_settings.kafka.servers, listed, timeout_s=10, **_auth(stack_settings)
+    )
+    assert fixed == {tp: 19}
+
+
+def _auth(settings: Settings) -> dict[str, object]:
+    options = client_options(settings.kafka)
+    options.pop("bootstrap_servers")
+    return options
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, str(WORKER), "worker"], env=env, stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def assert_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+
+
+def _wait_for_dump(worker: WorkerProcess, dump: Path, expected: dict[str, list[int]],
+                   timeout: float) -> dict[str, list[int]]:
+    deadline = time.monotonic() + timeout
+    state: dict[str, list[int]] = {}
+    while time.monotonic() < deadline:
+        worker.assert_alive()
+        if dump.exists():
+            state = json.loads(dump.read_text())
+            if state == expected:
+                return state
+        time.sleep(0.3)
+    return state
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_table_state_is_recovered_exactly_after_restart(
+    stack_settings: Settings,
+    stack_env_vars: dict[str, str],
+    tmp_path: Path,
+    port: object,
+    store: str,
+) -> None:
+    partitions = 4
+    topic = f"test.recovery.{uuid.uuid4().hex}"
+    asyncio.run(ensure_topics(stack_settings.kafka, [topic], partitions=partitions))
+    rng = random.Random(7)
+    expected: dict[str, list[int]] = {}
+    events: list[tuple[str, int, int]] = []
+    for _ in range(12_000):
+        key = f"patient-{rng.randrange(400):03d}"
+        seq = expected.get(key, [0, 0])[0] + 1
+        value = rng.randrange(1, 100)
+        expected[key] = [seq, expected.get(key, [0, 0])[1] + value]
+        events.append((key, seq, value))
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(linger_ms=5, **client_options(stack_settings.kafka))
+        await producer.start()
+        try:
+            for i, (key, seq, value) in enumerate(events):
+                await producer.send(topic, f"{seq}:{value}".encode(), key=key.encode())
+                if i % 997 == 0:
+                    await producer.flush()  # vary batch boundaries
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    dump = tmp_path / "dump.json"
+    env = {
+        **os.environ,
+        **stack_env_vars,
+        "BEDSIDE_WORKER__APP_ID": f"recovery-{uuid.uuid4().hex[:8]}",
+        "BEDSIDE_WORKER__STORE": store,
+        "BEDSIDE_WORKER__DATA_DIR": str(tmp_path / "worker"),
+        "BEDSIDE_WEB__PORT": str(port()),  # type: ignore[operator]
+        "BEDSIDE_TOPICS__PARTITIONS": str(partitions),
+        "RECOVERY_TOPIC": topic,
+        "RECOVERY_DUMP": str(dump),
+    }
+    log = tmp_path / "worker.log"
+
+    first = WorkerProcess({**env, "RECOVERY_MODE": "count"}, log)
+    try:
+        counted = _wait_for_dump(first, dump, expected, timeout=120)
+        assert counted == expected
+    finally:
+        first.stop()
+
+    dump.unlink()
+    second = WorkerProcess({**env, "RECOVERY_MODE": "verify"}, log)
+    try:
+        recovered = _wait_for_dump(second, dump, expected, timeout=120)
+    finally:
+        second.stop()
+    assert len(recovered) == len(expected)
+    assert recovered == expected
+    # the fix was exercised: some changelog high watermark was wrong and corrected
+    corrected = [line for line in log.read_text().splitlines() if "embedded profile: corrected" in line]
+    assert corrected and int(corrected[-1].split("corrected ")[1].split()[0]) > 0, corrected

@@ -1,0 +1,57 @@
+"""The embedded broker profile's guard: it must fail loudly if Faust/aiokafka internals change."""
+
+import pytest
+
+from streams import embedded
+from streams.app import faust_options
+from streams.settings import BrokerProfile, get_settings
+
+
+def test_patched_internals_match_the_verified_versions() -> None:
+    # If this fails after upgrading faust-streaming or aiokafka, the Tansu fixes in
+    # streams/embedded.py must be re-verified (integration tests) before updating digests.
+    embedded.check_faust_internals()
+
+
+def test_a_changed_internal_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned = dict(embedded._PINNED_SOURCES)
+    pinned["Recovery._build_highwaters"] = "0" * 64
+    monkeypatch.setattr(embedded, "_PINNED_SOURCES", pinned)
+    with pytest.raises(embedded.IncompatibleFaustError, match="Recovery._build_highwaters"):
+        embedded.check_faust_internals()
+    with pytest.raises(embedded.IncompatibleFaustError):
+        faust_options(get_settings(), BrokerProfile.EMBEDDED)
+
+
+def test_a_missing_internal_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded, "_PINNED_SOURCES", {"Consumer._gone_in_a_new_release": "x"})
+    with pytest.raises(embedded.IncompatibleFaustError, match="missing"):
+        embedded.check_faust_internals()
+
+
+def test_embedded_profile_selects_tansu_transport_and_tuning() -> None:
+    options = faust_options(get_settings(), BrokerProfile.EMBEDDED)
+    assert options["broker"] == ["tansu://127.0.0.1:9092"]
+    assert options["broker_session_timeout"] == 6.0
+    assert options["broker_heartbeat_interval"] == 1.0
+    assert options["broker_rebalance_timeout"] == 10.0
+    assert options["processing_guarantee"] == "at_least_once"
+
+
+def test_kafka_profile_keeps_faust_defaults() -> None:
+    options = faust_options(get_settings(), BrokerProfile.KAFKA)
+    assert options["broker"] == ["kafka://127.0.0.1:9092"]
+    assert "broker_session_timeout" not in options
+    assert "processing_guarantee" not in options
+
+
+def test_auto_must_be_resolved_before_building_options() -> None:
+    with pytest.raises(ValueError, match="resolve"):
+        faust_options(get_settings(), BrokerProfile.AUTO)
+
+
+def test_tansu_scheme_resolves_to_the_profile_transport() -> None:
+    from faust.transport import by_url
+
+    assert by_url("tansu://127.0.0.1:9092") is embedded.TansuTransport
+    assert embedded.TansuTransport.Consumer is embedded.TansuConsumer
