@@ -16,14 +16,34 @@ def _stack_options(command: Any) -> Any:
     for decorator in reversed(
         [
             setting_option("--dir", "stack", "dir", help="Directory for data, logs and pid files."),
-            setting_option("--broker-port", "stack", "broker_port", type=int,
-                           help="Port of the embedded Kafka-compatible broker."),
-            setting_option("--tsdb-port", "stack", "tsdb_port", type=int,
-                           help="Port of the InfluxDB-write-compatible server."),
-            setting_option("--ready-timeout", "stack", "ready_timeout_s", type=float,
-                           help="Seconds to wait for each component to become healthy."),
-            setting_option("--partitions", "topics", "partitions", type=int,
-                           help="Partitions of every Bedside topic."),
+            setting_option(
+                "--broker-port",
+                "stack",
+                "broker_port",
+                type=int,
+                help="Port of the embedded Kafka-compatible broker.",
+            ),
+            setting_option(
+                "--tsdb-port",
+                "stack",
+                "tsdb_port",
+                type=int,
+                help="Port of the InfluxDB-write-compatible server.",
+            ),
+            setting_option(
+                "--ready-timeout",
+                "stack",
+                "ready_timeout_s",
+                type=float,
+                help="Seconds to wait for each component to become healthy.",
+            ),
+            setting_option(
+                "--partitions",
+                "topics",
+                "partitions",
+                type=int,
+                help="Partitions of every Bedside topic.",
+            ),
             setting_option("--topic-prefix", "topics", "prefix", help="Prefix of topic names."),
         ]
     ):

@@ -32,7 +32,7 @@ from .tsdb import ensure_bucket
 
 HOST = "127.0.0.1"
 TSDB_BINARY = "victoria-metrics"
-TSDB_INSTALL_HINT = "apt-get update && apt-get install -y victoria-metrics"
+TSDB_INSTALL = "apt-get install -y victoria-metrics"
 
 
 class StackError(RuntimeError):
@@ -111,10 +111,14 @@ class LocalStack:
         port = self.settings.stack.broker_port
         listener = f"tcp://{HOST}:{port}"
         argv = [
-            binary, "broker",
-            "--cluster-id", self.settings.kafka.embedded_cluster_id,
-            "--listener-url", listener,
-            "--advertised-listener-url", listener,
+            binary,
+            "broker",
+            "--cluster-id",
+            self.settings.kafka.embedded_cluster_id,
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
         ]
         return Component("broker", port, argv, f"{HOST}:{port}", self._check_broker)
 
@@ -287,7 +291,9 @@ class LocalStack:
                 continue
             problem = component.check()
             health = Health.HEALTHY if problem is None else Health.UNHEALTHY
-            result.append(ComponentStatus(component.name, component.url, health, pid, problem or ""))
+            result.append(
+                ComponentStatus(component.name, component.url, health, pid, problem or "")
+            )
         return result
 
 
@@ -313,7 +319,7 @@ def _tsdb_binary() -> str:
         sudo = "" if os.geteuid() == 0 else "sudo "
         msg = (
             "the time-series server (VictoriaMetrics, InfluxDB-write-compatible) is not "
-            f"installed. Install it with:\n    {sudo}{TSDB_INSTALL_HINT.replace('&& ', f'&& {sudo}')}"
+            f"installed. Install it with:\n    {sudo}apt-get update && {sudo}{TSDB_INSTALL}"
         )
         raise StackError(msg)
     return found

@@ -14,7 +14,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from influxdb_client import InfluxDBClient
+from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from streams.settings import InfluxSettings
@@ -49,7 +49,10 @@ def force_flush(url: str) -> None:
 
 
 def export_series(url: str, match: str) -> list[dict[str, Any]]:
-    """Raw samples of every series matching a PromQL selector, e.g. ``vitals_value{patient_id="p1"}``."""
+    """Raw samples of every series matching a PromQL selector.
+
+    Example selector: ``vitals_value{patient_id="p1"}``.
+    """
     query = urllib.parse.urlencode({"match[]": match})
     with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=10) as response:
         return [json.loads(line) for line in response.read().decode().splitlines() if line]

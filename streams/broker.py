@@ -31,9 +31,7 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     """TLS context for SSL/SASL_SSL, built from the configured files."""
     if kafka.security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    context = ssl.create_default_context(
-        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
-    )
+    context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
     if kafka.ssl_certfile and kafka.ssl_keyfile:
         password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None
         context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile), password)
@@ -100,8 +98,12 @@ def resolve_profile(kafka: KafkaSettings) -> BrokerProfile:
     with ThreadPoolExecutor(max_workers=1) as pool:
         found = pool.submit(asyncio.run, cluster_id(kafka)).result()
     profile = BrokerProfile.EMBEDDED if found == kafka.embedded_cluster_id else BrokerProfile.KAFKA
-    log.info("broker at %s reports cluster id %r: using the %s profile",
-             kafka.bootstrap, found, profile.value)
+    log.info(
+        "broker at %s reports cluster id %r: using the %s profile",
+        kafka.bootstrap,
+        found,
+        profile.value,
+    )
     return profile
 
 

@@ -50,7 +50,8 @@ def settings_from_options(**options: Any) -> Settings:
         problems = "; ".join(
             f"{env_var(*map(str, err['loc']))}: {err['msg']}" for err in exc.errors()
         )
-        raise click.UsageError(f"invalid settings: {problems}") from exc
+        msg = f"invalid settings: {problems}"
+        raise click.UsageError(msg) from exc
 
 
 class BedsideGroup(click.Group):
@@ -81,19 +82,29 @@ def main() -> None:
 
 
 @main.command()
-@setting_option("--bootstrap", "kafka", "bootstrap", help="Kafka bootstrap servers (host:port,...).")
 @setting_option(
-    "--profile", "kafka", "profile",
+    "--bootstrap", "kafka", "bootstrap", help="Kafka bootstrap servers (host:port,...)."
+)
+@setting_option(
+    "--profile",
+    "kafka",
+    "profile",
     type=click.Choice([p.value for p in BrokerProfile]),
     help="Broker profile: auto detects the embedded broker by its cluster id.",
 )
 @setting_option("--web-host", "web", "host", help="Interface of the worker's web server.")
 @setting_option("--web-port", "web", "port", type=int, help="Port of the worker's web server.")
-@setting_option("--store", "worker", "store", type=click.Choice(["memory", "rocksdb"]),
-                help="Table store.")
+@setting_option(
+    "--store", "worker", "store", type=click.Choice(["memory", "rocksdb"]), help="Table store."
+)
 @setting_option("--data-dir", "worker", "data_dir", help="Worker data directory (RocksDB files).")
-@setting_option("--log-level", "worker", "log_level",
-                type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+@setting_option(
+    "--log-level",
+    "worker",
+    "log_level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level.",
+)
 def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
     from faust.worker import Worker

@@ -123,7 +123,8 @@ def check_faust_internals() -> None:
     if problems:
         msg = (
             f"faust-streaming {faust.__version__} / aiokafka {aiokafka.__version__} differ from "
-            "the versions the embedded broker profile was verified on; re-verify streams/embedded.py:"
+            "the versions the embedded broker profile was verified on; "
+            "re-verify streams/embedded.py:"
             "\n  " + "\n  ".join(problems)
         )
         raise IncompatibleFaustError(msg)
@@ -171,7 +172,7 @@ async def true_highwaters(
         await consumer.stop()
 
 
-class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer thread with the embedded broker profile applied."""
 
     profile: EmbeddedBrokerProfile = EMBEDDED_PROFILE
@@ -191,25 +192,26 @@ class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
             conf.broker_credentials, conf.ssl_context
         )
         fixed = await true_highwaters(
-            faust_aiokafka.server_list(self.transport.url, self.transport.default_port),
+            faust_aiokafka.server_list(self.transport.url, faust_aiokafka.Transport.default_port),
             listed,
             timeout_s=self.profile.highwater_fetch_timeout_s,
             **auth,
         )
         changed = sum(1 for tp, value in fixed.items() if value != listed[tp])
-        log.info("embedded profile: corrected %d of %d changelog high watermarks",
-                 changed, len(fixed))
+        log.info(
+            "embedded profile: corrected %d of %d changelog high watermarks", changed, len(fixed)
+        )
         return fixed
 
 
-class TansuConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class TansuConsumer(faust_aiokafka.Consumer):
     """Consumer that runs :class:`TansuConsumerThread`."""
 
     def _new_consumer_thread(self) -> TansuConsumerThread:
         return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class TansuTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class TansuTransport(faust_aiokafka.Transport):
     """Faust transport for ``tansu://`` URLs: aiokafka plus the embedded broker profile."""
 
     Consumer = TansuConsumer

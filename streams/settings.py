@@ -77,7 +77,9 @@ class KafkaSettings(_Section):
         if self.security_protocol.startswith("SASL") and (
             not self.sasl_username or self.sasl_password is None
         ):
-            msg = f"security_protocol={self.security_protocol} needs sasl_username and sasl_password"
+            msg = (
+                f"security_protocol={self.security_protocol} needs sasl_username and sasl_password"
+            )
             raise ValueError(msg)
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             msg = "ssl_certfile and ssl_keyfile must be set together"
@@ -220,7 +222,9 @@ def env_var(*path: str) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(p.upper() for p in path)
 
 
-def iter_setting_env_vars(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> list[str]:
+def iter_setting_env_vars(
+    model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()
+) -> list[str]:
     """Every ``BEDSIDE_*`` variable a setting can be read from (for docs and validation)."""
     names: list[str] = []
     for name, field in model.model_fields.items():

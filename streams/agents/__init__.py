@@ -1,1 +1,1 @@
-"""Agents, one module per domain stream; the list in start order is ``streams.app.AGENT_MODULES``."""
+"""Agents, one module per domain stream; start order: ``streams.app.AGENT_MODULES``."""

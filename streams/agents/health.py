@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 
 from ..settings import Settings
@@ -19,7 +20,7 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
-        recovered = app.tables.recovery.completed.is_set() if app.tables else True
+        recovered = cast(TableManager, app.tables).recovery.completed.is_set()
         body: dict[str, Any] = {
             "ready": bool(recovered and not app.rebalancing),
             "rebalancing": bool(app.rebalancing),

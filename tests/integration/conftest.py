@@ -28,15 +28,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def bedside(*args: str, env: dict[str, str], check: bool = True,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def bedside(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``bedside`` command."""
     result = subprocess.run(
         [BEDSIDE, *args], env=env, capture_output=True, text=True, timeout=timeout
     )
     if check and result.returncode != 0:
         raise AssertionError(
-            f"bedside {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            f"bedside {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
         )
     return result
 

@@ -77,7 +77,9 @@ class WorkerProcess:
         self.log = log
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, str(WORKER), "worker"], env=env, stdout=out,
+                [sys.executable, str(WORKER), "worker"],
+                env=env,
+                stdout=out,
                 stderr=subprocess.STDOUT,
             )
 
@@ -91,11 +93,14 @@ class WorkerProcess:
 
     def assert_alive(self) -> None:
         if self.process.poll() is not None:
-            raise AssertionError(f"worker exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"worker exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
+            )
 
 
-def _wait_for_dump(worker: WorkerProcess, dump: Path, expected: dict[str, list[int]],
-                   timeout: float) -> dict[str, list[int]]:
+def _wait_for_dump(
+    worker: WorkerProcess, dump: Path, expected: dict[str, list[int]], timeout: float
+) -> dict[str, list[int]]:
     deadline = time.monotonic() + timeout
     state: dict[str, list[int]] = {}
     while time.monotonic() < deadline:
@@ -172,5 +177,7 @@ def test_table_state_is_recovered_exactly_after_restart(
     assert len(recovered) == len(expected)
     assert recovered == expected
     # the fix was exercised: some changelog high watermark was wrong and corrected
-    corrected = [line for line in log.read_text().splitlines() if "embedded profile: corrected" in line]
+    corrected = [
+        line for line in log.read_text().splitlines() if "embedded profile: corrected" in line
+    ]
     assert corrected and int(corrected[-1].split("corrected ")[1].split()[0]) > 0, corrected

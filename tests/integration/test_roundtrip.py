@@ -70,6 +70,10 @@ def test_write_and_read_back_a_point(stack_settings: Settings) -> None:
         series = export_series(url, f'vitals_value{{patient_id="{patient}"}}')
         time.sleep(0.2)
     assert len(series) == 1
-    assert series[0]["metric"] == {"__name__": "vitals_value", "patient_id": patient, "code": "8867-4"}
+    assert series[0]["metric"] == {
+        "__name__": "vitals_value",
+        "patient_id": patient,
+        "code": "8867-4",
+    }
     assert series[0]["values"] == [72.5]
     assert series[0]["timestamps"] == [ts_ms]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from collections.abc import Callable
 from deploy.stack import Health, LocalStack, port_in_use
 from streams.settings import Settings
 

@@ -20,8 +20,12 @@ def _walk(command: click.Command, ctx: click.Context) -> list[tuple[str, click.C
 def test_every_command_has_help_and_every_option_names_its_env_var() -> None:
     commands = _walk(main, click.Context(main, info_name="bedside", **main.context_settings))
     paths = [path for path, _ in commands]
-    assert {"bedside worker", "bedside stack up", "bedside stack down",
-            "bedside stack status"} <= set(paths)
+    assert {
+        "bedside worker",
+        "bedside stack up",
+        "bedside stack down",
+        "bedside stack status",
+    } <= set(paths)
     runner = CliRunner()
     for path, command in commands:
         assert command.help, f"{path} has no help text"

@@ -1,0 +1,51 @@
+# Bedside: `make demo` starts the demo on the embedded local stack; `make test` runs the tests.
+# Both create the virtualenv and install on first use (and reinstall when sources change:
+# the tests run against the installed package, not the source tree).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# ONNX Runtime flavour: cpu (default) or gpu. Never both: they install the same module.
+ONNX   ?= cpu
+EXTRAS ?= dev,$(ONNX)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SOURCES := pyproject.toml $(shell find streams deploy -name '*.py' 2>/dev/null)
+
+.PHONY: demo test lint install tsdb stack-up stack-down clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python $(SOURCES)
+	$(BIN)/pip install --quiet '.[$(EXTRAS)]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+# The InfluxDB-write-compatible time-series server of the local stack (Debian/Ubuntu).
+tsdb:
+	@command -v victoria-metrics >/dev/null || [ -x /usr/bin/victoria-metrics ] || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y victoria-metrics)
+
+test: install tsdb
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check streams deploy tests
+	$(BIN)/ruff format --check streams deploy tests
+	$(BIN)/mypy
+
+stack-up: install tsdb
+	$(BIN)/bedside stack up
+
+stack-down:
+	$(BIN)/bedside stack down
+
+# Starts the local stack and a worker; Ctrl-C stops both.
+demo: install tsdb
+	$(BIN)/bedside stack up
+	@trap '$(BIN)/bedside stack down' EXIT; $(BIN)/bedside worker || [ $$? -eq 130 ]
+
+clean: stack-down
+	rm -rf $(VENV) .bedside build *.egg-info
