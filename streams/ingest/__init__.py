@@ -1,0 +1,5 @@
+"""Decoding what integrations send (native JSON, FHIR R4, Nightscout) into observations.
+
+Pure functions: bytes in, observations and problems out. Every input ends as at least one
+observation or a problem with a reason; nothing raises out of :func:`decode_record`.
+"""

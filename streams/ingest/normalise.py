@@ -1,0 +1,108 @@
+"""The checks every format shares: known code, unit conversion, plausibility, event id."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from ..schemas.codes import CATALOGUE, ucum
+from ..schemas.observation import Format, Kind, Observation, stable_event_id
+from .problems import Problem, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One value as a decoder found it, before normalisation."""
+
+    patient_id: str
+    code: str
+    value: float
+    unit: str | None
+    effective_at: datetime
+    source: str
+    event_id: str | None
+    pointer: str = ""
+
+
+def normalise(
+    m: Measurement, *, fmt: Format, received_at: datetime, topic_kind: Kind | None
+) -> Observation | Problem:
+    """An :class:`Observation` in canonical code and unit, or the problem that prevents it.
+
+    Codes outside the catalogue pass through (with their unit as sent) only as labs,
+    i.e. on the labs topic or, over HTTP, when no topic is implied.
+    """
+    if not isinstance(m.value, (int, float)) or isinstance(m.value, bool) or not math.isfinite(
+        m.value
+    ):
+        return Problem(Reason.IMPLAUSIBLE, f"value for {m.code} is not a finite number", m.pointer)
+    if m.effective_at.tzinfo is None:
+        return Problem(Reason.TIME, "time has no timezone (clinical times must be aware)",
+                       m.pointer)
+    spec = CATALOGUE.get(m.code)
+    unit = ucum(m.unit) if m.unit else None
+    if spec is None:
+        if topic_kind not in (Kind.LAB, None):
+            return Problem(
+                Reason.UNKNOWN_CODE,
+                f"LOINC {m.code} is not a known {topic_kind.value} code; send labs to the labs "
+                "topic",
+                m.pointer,
+            )
+        if not unit:
+            return Problem(Reason.UNIT, f"LOINC {m.code} has no unit", m.pointer)
+        code, kind, value = m.code, Kind.LAB, float(m.value)
+    else:
+        if unit is None:
+            if spec.unit != "{score}":
+                return Problem(Reason.UNIT, f"{spec.name} ({m.code}) needs a unit: {spec.unit}",
+                               m.pointer)
+            unit = spec.unit
+        converted = spec.convert(float(m.value), unit)
+        if converted is None:
+            accepted = ", ".join([spec.unit, *spec.units])
+            return Problem(
+                Reason.UNIT,
+                f"{spec.name} ({m.code}) in {unit!r} cannot be converted; accepted: {accepted}",
+                m.pointer,
+            )
+        if (spec.low is not None and converted < spec.low) or (
+            spec.high is not None and converted > spec.high
+        ):
+            return Problem(
+                Reason.IMPLAUSIBLE,
+                f"{spec.name} {converted:g} {spec.unit} is outside the plausible range "
+                f"{spec.low:g}-{spec.high:g}",
+                m.pointer,
+            )
+        code, kind, value, unit = spec.canonical_code or spec.code, spec.kind, converted, spec.unit
+    effective_at = m.effective_at.astimezone(UTC)
+    event_id = m.event_id or stable_event_id(m.patient_id, code, effective_at, value, m.source)
+    try:
+        return Observation(
+            patient_id=m.patient_id,
+            kind=kind,
+            code=code,
+            value=value,
+            unit=unit,
+            effective_at=effective_at,
+            received_at=received_at,
+            source=m.source,
+            event_id=event_id,
+            format=fmt,
+        )
+    except ValidationError as exc:
+        return Problem(Reason.SCHEMA, describe_errors(exc), m.pointer)
+
+
+def describe_errors(exc: ValidationError, limit: int = 3) -> str:
+    """Pydantic errors as one readable line: field paths and messages, never input values."""
+    parts = [
+        f"{'.'.join(map(str, err['loc'])) or 'document'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)[:limit]
+    ]
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -1,0 +1,1 @@
+"""Typed records at Bedside's edges: the normalised observation and the code catalogue."""
