@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -51,6 +52,11 @@ def _stack_options(command: Any) -> Any:
     return command
 
 
+def _quiet_clients() -> None:
+    # health checks report failures themselves; the clients' own connect errors are noise
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def _print_status(stack: LocalStack) -> bool:
     statuses = stack.status()
     for status in statuses:
@@ -63,6 +69,7 @@ def _print_status(stack: LocalStack) -> bool:
 @click.group()
 def stack() -> None:
     """The embedded local stack: Tansu broker + InfluxDB-compatible time-series server."""
+    _quiet_clients()
 
 
 @stack.command()

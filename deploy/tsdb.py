@@ -53,6 +53,8 @@ def export_series(url: str, match: str) -> list[dict[str, Any]]:
 
     Example selector: ``vitals_value{patient_id="p1"}``.
     """
-    query = urllib.parse.urlencode({"match[]": match})
+    # the default range ends now: include (clock-skewed) future samples too
+    end = int(datetime.now(UTC).timestamp()) + 7 * 86400
+    query = urllib.parse.urlencode({"match[]": match, "start": 0, "end": end})
     with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=10) as response:
         return [json.loads(line) for line in response.read().decode().splitlines() if line]

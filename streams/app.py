@@ -10,12 +10,17 @@ import faust
 
 from . import embedded
 from .broker import faust_credentials, resolve_profile
+from .runtime import Runtime
 from .settings import BrokerProfile, Settings
 
 log = logging.getLogger(__name__)
 
-#: Agent modules, in start order. Each exposes ``register(app, settings) -> None``.
-AGENT_MODULES: tuple[str, ...] = ("streams.agents.health",)
+#: Agent modules, in start order. Each exposes ``register(app, settings, runtime) -> None``.
+AGENT_MODULES: tuple[str, ...] = (
+    "streams.agents.health",
+    "streams.agents.ingest",
+    "streams.agents.gateway",
+)
 
 
 def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
@@ -47,6 +52,7 @@ def create_app(
     *,
     profile: BrokerProfile | None = None,
     agent_modules: tuple[str, ...] = AGENT_MODULES,
+    runtime: Runtime | None = None,
 ) -> faust.App:
     """Build the Bedside Faust app with its agents registered.
 
@@ -56,7 +62,8 @@ def create_app(
     if chosen is BrokerProfile.AUTO:
         chosen = resolve_profile(settings.kafka)
     app = faust.App(settings.worker.app_id, **faust_options(settings, chosen))
+    runtime = runtime or Runtime(settings)
     for module_name in agent_modules:
-        importlib.import_module(module_name).register(app, settings)
+        importlib.import_module(module_name).register(app, settings, runtime)
     log.info("app %s built with the %s broker profile", settings.worker.app_id, chosen.value)
     return app

@@ -154,6 +154,10 @@ class WebSettings(_Section):
     token: SecretStr | None = Field(
         None, description="Bearer token for the HTTP API; required when host is not loopback."
     )
+    nightscout_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON object patient id -> Nightscout API secret (uploaders send its SHA-1).",
+    )
 
     @property
     def is_loopback(self) -> bool:
@@ -170,6 +174,21 @@ class WebSettings(_Section):
             msg = f"web.host={self.host} is not loopback: set BEDSIDE_WEB__TOKEN"
             raise ValueError(msg)
         return self
+
+
+class IngestSettings(_Section):
+    """Limits and batching of the ingest path (Kafka and HTTP)."""
+
+    max_record_bytes: int = Field(
+        1 << 20, ge=1024, description="Records (and HTTP bodies) over this size are rejected."
+    )
+    max_entries: int = Field(
+        1000, ge=1, description="Bundle entries or list items over this count are rejected."
+    )
+    batch_size: int = Field(1000, ge=1, description="Records decoded and written per batch.")
+    batch_within_s: float = Field(
+        0.05, gt=0, description="Longest wait to fill a batch before processing it."
+    )
 
 
 class WorkerSettings(_Section):
@@ -208,6 +227,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     influx: InfluxSettings = InfluxSettings()
     web: WebSettings = WebSettings()
+    ingest: IngestSettings = IngestSettings()
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
 

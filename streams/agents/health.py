@@ -8,10 +8,11 @@ import faust
 from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 
+from ..runtime import Runtime
 from ..settings import Settings
 
 
-def register(app: faust.App, settings: Settings) -> None:
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Add ``GET /health`` (process alive) and ``GET /ready`` (assigned and recovered)."""
 
     @app.page("/health")

@@ -33,6 +33,7 @@ from .problems import DecodeResult, Problem, Reason
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 REFUSED_STATUSES = frozenset({"entered-in-error", "cancelled", "registered"})
+R4_STATUSES = REFUSED_STATUSES | {"preliminary", "final", "amended", "corrected", "unknown"}
 BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
 CONTEXT_RESOURCES = frozenset({"Patient", "Device"})  # used to resolve references only
 
@@ -62,7 +63,8 @@ def _bundle(
     max_entries: int,
     result: DecodeResult,
 ) -> None:
-    if bundle.get("type") not in BUNDLE_TYPES:
+    bundle_type = bundle.get("type")
+    if not isinstance(bundle_type, str) or bundle_type not in BUNDLE_TYPES:
         result.reject(Reason.UNSUPPORTED, f"Bundle type {bundle.get('type')!r} is not one of "
                       f"{', '.join(sorted(BUNDLE_TYPES))}")
         return
@@ -79,12 +81,13 @@ def _bundle(
     for index, entry in enumerate(entries):
         pointer = f"/entry/{index}/resource"
         resource = entry.get("resource")
-        method = (entry.get("request") or {}).get("method", "POST")
+        request = entry.get("request")
+        method = request.get("method", "POST") if isinstance(request, dict) else "POST"
         if not isinstance(resource, dict):
             result.reject(Reason.SCHEMA, "entry has no resource", f"/entry/{index}")
             continue
         kind = resource.get("resourceType")
-        if kind in CONTEXT_RESOURCES:
+        if isinstance(kind, str) and kind in CONTEXT_RESOURCES:
             continue
         if kind != "Observation":
             result.reject(Reason.UNSUPPORTED, f"{kind!r} is not an Observation", pointer)
@@ -104,9 +107,9 @@ def _bundle_patients(entries: list[dict[str, Any]]) -> dict[str, str]:
     for entry in entries:
         resource = entry.get("resource")
         if isinstance(resource, dict) and resource.get("resourceType") == "Patient":
-            identifiers = resource.get("identifier") or [{}]
-            first = identifiers[0] if isinstance(identifiers[0], dict) else {}
-            patient = first.get("value") or resource.get("id")
+            identifiers = resource.get("identifier")
+            first = identifiers[0] if isinstance(identifiers, list) and identifiers else {}
+            patient = (first.get("value") if isinstance(first, dict) else None) or resource.get("id")
             if isinstance(entry.get("fullUrl"), str) and isinstance(patient, str):
                 patients[entry["fullUrl"]] = patient
     return patients
@@ -155,6 +158,8 @@ def effective_time(value: datetime | date | str | None, kind: Kind) -> datetime 
 
 def _pick_code(codeable: Any) -> str | None:
     """The first LOINC coding Bedside knows, else the first LOINC coding at all."""
+    if codeable is None:
+        return None
     codings = [c for c in (codeable.coding or []) if c.system == LOINC and c.code]
     for coding in codings:
         if coding.code in CATALOGUE or coding.code == BP_PANEL:
@@ -201,6 +206,10 @@ def _observation(
         fhir = FhirObservation.model_validate(resource)
     except ValidationError as exc:
         result.reject(Reason.SCHEMA, describe_errors(exc), pointer)
+        return
+    if fhir.status not in R4_STATUSES:
+        result.reject(Reason.SCHEMA, f"status {fhir.status!r} is not an R4 ObservationStatus",
+                      pointer)
         return
     if fhir.status in REFUSED_STATUSES:
         result.reject(Reason.STATUS, f"status is {fhir.status}: not ingested", pointer)

@@ -27,9 +27,11 @@ def looks_like_entry(document: Any) -> bool:
     """True for a Nightscout entries object (or a list starting with one)."""
     if isinstance(document, list):
         return bool(document) and looks_like_entry(document[0])
-    return isinstance(document, dict) and (
-        document.get("type") in ENTRY_TYPES or "sgv" in document or "dateString" in document
-    )
+    if not isinstance(document, dict):
+        return False
+    kind = document.get("type")
+    return (isinstance(kind, str) and kind in ENTRY_TYPES) or "sgv" in document or (
+        "dateString" in document)
 
 
 def _entry_time(entry: dict[str, Any]) -> datetime | str:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
 from ..schemas.codes import CATALOGUE, ucum
 from ..schemas.observation import Format, Kind, Observation, stable_event_id
 from .problems import Problem, Reason
+
+
+#: Measurements dated further ahead of their arrival than this are refused (reason ``time``).
+MAX_FUTURE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,9 @@ def normalise(
     if m.effective_at.tzinfo is None:
         return Problem(Reason.TIME, "time has no timezone (clinical times must be aware)",
                        m.pointer)
+    if m.effective_at > received_at + MAX_FUTURE:
+        return Problem(Reason.TIME, f"time is more than {MAX_FUTURE} in the future (device "
+                       "clock?)", m.pointer)
     spec = CATALOGUE.get(m.code)
     unit = ucum(m.unit) if m.unit else None
     if spec is None:
@@ -95,7 +102,9 @@ def normalise(
             format=fmt,
         )
     except ValidationError as exc:
-        return Problem(Reason.SCHEMA, describe_errors(exc), m.pointer)
+        fields = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+        reason = Reason.PATIENT if fields == {"patient_id"} else Reason.SCHEMA
+        return Problem(reason, describe_errors(exc), m.pointer)
 
 
 def describe_errors(exc: ValidationError, limit: int = 3) -> str:

@@ -26,14 +26,19 @@ class Observation(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    patient_id: str = Field(min_length=1, max_length=128)
+    patient_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
     kind: Kind
-    code: str = Field(description="LOINC code (canonical: mmol/L glucose codes map to mg/dL)")
+    code: str = Field(
+        pattern=r"^[A-Za-z0-9.\-]{1,64}$",
+        description="LOINC code (canonical: mmol/L glucose codes map to mg/dL)",
+    )
     value: float
     unit: str = Field(description="canonical UCUM unit")
     effective_at: AwareDatetime = Field(description="when it was measured, UTC")
     received_at: AwareDatetime = Field(description="when Bedside received it, UTC")
-    source: str = Field(max_length=256, description="device or integration id")
+    source: str = Field(
+        max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$", description="device or integration id"
+    )
     event_id: str = Field(min_length=1, max_length=256)
     format: Format
 

@@ -1,0 +1,225 @@
+"""HTTP gateway for integrations that cannot speak Kafka, on the worker's web server.
+
+Routes (``application/json`` or ``application/fhir+json``):
+
+- ``POST /v1/observations``: native JSON (one object or a list);
+- ``POST /fhir/Observation``: one FHIR R4 Observation;
+- ``POST /fhir``: a FHIR R4 Bundle (transaction, batch, collection, searchset);
+- ``POST /api/v1/entries``: Nightscout entries, authenticated like Nightscout by the
+  ``api-secret`` header (SHA-1 hex of the patient's secret).
+
+A request is decoded exactly as the stream decodes records. If any part is invalid, nothing
+is published and the answer is 400 naming every problem (a FHIR ``OperationOutcome`` on the
+FHIR routes). Otherwise each observation is published, normalised, to the ingest topic of its
+kind, keyed by patient id, and the answer (2xx) is sent only after the broker acknowledged
+every write. 401 without valid credentials, 413 over the size limit, 415 for other types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from ..ingest.decode import IngestLimits, decode_record
+from ..ingest.problems import DecodeResult, Problem, Reason
+from ..runtime import Runtime
+from ..schemas.observation import Format, Kind, Observation
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
+
+#: OperationOutcome issue type per reason (FHIR R4 IssueType value set).
+ISSUE_CODES = {
+    Reason.MALFORMED_JSON: "structure",
+    Reason.SCHEMA: "invalid",
+    Reason.UNSUPPORTED: "not-supported",
+    Reason.UNKNOWN_CODE: "code-invalid",
+    Reason.UNIT: "value",
+    Reason.IMPLAUSIBLE: "value",
+    Reason.STATUS: "business-rule",
+    Reason.TIME: "value",
+    Reason.NO_VALUE: "required",
+    Reason.PATIENT: "required",
+    Reason.TOO_LARGE: "too-long",
+    Reason.TOO_MANY_ENTRIES: "too-long",
+    Reason.INTERNAL: "exception",
+}
+
+
+class HttpError(Exception):
+    """A request refused before its content was decoded (auth, type, size, route)."""
+
+    CODES = {401: ("unauthorized", "security"), 413: ("too_large", "too-long"),
+             415: ("unsupported_media_type", "not-supported"), 400: ("schema", "invalid")}
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def body(self, fhir: bool) -> dict[str, Any]:
+        error, issue = self.CODES[self.status]
+        if fhir:
+            return {"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": issue, "diagnostics": self.message}]}
+        return {"error": error, "message": self.message, "problems": []}
+
+
+def operation_outcome(problems: list[Problem]) -> dict[str, Any]:
+    """A FHIR R4 OperationOutcome naming each problem and where it is."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": ISSUE_CODES.get(p.reason, "invalid"),
+                "details": {"text": p.reason.value},
+                "diagnostics": p.message,
+                **({"expression": [p.pointer]} if p.pointer else {}),
+            }
+            for p in problems
+        ],
+    }
+
+
+def native_record(observation: Observation) -> bytes:
+    """A normalised observation as the native JSON the stream decodes (with provenance)."""
+    return orjson.dumps(observation.model_dump(mode="json"))
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    """Add the gateway routes to the worker's web server."""
+    topics = settings.topics
+    by_kind = {
+        kind: app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw")
+        for kind, name in ((Kind.VITAL, topics.vitals), (Kind.GLUCOSE, topics.glucose),
+                           (Kind.LAB, topics.labs))
+    }
+    limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
+    token = settings.web.token.get_secret_value().encode() if settings.web.token else None
+    nightscout = {
+        hashlib.sha1(secret.get_secret_value().encode()).hexdigest(): patient  # noqa: S324
+        for patient, secret in settings.web.nightscout_secrets.items()
+    }
+
+    def check_bearer(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token):
+            raise HttpError(401, "missing or invalid bearer token")
+
+    def nightscout_patient(request: Request) -> str:
+        given = request.headers.get("api-secret", "").strip().lower()
+        for digest, patient in nightscout.items():
+            if hmac.compare_digest(given.encode(), digest.encode()):
+                return patient
+        if not nightscout:
+            raise HttpError(401, "Nightscout uploads are not configured on this worker "
+                            "(BEDSIDE_WEB__NIGHTSCOUT_SECRETS)")
+        raise HttpError(401, "api-secret is not the SHA-1 of a known Nightscout secret")
+
+    async def read_body(request: Request) -> bytes:
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            raise HttpError(415, f"Content-Type must be one of {', '.join(sorted(JSON_TYPES))}")
+        limit = limits.max_record_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise HttpError(413, f"body over the {limit}-byte limit")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body.extend(chunk)
+            if len(body) > limit:
+                raise HttpError(413, f"body over the {limit}-byte limit")
+        return bytes(body)
+
+    async def publish(observations: list[Observation]) -> None:
+        futures = [
+            await by_kind[o.kind].send(key=o.patient_id.encode(), value=native_record(o))
+            for o in observations
+        ]
+        await asyncio.gather(*futures)  # 2xx only once the broker acknowledged every write
+
+    async def handle(
+        view: View, request: Request, *, expect: str, fhir: bool, nightscout_auth: bool = False
+    ) -> Response:
+        runtime.ingest.http_requests += 1
+        try:
+            patient = nightscout_patient(request) if nightscout_auth else None
+            if not nightscout_auth:
+                check_bearer(request)
+            raw = await read_body(request)
+            result = decode_record(raw, received_at=datetime.now(UTC), limits=limits,
+                                   nightscout_patient=patient)
+            _check_route(result, raw, expect)
+        except HttpError as exc:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return view.bytes(orjson.dumps(exc.body(fhir)), status=exc.status, headers=headers,
+                              content_type="application/fhir+json" if fhir else
+                              "application/json")
+        if result.problems:
+            status = 413 if result.problems[0].reason in (Reason.TOO_LARGE,
+                                                          Reason.TOO_MANY_ENTRIES) else 400
+            return _error(view, status, result.problems, fhir)
+        await publish(result.observations)
+        body = {"accepted": len(result.observations),
+                "event_ids": [o.event_id for o in result.observations]}
+        return view.json(body, status=201 if fhir else 200)
+
+    @app.page("/v1/observations")
+    class NativeObservations(View):  # type: ignore[misc]
+        async def post(self, request: Request) -> Response:
+            return await handle(self, request, expect="native", fhir=False)
+
+    @app.page("/fhir/Observation")
+    class FhirObservations(View):  # type: ignore[misc]
+        async def post(self, request: Request) -> Response:
+            return await handle(self, request, expect="Observation", fhir=True)
+
+    @app.page("/fhir")
+    class FhirBundles(View):  # type: ignore[misc]
+        async def post(self, request: Request) -> Response:
+            return await handle(self, request, expect="Bundle", fhir=True)
+
+    @app.page("/api/v1/entries")
+    class NightscoutEntries(View):  # type: ignore[misc]
+        async def post(self, request: Request) -> Response:
+            return await handle(self, request, expect="nightscout", fhir=False,
+                                nightscout_auth=True)
+
+
+def _check_route(result: DecodeResult, raw: bytes, expect: str) -> None:
+    """Refuse a document of another format than the route's (before looking at its content)."""
+    if result.format is None:
+        return  # malformed JSON: the decoder's problem says so
+    if expect == "native" and result.format is not Format.NATIVE:
+        raise HttpError(400, f"this route takes native JSON, not {result.format}")
+    if expect == "nightscout" and result.format is not Format.NIGHTSCOUT:
+        raise HttpError(400, "this route takes Nightscout entries")
+    if expect in ("Observation", "Bundle"):
+        resource_type = orjson.loads(raw).get("resourceType") if result.format is Format.FHIR \
+            else None
+        if resource_type != expect:
+            raise HttpError(400, f"this route takes a FHIR {expect}")
+
+
+def _error(view: View, status: int, problems: list[Problem], fhir: bool) -> Response:
+    if fhir:
+        return view.bytes(orjson.dumps(operation_outcome(problems)), status=status,
+                          content_type="application/fhir+json")
+    body = {"error": problems[0].reason.value, "message": problems[0].message,
+            "problems": [{"reason": p.reason.value, "message": p.message, "pointer": p.pointer}
+                         for p in problems]}
+    return view.json(body, status=status)

@@ -1,0 +1,1 @@
+"""Sinks: idempotent writes whose success gates the Kafka commit."""

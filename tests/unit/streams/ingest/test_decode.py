@@ -1,0 +1,37 @@
+import base64
+from collections.abc import Callable
+
+from streams.ingest.decode import IngestLimits
+from streams.ingest.problems import DeadLetter, DecodeResult, Reason
+
+from .conftest import NOW
+
+Decode = Callable[..., DecodeResult]
+
+
+def test_malformed_json(decode: Decode) -> None:
+    assert decode(b"{'single': quotes}").problems[0].reason is Reason.MALFORMED_JSON
+    assert decode(b"\xff\xfe").problems[0].reason is Reason.MALFORMED_JSON
+
+
+def test_too_large_is_refused_before_parsing(decode: Decode) -> None:
+    result = decode(b"[" + b"1," * 2000 + b"1]", limits=IngestLimits(max_record_bytes=1024))
+    assert result.problems[0].reason is Reason.TOO_LARGE
+
+
+def test_json_that_is_no_document(decode: Decode) -> None:
+    for raw in (b"42", b'"text"', b"null", b"[]"):
+        result = decode(raw)
+        assert not result.observations and result.problems[0].reason is Reason.SCHEMA, raw
+
+
+def test_dead_letter_carries_original_bytes_and_coordinates(decode: Decode) -> None:
+    raw = b'{"patient_id": "syn-1", "code": "8867-4", "value": 1, "unit": "/min"}'
+    result = decode(raw)
+    letter = DeadLetter.build(result, raw, topic="bedside.vitals", partition=3, offset=99,
+                              key=b"syn-1", received_at=NOW)
+    assert base64.b64decode(letter.original_b64) == raw
+    assert (letter.source_topic, letter.partition, letter.offset) == ("bedside.vitals", 3, 99)
+    assert letter.reason is Reason.TIME and "effective_at" in letter.message
+    assert base64.b64decode(letter.key_b64 or "") == b"syn-1"
+    assert letter.accepted_observations == 0
