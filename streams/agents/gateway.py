@@ -59,8 +59,12 @@ ISSUE_CODES = {
 class HttpError(Exception):
     """A request refused before its content was decoded (auth, type, size, route)."""
 
-    CODES = {401: ("unauthorized", "security"), 413: ("too_large", "too-long"),
-             415: ("unsupported_media_type", "not-supported"), 400: ("schema", "invalid")}
+    CODES = {
+        401: ("unauthorized", "security"),
+        413: ("too_large", "too-long"),
+        415: ("unsupported_media_type", "not-supported"),
+        400: ("schema", "invalid"),
+    }
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -70,8 +74,10 @@ class HttpError(Exception):
     def body(self, fhir: bool) -> dict[str, Any]:
         error, issue = self.CODES[self.status]
         if fhir:
-            return {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": issue, "diagnostics": self.message}]}
+            return {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": issue, "diagnostics": self.message}],
+            }
         return {"error": error, "message": self.message, "problems": []}
 
 
@@ -101,10 +107,14 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Add the gateway routes to the worker's web server."""
     topics = settings.topics
     by_kind = {
-        kind: app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                        value_serializer="raw")
-        for kind, name in ((Kind.VITAL, topics.vitals), (Kind.GLUCOSE, topics.glucose),
-                           (Kind.LAB, topics.labs))
+        kind: app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        for kind, name in (
+            (Kind.VITAL, topics.vitals),
+            (Kind.GLUCOSE, topics.glucose),
+            (Kind.LAB, topics.labs),
+        )
     }
     limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
     token = settings.web.token.get_secret_value().encode() if settings.web.token else None
@@ -127,8 +137,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             if hmac.compare_digest(given.encode(), digest.encode()):
                 return patient
         if not nightscout:
-            raise HttpError(401, "Nightscout uploads are not configured on this worker "
-                            "(BEDSIDE_WEB__NIGHTSCOUT_SECRETS)")
+            raise HttpError(
+                401,
+                "Nightscout uploads are not configured on this worker "
+                "(BEDSIDE_WEB__NIGHTSCOUT_SECRETS)",
+            )
         raise HttpError(401, "api-secret is not the SHA-1 of a known Nightscout secret")
 
     async def read_body(request: Request) -> bytes:
@@ -136,10 +149,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         if content_type not in JSON_TYPES:
             raise HttpError(415, f"Content-Type must be one of {', '.join(sorted(JSON_TYPES))}")
         limit = limits.max_record_bytes
-        if request.content_length is not None and request.content_length > limit:
+        http: Any = request  # aiohttp.web.Request under Faust's aiohttp driver
+        if http.content_length is not None and http.content_length > limit:
             raise HttpError(413, f"body over the {limit}-byte limit")
         body = bytearray()
-        async for chunk in request.content.iter_chunked(64 * 1024):
+        async for chunk in http.content.iter_chunked(64 * 1024):
             body.extend(chunk)
             if len(body) > limit:
                 raise HttpError(413, f"body over the {limit}-byte limit")
@@ -161,43 +175,53 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             if not nightscout_auth:
                 check_bearer(request)
             raw = await read_body(request)
-            result = decode_record(raw, received_at=datetime.now(UTC), limits=limits,
-                                   nightscout_patient=patient)
+            result = decode_record(
+                raw, received_at=datetime.now(UTC), limits=limits, nightscout_patient=patient
+            )
             _check_route(result, raw, expect)
         except HttpError as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            return view.bytes(orjson.dumps(exc.body(fhir)), status=exc.status, headers=headers,
-                              content_type="application/fhir+json" if fhir else
-                              "application/json")
+            return view.bytes(
+                orjson.dumps(exc.body(fhir)),
+                status=exc.status,
+                headers=headers,
+                content_type="application/fhir+json" if fhir else "application/json",
+            )
         if result.problems:
-            status = 413 if result.problems[0].reason in (Reason.TOO_LARGE,
-                                                          Reason.TOO_MANY_ENTRIES) else 400
+            status = (
+                413
+                if result.problems[0].reason in (Reason.TOO_LARGE, Reason.TOO_MANY_ENTRIES)
+                else 400
+            )
             return _error(view, status, result.problems, fhir)
         await publish(result.observations)
-        body = {"accepted": len(result.observations),
-                "event_ids": [o.event_id for o in result.observations]}
+        body = {
+            "accepted": len(result.observations),
+            "event_ids": [o.event_id for o in result.observations],
+        }
         return view.json(body, status=201 if fhir else 200)
 
     @app.page("/v1/observations")
-    class NativeObservations(View):  # type: ignore[misc]
+    class NativeObservations(View):
         async def post(self, request: Request) -> Response:
             return await handle(self, request, expect="native", fhir=False)
 
     @app.page("/fhir/Observation")
-    class FhirObservations(View):  # type: ignore[misc]
+    class FhirObservations(View):
         async def post(self, request: Request) -> Response:
             return await handle(self, request, expect="Observation", fhir=True)
 
     @app.page("/fhir")
-    class FhirBundles(View):  # type: ignore[misc]
+    class FhirBundles(View):
         async def post(self, request: Request) -> Response:
             return await handle(self, request, expect="Bundle", fhir=True)
 
     @app.page("/api/v1/entries")
-    class NightscoutEntries(View):  # type: ignore[misc]
+    class NightscoutEntries(View):
         async def post(self, request: Request) -> Response:
-            return await handle(self, request, expect="nightscout", fhir=False,
-                                nightscout_auth=True)
+            return await handle(
+                self, request, expect="nightscout", fhir=False, nightscout_auth=True
+            )
 
 
 def _check_route(result: DecodeResult, raw: bytes, expect: str) -> None:
@@ -209,17 +233,25 @@ def _check_route(result: DecodeResult, raw: bytes, expect: str) -> None:
     if expect == "nightscout" and result.format is not Format.NIGHTSCOUT:
         raise HttpError(400, "this route takes Nightscout entries")
     if expect in ("Observation", "Bundle"):
-        resource_type = orjson.loads(raw).get("resourceType") if result.format is Format.FHIR \
-            else None
+        resource_type = (
+            orjson.loads(raw).get("resourceType") if result.format is Format.FHIR else None
+        )
         if resource_type != expect:
             raise HttpError(400, f"this route takes a FHIR {expect}")
 
 
 def _error(view: View, status: int, problems: list[Problem], fhir: bool) -> Response:
     if fhir:
-        return view.bytes(orjson.dumps(operation_outcome(problems)), status=status,
-                          content_type="application/fhir+json")
-    body = {"error": problems[0].reason.value, "message": problems[0].message,
-            "problems": [{"reason": p.reason.value, "message": p.message, "pointer": p.pointer}
-                         for p in problems]}
+        return view.bytes(
+            orjson.dumps(operation_outcome(problems)),
+            status=status,
+            content_type="application/fhir+json",
+        )
+    body = {
+        "error": problems[0].reason.value,
+        "message": problems[0].message,
+        "problems": [
+            {"reason": p.reason.value, "message": p.message, "pointer": p.pointer} for p in problems
+        ],
+    }
     return view.json(body, status=status)

@@ -29,23 +29,35 @@ log = logging.getLogger(__name__)
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Subscribe the ingest agent to the three ingest topics."""
     topics = settings.topics
-    source = app.topic(*topics.ingest, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
-    deadletter = app.topic(topics.deadletter, key_type=bytes, value_type=bytes,
-                           key_serializer="raw", value_serializer="raw")
+    source = app.topic(
+        *topics.ingest,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    deadletter = app.topic(
+        topics.deadletter,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     kinds = {topics.vitals: Kind.VITAL, topics.glucose: Kind.GLUCOSE, topics.labs: Kind.LAB}
     limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
-    sink = app.service(InfluxSink(settings.influx))
+    sink = InfluxSink(settings.influx)
+    app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
     stats = runtime.ingest
 
     @app.agent(source, name="bedside.ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(
+        batches = stream.take_events(  # type: ignore[attr-defined]
             settings.ingest.batch_size, within=settings.ingest.batch_within_s
-        ):
+        )
+        async for events in batches:
             await process_batch(events)
 
-    async def process_batch(events: Sequence[EventT]) -> None:
+    async def process_batch(events: Sequence[EventT[bytes]]) -> None:
         received_at = datetime.now(UTC)
         lines: list[str] = []
         accepted: list[Observation] = []
@@ -66,15 +78,26 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             lines.extend(observation_line(o) for o in result.observations)
             if result.problems:
                 letter = DeadLetter.build(
-                    result, raw, topic=message.topic, partition=message.partition,
-                    offset=message.offset, key=message.key, received_at=received_at,
+                    result,
+                    raw,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=message.key,
+                    received_at=received_at,
                 )
                 stats.dead_letters[letter.reason.value] += 1
-                log.info("dead-lettered %s[%d]@%d: %s (%d problems)", message.topic,
-                         message.partition, message.offset, letter.reason.value,
-                         len(letter.problems))
-                pending.append(await deadletter.send(
-                    key=message.key, value=letter.model_dump_json().encode()))
+                log.info(
+                    "dead-lettered %s[%d]@%d: %s (%d problems)",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    letter.reason.value,
+                    len(letter.problems),
+                )
+                pending.append(
+                    await deadletter.send(key=message.key, value=letter.model_dump_json().encode())
+                )
         await sink.write(lines)
         for handler in runtime.observation_handlers:
             await handler(accepted)

@@ -69,8 +69,9 @@ def _decode(
     result: DecodeResult,
 ) -> None:
     if len(raw) > limits.max_record_bytes:
-        result.reject(Reason.TOO_LARGE,
-                      f"record is {len(raw)} bytes; the limit is {limits.max_record_bytes}")
+        result.reject(
+            Reason.TOO_LARGE, f"record is {len(raw)} bytes; the limit is {limits.max_record_bytes}"
+        )
         return
     try:
         document = orjson.loads(raw)
@@ -79,12 +80,19 @@ def _decode(
         return
     result.format = sniff_format(document)
     if isinstance(document, list) and len(document) > limits.max_entries:
-        result.reject(Reason.TOO_MANY_ENTRIES,
-                      f"list has {len(document)} items; the limit is {limits.max_entries}")
+        result.reject(
+            Reason.TOO_MANY_ENTRIES,
+            f"list has {len(document)} items; the limit is {limits.max_entries}",
+        )
         return
     if result.format is Format.FHIR:
-        decode_fhir(document, received_at=received_at, topic_kind=topic_kind,
-                    max_entries=limits.max_entries, result=result)
+        decode_fhir(
+            document,
+            received_at=received_at,
+            topic_kind=topic_kind,
+            max_entries=limits.max_entries,
+            result=result,
+        )
     elif result.format is Format.NIGHTSCOUT:
         patient = nightscout_patient or (key.decode("utf-8", "replace") if key else None)
         decode_nightscout(document, patient_id=patient, received_at=received_at, result=result)

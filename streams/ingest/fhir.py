@@ -65,16 +65,21 @@ def _bundle(
 ) -> None:
     bundle_type = bundle.get("type")
     if not isinstance(bundle_type, str) or bundle_type not in BUNDLE_TYPES:
-        result.reject(Reason.UNSUPPORTED, f"Bundle type {bundle.get('type')!r} is not one of "
-                      f"{', '.join(sorted(BUNDLE_TYPES))}")
+        result.reject(
+            Reason.UNSUPPORTED,
+            f"Bundle type {bundle.get('type')!r} is not one of {', '.join(sorted(BUNDLE_TYPES))}",
+        )
         return
     entries = bundle.get("entry", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         result.reject(Reason.SCHEMA, "Bundle.entry must be a list of objects", "/entry")
         return
     if len(entries) > max_entries:
-        result.reject(Reason.TOO_MANY_ENTRIES,
-                      f"Bundle has {len(entries)} entries; the limit is {max_entries}", "/entry")
+        result.reject(
+            Reason.TOO_MANY_ENTRIES,
+            f"Bundle has {len(entries)} entries; the limit is {max_entries}",
+            "/entry",
+        )
         return
     patients = _bundle_patients(entries)
     found = False
@@ -109,7 +114,9 @@ def _bundle_patients(entries: list[dict[str, Any]]) -> dict[str, str]:
         if isinstance(resource, dict) and resource.get("resourceType") == "Patient":
             identifiers = resource.get("identifier")
             first = identifiers[0] if isinstance(identifiers, list) and identifiers else {}
-            patient = (first.get("value") if isinstance(first, dict) else None) or resource.get("id")
+            patient = (first.get("value") if isinstance(first, dict) else None) or resource.get(
+                "id"
+            )
             if isinstance(entry.get("fullUrl"), str) and isinstance(patient, str):
                 patients[entry["fullUrl"]] = patient
     return patients
@@ -134,11 +141,11 @@ def _patient_id(fhir: FhirObservation, patients: dict[str, str]) -> str | None:
 
 def _effective(fhir: FhirObservation) -> datetime | date | str | None:
     if fhir.effectiveDateTime is not None:
-        return fhir.effectiveDateTime  # type: ignore[no-any-return]
+        return fhir.effectiveDateTime
     if fhir.effectiveInstant is not None:
-        return fhir.effectiveInstant  # type: ignore[no-any-return]
+        return fhir.effectiveInstant
     if fhir.effectivePeriod is not None and fhir.effectivePeriod.start is not None:
-        return fhir.effectivePeriod.start  # type: ignore[no-any-return]
+        return fhir.effectivePeriod.start
     return None
 
 
@@ -182,8 +189,9 @@ def _value(holder: Any) -> tuple[float, str | None] | Problem:
         words = [concept.text] + [c.display or c.code for c in concept.coding or []]
         for word in words:
             if isinstance(word, str):
-                level = CONSCIOUSNESS_LEVELS.get(word.strip().lower(),
-                                                 CONSCIOUSNESS_ALIASES.get(word.strip().lower()))
+                level = CONSCIOUSNESS_LEVELS.get(
+                    word.strip().lower(), CONSCIOUSNESS_ALIASES.get(word.strip().lower())
+                )
                 if level is not None:
                     return float(level), "{score}"
         return Problem(Reason.SCHEMA, "valueCodeableConcept is not an ACVPU level")
@@ -208,8 +216,9 @@ def _observation(
         result.reject(Reason.SCHEMA, describe_errors(exc), pointer)
         return
     if fhir.status not in R4_STATUSES:
-        result.reject(Reason.SCHEMA, f"status {fhir.status!r} is not an R4 ObservationStatus",
-                      pointer)
+        result.reject(
+            Reason.SCHEMA, f"status {fhir.status!r} is not an R4 ObservationStatus", pointer
+        )
         return
     if fhir.status in REFUSED_STATUSES:
         result.reject(Reason.STATUS, f"status is {fhir.status}: not ingested", pointer)
@@ -222,8 +231,11 @@ def _observation(
     if code is None:
         result.reject(Reason.UNKNOWN_CODE, "Observation.code has no LOINC coding", pointer)
         return
-    source = (fhir.device.reference if fhir.device is not None else None) or (
-        fhir.meta.source if fhir.meta is not None else None) or "fhir"
+    source = (
+        (fhir.device.reference if fhir.device is not None else None)
+        or (fhir.meta.source if fhir.meta is not None else None)
+        or "fhir"
+    )
     sender_id = fhir.id or next((i.value for i in fhir.identifier or [] if i.value), None)
     parts: list[tuple[str, Any, str]] = []
     if fhir.component and (code == BP_PANEL or not (fhir.valueQuantity or fhir.valueInteger)):
@@ -250,19 +262,23 @@ def _observation(
             continue
         event_id = None
         if sender_id:
-            event_id = sender_id if len(parts) == 1 and holder is fhir else f"{sender_id}/{part_code}"
-        result.add(normalise(
-            Measurement(
-                patient_id=patient,
-                code=part_code,
-                value=value[0],
-                unit=value[1],
-                effective_at=when,
-                source=str(source),
-                event_id=event_id,
-                pointer=where,
-            ),
-            fmt=Format.FHIR,
-            received_at=received_at,
-            topic_kind=topic_kind,
-        ))
+            event_id = (
+                sender_id if len(parts) == 1 and holder is fhir else f"{sender_id}/{part_code}"
+            )
+        result.add(
+            normalise(
+                Measurement(
+                    patient_id=patient,
+                    code=part_code,
+                    value=value[0],
+                    unit=value[1],
+                    effective_at=when,
+                    source=str(source),
+                    event_id=event_id,
+                    pointer=where,
+                ),
+                fmt=Format.FHIR,
+                received_at=received_at,
+                topic_kind=topic_kind,
+            )
+        )

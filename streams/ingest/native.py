@@ -66,8 +66,11 @@ def decode_native(
             native = NativeObservation.model_validate(item)
         except ValidationError as exc:
             fields = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-            reason = Reason.TIME if fields == {"effective_at"} else (
-                Reason.PATIENT if fields == {"patient_id"} else Reason.SCHEMA)
+            reason = (
+                Reason.TIME
+                if fields == {"effective_at"}
+                else (Reason.PATIENT if fields == {"patient_id"} else Reason.SCHEMA)
+            )
             result.reject(reason, describe_errors(exc), pointer)
             continue
         value: float | None
@@ -80,18 +83,20 @@ def decode_native(
         if value is None:
             result.reject(Reason.SCHEMA, f"value of {native.code} must be a number", pointer)
             continue
-        result.add(normalise(
-            Measurement(
-                patient_id=native.patient_id,
-                code=native.code,
-                value=value,
-                unit=native.unit,
-                effective_at=native.effective_at,
-                source=native.source,
-                event_id=native.event_id,
-                pointer=pointer,
-            ),
-            fmt=native.format or Format.NATIVE,
-            received_at=native.received_at or received_at,
-            topic_kind=topic_kind,
-        ))
+        result.add(
+            normalise(
+                Measurement(
+                    patient_id=native.patient_id,
+                    code=native.code,
+                    value=value,
+                    unit=native.unit,
+                    effective_at=native.effective_at,
+                    source=native.source,
+                    event_id=native.event_id,
+                    pointer=pointer,
+                ),
+                fmt=native.format or Format.NATIVE,
+                received_at=native.received_at or received_at,
+                topic_kind=topic_kind,
+            )
+        )

@@ -30,8 +30,11 @@ def looks_like_entry(document: Any) -> bool:
     if not isinstance(document, dict):
         return False
     kind = document.get("type")
-    return (isinstance(kind, str) and kind in ENTRY_TYPES) or "sgv" in document or (
-        "dateString" in document)
+    return (
+        (isinstance(kind, str) and kind in ENTRY_TYPES)
+        or "sgv" in document
+        or ("dateString" in document)
+    )
 
 
 def _entry_time(entry: dict[str, Any]) -> datetime | str:
@@ -71,16 +74,20 @@ def decode_nightscout(
         kind = entry.get("type", "sgv" if "sgv" in entry else None)
         code = ENTRY_CODES.get(kind) if isinstance(kind, str) else None
         if code is None:
-            result.reject(Reason.UNSUPPORTED, f"Nightscout entry type {kind!r} is not glucose",
-                          pointer)
+            result.reject(
+                Reason.UNSUPPORTED, f"Nightscout entry type {kind!r} is not glucose", pointer
+            )
             continue
         value = entry.get(kind)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             result.reject(Reason.SCHEMA, f"{kind} must be a number (mg/dL)", pointer)
             continue
         if not patient_id:
-            result.reject(Reason.PATIENT, "Nightscout entries carry no patient id: publish them "
-                          "keyed by patient id", pointer)
+            result.reject(
+                Reason.PATIENT,
+                "Nightscout entries carry no patient id: publish them keyed by patient id",
+                pointer,
+            )
             continue
         when = _entry_time(entry)
         if isinstance(when, str):
@@ -88,18 +95,20 @@ def decode_nightscout(
             continue
         sender_id = entry.get("_id") or entry.get("identifier")
         device = entry.get("device")
-        result.add(normalise(
-            Measurement(
-                patient_id=patient_id,
-                code=code,
-                value=float(value),
-                unit="mg/dL",
-                effective_at=when,
-                source=device if isinstance(device, str) and device else "nightscout",
-                event_id=sender_id if isinstance(sender_id, str) and sender_id else None,
-                pointer=pointer,
-            ),
-            fmt=Format.NIGHTSCOUT,
-            received_at=received_at,
-            topic_kind=Kind.GLUCOSE,
-        ))
+        result.add(
+            normalise(
+                Measurement(
+                    patient_id=patient_id,
+                    code=code,
+                    value=float(value),
+                    unit="mg/dL",
+                    effective_at=when,
+                    source=device if isinstance(device, str) and device else "nightscout",
+                    event_id=sender_id if isinstance(sender_id, str) and sender_id else None,
+                    pointer=pointer,
+                ),
+                fmt=Format.NIGHTSCOUT,
+                received_at=received_at,
+                topic_kind=Kind.GLUCOSE,
+            )
+        )

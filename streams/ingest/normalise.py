@@ -12,7 +12,6 @@ from ..schemas.codes import CATALOGUE, ucum
 from ..schemas.observation import Format, Kind, Observation, stable_event_id
 from .problems import Problem, Reason
 
-
 #: Measurements dated further ahead of their arrival than this are refused (reason ``time``).
 MAX_FUTURE = timedelta(minutes=5)
 
@@ -39,16 +38,20 @@ def normalise(
     Codes outside the catalogue pass through (with their unit as sent) only as labs,
     i.e. on the labs topic or, over HTTP, when no topic is implied.
     """
-    if not isinstance(m.value, (int, float)) or isinstance(m.value, bool) or not math.isfinite(
-        m.value
+    if (
+        not isinstance(m.value, (int, float))
+        or isinstance(m.value, bool)
+        or not math.isfinite(m.value)
     ):
         return Problem(Reason.IMPLAUSIBLE, f"value for {m.code} is not a finite number", m.pointer)
     if m.effective_at.tzinfo is None:
-        return Problem(Reason.TIME, "time has no timezone (clinical times must be aware)",
-                       m.pointer)
+        return Problem(
+            Reason.TIME, "time has no timezone (clinical times must be aware)", m.pointer
+        )
     if m.effective_at > received_at + MAX_FUTURE:
-        return Problem(Reason.TIME, f"time is more than {MAX_FUTURE} in the future (device "
-                       "clock?)", m.pointer)
+        return Problem(
+            Reason.TIME, f"time is more than {MAX_FUTURE} in the future (device clock?)", m.pointer
+        )
     spec = CATALOGUE.get(m.code)
     unit = ucum(m.unit) if m.unit else None
     if spec is None:
@@ -65,8 +68,9 @@ def normalise(
     else:
         if unit is None:
             if spec.unit != "{score}":
-                return Problem(Reason.UNIT, f"{spec.name} ({m.code}) needs a unit: {spec.unit}",
-                               m.pointer)
+                return Problem(
+                    Reason.UNIT, f"{spec.name} ({m.code}) needs a unit: {spec.unit}", m.pointer
+                )
             unit = spec.unit
         converted = spec.convert(float(m.value), unit)
         if converted is None:

@@ -96,8 +96,10 @@ class DeadLetter(BaseModel):
         return cls(
             reason=first.reason,
             message=first.message,
-            problems=[ProblemRecord(reason=p.reason, message=p.message, pointer=p.pointer)
-                      for p in result.problems],
+            problems=[
+                ProblemRecord(reason=p.reason, message=p.message, pointer=p.pointer)
+                for p in result.problems
+            ],
             format=result.format,
             source_topic=topic,
             partition=partition,

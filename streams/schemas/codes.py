@@ -54,8 +54,15 @@ _GLUCOSE_RANGE = (20.0, 600.0)
 #: AVPU/ACVPU level of consciousness as an ordinal (NEWS2 scores 0 for Alert, 3 otherwise).
 CONSCIOUSNESS_LEVELS = {"alert": 0, "confusion": 1, "voice": 2, "pain": 3, "unresponsive": 4}
 CONSCIOUSNESS_ALIASES = {
-    "a": 0, "c": 1, "v": 2, "p": 3, "u": 4,
-    "new confusion": 1, "confused": 1, "verbal": 2, "responds to voice": 2,
+    "a": 0,
+    "c": 1,
+    "v": 2,
+    "p": 3,
+    "u": 4,
+    "new confusion": 1,
+    "confused": 1,
+    "verbal": 2,
+    "responds to voice": 2,
     "responds to pain": 3,
 }
 
@@ -67,8 +74,15 @@ CATALOGUE: dict[str, CodeSpec] = {
         CodeSpec("9279-1", "respiratory_rate", Kind.VITAL, "/min", 2, 80),
         CodeSpec("2708-6", "spo2", Kind.VITAL, "%", 50, 100),
         CodeSpec("59408-5", "spo2", Kind.VITAL, "%", 50, 100),
-        CodeSpec("8310-5", "body_temperature", Kind.VITAL, "Cel", 25, 45,
-                 {"[degF]": Conversion(5 / 9, -32 * 5 / 9)}),
+        CodeSpec(
+            "8310-5",
+            "body_temperature",
+            Kind.VITAL,
+            "Cel",
+            25,
+            45,
+            {"[degF]": Conversion(5 / 9, -32 * 5 / 9)},
+        ),
         CodeSpec("8480-6", "systolic_bp", Kind.VITAL, "mm[Hg]", 40, 300),
         CodeSpec("8462-4", "diastolic_bp", Kind.VITAL, "mm[Hg]", 20, 200),
         # ACVPU as an ordinal 0..4 (see CONSCIOUSNESS_LEVELS)
@@ -78,23 +92,48 @@ CATALOGUE: dict[str, CodeSpec] = {
         CodeSpec("3150-0", "fio2", Kind.VITAL, "%", 21, 100),
         # glucose, canonical mg/dL
         CodeSpec("99504-3", "cgm_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE, _MGDL_FROM_MMOL),
-        CodeSpec("105272-9", "cgm_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE,
-                 _MMOL_TO_MGDL_ONLY, canonical_code="99504-3"),
-        CodeSpec("2339-0", "blood_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE,
-                 _MGDL_FROM_MMOL),
-        CodeSpec("15074-8", "blood_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE,
-                 _MMOL_TO_MGDL_ONLY, canonical_code="2339-0"),
-        CodeSpec("41653-7", "capillary_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE,
-                 _MGDL_FROM_MMOL),
-        CodeSpec("14743-9", "capillary_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE,
-                 _MMOL_TO_MGDL_ONLY, canonical_code="41653-7"),
+        CodeSpec(
+            "105272-9",
+            "cgm_glucose",
+            Kind.GLUCOSE,
+            "mg/dL",
+            *_GLUCOSE_RANGE,
+            _MMOL_TO_MGDL_ONLY,
+            canonical_code="99504-3",
+        ),
+        CodeSpec(
+            "2339-0", "blood_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE, _MGDL_FROM_MMOL
+        ),
+        CodeSpec(
+            "15074-8",
+            "blood_glucose",
+            Kind.GLUCOSE,
+            "mg/dL",
+            *_GLUCOSE_RANGE,
+            _MMOL_TO_MGDL_ONLY,
+            canonical_code="2339-0",
+        ),
+        CodeSpec(
+            "41653-7", "capillary_glucose", Kind.GLUCOSE, "mg/dL", *_GLUCOSE_RANGE, _MGDL_FROM_MMOL
+        ),
+        CodeSpec(
+            "14743-9",
+            "capillary_glucose",
+            Kind.GLUCOSE,
+            "mg/dL",
+            *_GLUCOSE_RANGE,
+            _MMOL_TO_MGDL_ONLY,
+            canonical_code="41653-7",
+        ),
         # laboratory
         CodeSpec("4548-4", "hba1c", Kind.LAB, "%", 3, 20),
-        CodeSpec("2160-0", "creatinine", Kind.LAB, "mg/dL", 0.1, 30,
-                 {"umol/L": Conversion(1 / 88.42)}),
+        CodeSpec(
+            "2160-0", "creatinine", Kind.LAB, "mg/dL", 0.1, 30, {"umol/L": Conversion(1 / 88.42)}
+        ),
         CodeSpec("2823-3", "potassium", Kind.LAB, "mmol/L", 1.5, 10, {"meq/L": SAME}),
-        CodeSpec("2524-7", "lactate", Kind.LAB, "mmol/L", 0.1, 30,
-                 {"mg/dL": Conversion(1 / 9.008)}),
+        CodeSpec(
+            "2524-7", "lactate", Kind.LAB, "mmol/L", 0.1, 30, {"mg/dL": Conversion(1 / 9.008)}
+        ),
     )
 }
 
@@ -103,13 +142,35 @@ BP_PANEL = "85354-9"
 
 #: Free-text units seen in the wild -> UCUM. Only used when no UCUM code was sent.
 UNIT_ALIASES: dict[str, str] = {
-    "bpm": "/min", "beats/min": "/min", "beats/minute": "/min", "{beats}/min": "/min",
-    "1/min": "/min", "/min": "/min", "breaths/min": "/min", "{breaths}/min": "/min",
-    "rpm": "/min", "%": "%", "percent": "%", "mmhg": "mm[Hg]", "mm hg": "mm[Hg]",
-    "mm[hg]": "mm[Hg]", "cel": "Cel", "°c": "Cel", "c": "Cel", "degc": "Cel",
-    "[degf]": "[degF]", "°f": "[degF]", "f": "[degF]", "degf": "[degF]",
-    "mg/dl": "mg/dL", "mmol/l": "mmol/L", "umol/l": "umol/L", "µmol/l": "umol/L",
-    "meq/l": "meq/L", "l/min": "L/min", "{score}": "{score}",
+    "bpm": "/min",
+    "beats/min": "/min",
+    "beats/minute": "/min",
+    "{beats}/min": "/min",
+    "1/min": "/min",
+    "/min": "/min",
+    "breaths/min": "/min",
+    "{breaths}/min": "/min",
+    "rpm": "/min",
+    "%": "%",
+    "percent": "%",
+    "mmhg": "mm[Hg]",
+    "mm hg": "mm[Hg]",
+    "mm[hg]": "mm[Hg]",
+    "cel": "Cel",
+    "°c": "Cel",
+    "c": "Cel",
+    "degc": "Cel",
+    "[degf]": "[degF]",
+    "°f": "[degF]",
+    "f": "[degF]",
+    "degf": "[degF]",
+    "mg/dl": "mg/dL",
+    "mmol/l": "mmol/L",
+    "umol/l": "umol/L",
+    "µmol/l": "umol/L",
+    "meq/l": "meq/L",
+    "l/min": "L/min",
+    "{score}": "{score}",
 }
 
 

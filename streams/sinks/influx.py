@@ -13,15 +13,18 @@ import logging
 from typing import Any
 
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.domain.write_precision import WritePrecision
 from mode import Service
 
 from ..settings import InfluxSettings
 from .lines import PRECISION
 
+assert PRECISION == WritePrecision.MS  # lines are built in milliseconds
+
 log = logging.getLogger(__name__)
 
 
-class InfluxSink(Service):  # type: ignore[misc]
+class InfluxSink(Service):
     """Writes line-protocol batches; retries until accepted, never drops."""
 
     def __init__(
@@ -51,7 +54,7 @@ class InfluxSink(Service):  # type: ignore[misc]
 
     async def on_stop(self) -> None:
         if self._client is not None:
-            await self._client.close()
+            await self._client.close()  # type: ignore[no-untyped-call]
             self._client = None
 
     async def write(self, lines: list[str]) -> None:
@@ -70,7 +73,7 @@ class InfluxSink(Service):  # type: ignore[misc]
                     bucket=self.settings.bucket,
                     org=self.settings.org,
                     record=lines,
-                    write_precision=PRECISION,
+                    write_precision=WritePrecision.MS,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure: hold the batch and retry
                 attempt += 1
@@ -78,7 +81,10 @@ class InfluxSink(Service):  # type: ignore[misc]
                 self.blocked = True
                 log.warning(
                     "InfluxDB write of %d points failed (%s); retry %d in %.1f s, stream paused",
-                    len(lines), type(exc).__name__, attempt, delay,
+                    len(lines),
+                    type(exc).__name__,
+                    attempt,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)

@@ -6,19 +6,40 @@ Override with BEDSIDE_TEST_BROKER_PORT / BEDSIDE_TEST_TSDB_PORT.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from deploy.stack import LocalStack
+from deploy.tsdb import export_series, force_flush
 from streams.settings import Settings, get_settings
 
 BEDSIDE = shutil.which("bedside", path=str(Path(sys.executable).parent)) or "bedside"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> Callable[[], int]:
+    """Factory of free loopback ports."""
+    return free_port
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -107,3 +128,92 @@ def make_settings() -> Callable[[dict[str, str]], Settings]:
 @pytest.fixture(scope="session")
 def local_stack(stack_settings: Settings) -> LocalStack:
     return LocalStack(stack_settings)
+
+
+class WorkerProcess:
+    """A worker subprocess whose output goes to a log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, web_port: int) -> None:
+        self.log = log
+        self.web_port = web_port
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def assert_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"worker exited {self.process.returncode}:\n{tail}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.assert_alive()
+            try:
+                with urllib.request.urlopen(f"{self.url}/ready", timeout=2) as response:
+                    if json.loads(response.read()).get("ready"):
+                        return
+            except (OSError, urllib.error.HTTPError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready after {timeout} s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="module")
+def spawn_worker(
+    stack_env_vars: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """spawn_worker(script=None, **env) starts ``bedside worker`` (or a script) on the stack."""
+    started: list[WorkerProcess] = []
+
+    def spawn(script: Path | None = None, **env: str) -> WorkerProcess:
+        web_port = free_port()
+        folder = tmp_path_factory.mktemp("worker")
+        full_env = {
+            **os.environ,
+            **stack_env_vars,
+            "BEDSIDE_WORKER__APP_ID": f"test-{uuid.uuid4().hex[:8]}",
+            "BEDSIDE_WORKER__DATA_DIR": str(folder / "data"),
+            "BEDSIDE_WEB__PORT": str(web_port),
+            **env,
+        }
+        argv = [sys.executable, str(script), "worker"] if script else [BEDSIDE, "worker"]
+        worker = WorkerProcess(argv, full_env, folder / "worker.log", web_port)
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def read_series(stack_settings: Settings) -> Callable[..., list[dict[str, object]]]:
+    """read_series(selector, count, timeout=20): poll the tsdb until ``count`` series match."""
+    url = stack_settings.influx.url
+
+    def read(selector: str, count: int, timeout: float = 20) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        series: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            force_flush(url)
+            series = export_series(url, selector)
+            if len(series) >= count:
+                return series
+            time.sleep(0.3)
+        return series
+
+    return read

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -72,34 +70,8 @@ def _auth(settings: Settings) -> dict[str, object]:
     return options
 
 
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, str(WORKER), "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def assert_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise AssertionError(
-                f"worker exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
-            )
-
-
 def _wait_for_dump(
-    worker: WorkerProcess, dump: Path, expected: dict[str, list[int]], timeout: float
+    worker: Any, dump: Path, expected: dict[str, list[int]], timeout: float
 ) -> dict[str, list[int]]:
     deadline = time.monotonic() + timeout
     state: dict[str, list[int]] = {}
@@ -116,9 +88,8 @@ def _wait_for_dump(
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_table_state_is_recovered_exactly_after_restart(
     stack_settings: Settings,
-    stack_env_vars: dict[str, str],
+    spawn_worker: Callable[..., Any],
     tmp_path: Path,
-    port: object,
     store: str,
 ) -> None:
     partitions = 4
@@ -149,19 +120,15 @@ def test_table_state_is_recovered_exactly_after_restart(
     asyncio.run(produce())
     dump = tmp_path / "dump.json"
     env = {
-        **os.environ,
-        **stack_env_vars,
         "BEDSIDE_WORKER__APP_ID": f"recovery-{uuid.uuid4().hex[:8]}",
         "BEDSIDE_WORKER__STORE": store,
         "BEDSIDE_WORKER__DATA_DIR": str(tmp_path / "worker"),
-        "BEDSIDE_WEB__PORT": str(port()),  # type: ignore[operator]
         "BEDSIDE_TOPICS__PARTITIONS": str(partitions),
         "RECOVERY_TOPIC": topic,
         "RECOVERY_DUMP": str(dump),
     }
-    log = tmp_path / "worker.log"
 
-    first = WorkerProcess({**env, "RECOVERY_MODE": "count"}, log)
+    first = spawn_worker(WORKER, **env, RECOVERY_MODE="count")
     try:
         counted = _wait_for_dump(first, dump, expected, timeout=120)
         assert counted == expected
@@ -169,7 +136,7 @@ def test_table_state_is_recovered_exactly_after_restart(
         first.stop()
 
     dump.unlink()
-    second = WorkerProcess({**env, "RECOVERY_MODE": "verify"}, log)
+    second = spawn_worker(WORKER, **env, RECOVERY_MODE="verify")
     try:
         recovered = _wait_for_dump(second, dump, expected, timeout=120)
     finally:
@@ -178,6 +145,8 @@ def test_table_state_is_recovered_exactly_after_restart(
     assert recovered == expected
     # the fix was exercised: some changelog high watermark was wrong and corrected
     corrected = [
-        line for line in log.read_text().splitlines() if "embedded profile: corrected" in line
+        line
+        for line in second.log.read_text().splitlines()
+        if "embedded profile: corrected" in line
     ]
     assert corrected and int(corrected[-1].split("corrected ")[1].split()[0]) > 0, corrected

@@ -37,7 +37,9 @@ def test_worker_autodetects_the_embedded_broker_and_becomes_ready(
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
-            [bedside, "worker", "--web-port", str(web_port)], env=env, stdout=out,
+            [bedside, "worker", "--web-port", str(web_port)],
+            env=env,
+            stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
@@ -70,7 +72,8 @@ def test_worker_says_how_to_start_the_stack_when_no_broker_answers(
     bedside = shutil.which("bedside", path=str(Path(sys.executable).parent))
     assert bedside
     env = {**os.environ, "BEDSIDE_KAFKA__BOOTSTRAP": f"127.0.0.1:{port()}"}
-    result = subprocess.run([bedside, "worker"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [bedside, "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "not reachable" in result.stderr and "bedside stack up" in result.stderr

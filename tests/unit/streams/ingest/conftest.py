@@ -22,8 +22,9 @@ UCUM = "http://unitsofmeasure.org"
 def decode() -> Callable[..., DecodeResult]:
     """decode(document_or_bytes, topic_kind=..., key=...) at a fixed arrival time."""
 
-    def run(document: Any, *, topic_kind: Kind | None = None, key: bytes | None = None,
-            **kwargs: Any) -> DecodeResult:
+    def run(
+        document: Any, *, topic_kind: Kind | None = None, key: bytes | None = None, **kwargs: Any
+    ) -> DecodeResult:
         raw = document if isinstance(document, bytes) else orjson.dumps(document)
         return decode_record(raw, received_at=NOW, topic_kind=topic_kind, key=key, **kwargs)
 
@@ -34,8 +35,12 @@ def decode() -> Callable[..., DecodeResult]:
 def native() -> Callable[..., dict[str, Any]]:
     def make(**overrides: Any) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "patient_id": "syn-001", "code": "8867-4", "value": 72, "unit": "/min",
-            "effective_at": "2026-11-24T11:55:00Z", "source": "watch-1",
+            "patient_id": "syn-001",
+            "code": "8867-4",
+            "value": 72,
+            "unit": "/min",
+            "effective_at": "2026-11-24T11:55:00Z",
+            "source": "watch-1",
         }
         doc.update(overrides)
         return {k: v for k, v in doc.items() if v is not None}
@@ -45,8 +50,12 @@ def native() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def fhir_obs() -> Callable[..., dict[str, Any]]:
-    def make(code: str = "8867-4", value: float | None = 72, unit_code: str | None = "/min",
-             **overrides: Any) -> dict[str, Any]:
+    def make(
+        code: str = "8867-4",
+        value: float | None = 72,
+        unit_code: str | None = "/min",
+        **overrides: Any,
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "resourceType": "Observation",
             "id": "obs-1",
@@ -72,9 +81,14 @@ def bundle() -> Callable[..., dict[str, Any]]:
         return {
             "resourceType": "Bundle",
             "type": type,
-            "entry": [{"fullUrl": f"urn:uuid:{i}", "resource": r,
-                       "request": {"method": "POST", "url": r["resourceType"]}}
-                      for i, r in enumerate(resources)],
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{i}",
+                    "resource": r,
+                    "request": {"method": "POST", "url": r["resourceType"]},
+                }
+                for i, r in enumerate(resources)
+            ],
         }
 
     return make

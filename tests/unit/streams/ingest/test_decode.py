@@ -28,8 +28,9 @@ def test_json_that_is_no_document(decode: Decode) -> None:
 def test_dead_letter_carries_original_bytes_and_coordinates(decode: Decode) -> None:
     raw = b'{"patient_id": "syn-1", "code": "8867-4", "value": 1, "unit": "/min"}'
     result = decode(raw)
-    letter = DeadLetter.build(result, raw, topic="bedside.vitals", partition=3, offset=99,
-                              key=b"syn-1", received_at=NOW)
+    letter = DeadLetter.build(
+        result, raw, topic="bedside.vitals", partition=3, offset=99, key=b"syn-1", received_at=NOW
+    )
     assert base64.b64decode(letter.original_b64) == raw
     assert (letter.source_topic, letter.partition, letter.offset) == ("bedside.vitals", 3, 99)
     assert letter.reason is Reason.TIME and "effective_at" in letter.message

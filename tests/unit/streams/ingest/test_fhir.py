@@ -12,41 +12,64 @@ Decode = Callable[..., DecodeResult]
 Make = Callable[..., dict[str, Any]]
 
 
-def test_observation_with_ucum_code_preferred_over_free_text(decode: Decode, fhir_obs: Make) -> None:
-    doc = fhir_obs(valueQuantity={"value": 88, "unit": "beats per minute", "system": UCUM,
-                                  "code": "/min"})
+def test_observation_with_ucum_code_preferred_over_free_text(
+    decode: Decode, fhir_obs: Make
+) -> None:
+    doc = fhir_obs(
+        valueQuantity={"value": 88, "unit": "beats per minute", "system": UCUM, "code": "/min"}
+    )
     [obs] = decode(doc).observations
     assert (obs.patient_id, obs.code, obs.value, obs.unit, obs.format) == (
-        "syn-002", "8867-4", 88.0, "/min", Format.FHIR)
+        "syn-002",
+        "8867-4",
+        88.0,
+        "/min",
+        Format.FHIR,
+    )
     assert obs.effective_at.isoformat() == "2026-11-24T10:50:00+00:00"
     assert obs.event_id == "obs-1"
 
 
 def test_free_text_unit_is_used_when_no_code(decode: Decode, fhir_obs: Make) -> None:
-    [obs] = decode(fhir_obs(valueQuantity={"value": 37.5, "unit": "°C"}, code="8310-5")).observations
+    [obs] = decode(
+        fhir_obs(valueQuantity={"value": 37.5, "unit": "°C"}, code="8310-5")
+    ).observations
     assert obs.unit == "Cel" and obs.value == 37.5
 
 
 def test_blood_pressure_panel_becomes_two_observations(decode: Decode, fhir_obs: Make) -> None:
-    doc = fhir_obs(code="85354-9", value=None, id="bp-7", component=[
-        {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
-         "valueQuantity": {"value": 128, "system": UCUM, "code": "mm[Hg]"}},
-        {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
-         "valueQuantity": {"value": 82, "unit": "mmHg"}},
-    ])
+    doc = fhir_obs(
+        code="85354-9",
+        value=None,
+        id="bp-7",
+        component=[
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                "valueQuantity": {"value": 128, "system": UCUM, "code": "mm[Hg]"},
+            },
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+                "valueQuantity": {"value": 82, "unit": "mmHg"},
+            },
+        ],
+    )
     result = decode(doc)
     assert not result.problems
     assert [(o.code, o.value, o.unit, o.event_id) for o in result.observations] == [
-        ("8480-6", 128.0, "mm[Hg]", "bp-7/8480-6"), ("8462-4", 82.0, "mm[Hg]", "bp-7/8462-4")]
+        ("8480-6", 128.0, "mm[Hg]", "bp-7/8480-6"),
+        ("8462-4", 82.0, "mm[Hg]", "bp-7/8462-4"),
+    ]
 
 
 def test_spo2_with_several_codings_picks_the_known_loinc(decode: Decode, fhir_obs: Make) -> None:
     doc = fhir_obs(code="x", unit_code="%", value=94)
-    doc["code"] = {"coding": [
-        {"system": "http://snomed.info/sct", "code": "431314004"},
-        {"system": LOINC, "code": "0000-0"},
-        {"system": LOINC, "code": "59408-5", "display": "SpO2 by pulse oximetry"},
-    ]}
+    doc["code"] = {
+        "coding": [
+            {"system": "http://snomed.info/sct", "code": "431314004"},
+            {"system": LOINC, "code": "0000-0"},
+            {"system": LOINC, "code": "59408-5", "display": "SpO2 by pulse oximetry"},
+        ]
+    }
     [obs] = decode(doc).observations
     assert (obs.code, obs.value, obs.unit) == ("59408-5", 94.0, "%")
 
@@ -67,13 +90,16 @@ def test_other_effective_fields(decode: Decode, fhir_obs: Make, field: str) -> N
     assert obs.effective_at.isoformat() == "2026-11-24T09:00:00+00:00"
 
 
-@pytest.mark.parametrize(("when", "expected"), [("2026-11-20", "2026-11-20T00:00:00+00:00"),
-                                                ("2026-10", "2026-10-01T00:00:00+00:00")])
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [("2026-11-20", "2026-11-20T00:00:00+00:00"), ("2026-10", "2026-10-01T00:00:00+00:00")],
+)
 def test_date_only_and_partial_dates_are_accepted_for_labs(
     decode: Decode, fhir_obs: Make, when: str, expected: str
 ) -> None:
-    [obs] = decode(fhir_obs(code="4548-4", value=7.1, unit_code="%",
-                            effectiveDateTime=when)).observations
+    [obs] = decode(
+        fhir_obs(code="4548-4", value=7.1, unit_code="%", effectiveDateTime=when)
+    ).observations
     assert obs.kind is Kind.LAB and obs.effective_at.isoformat() == expected
 
 
@@ -101,7 +127,8 @@ def test_bundle_resolves_urn_uuid_patients_and_keeps_good_entries(
     result = decode(bundle(patient, good, bad))
     assert [(o.patient_id, o.event_id) for o in result.observations] == [("mrn-77", "a")]
     assert [(p.reason, p.pointer) for p in result.problems] == [
-        (Reason.IMPLAUSIBLE, "/entry/2/resource")]
+        (Reason.IMPLAUSIBLE, "/entry/2/resource")
+    ]
 
 
 @pytest.mark.parametrize("kind", ["transaction", "batch", "collection", "searchset"])
@@ -127,8 +154,10 @@ def _limits(entries: int) -> object:
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"valueQuantity": None, "dataAbsentReason": {"text": "asked but declined"}},
-         Reason.NO_VALUE),
+        (
+            {"valueQuantity": None, "dataAbsentReason": {"text": "asked but declined"}},
+            Reason.NO_VALUE,
+        ),
         ({"subject": None}, Reason.PATIENT),
         ({"subject": {"reference": "Group/ward-3"}}, Reason.PATIENT),
         ({"effectiveDateTime": "2026-11-24T11:50:00"}, Reason.SCHEMA),  # FHIR needs a zone

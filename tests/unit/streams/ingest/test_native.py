@@ -15,7 +15,12 @@ def test_one_observation_is_normalised(decode: Decode, native: Make) -> None:
     assert not result.problems
     [obs] = result.observations
     assert (obs.patient_id, obs.kind, obs.code, obs.value, obs.unit) == (
-        "syn-001", Kind.VITAL, "8867-4", 72.0, "/min")
+        "syn-001",
+        Kind.VITAL,
+        "8867-4",
+        72.0,
+        "/min",
+    )
     assert obs.effective_at.isoformat() == "2026-11-24T11:55:00+00:00"
     assert obs.event_id == "dev-42" and obs.format is Format.NATIVE and obs.source == "watch-1"
 
@@ -39,8 +44,9 @@ def test_fahrenheit_becomes_celsius(decode: Decode, native: Make) -> None:
     assert obs.unit == "Cel" and obs.value == pytest.approx(37.0)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("A", 0.0), ("new confusion", 1.0),
-                                                 ("Unresponsive", 4.0), (2, 2.0)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("A", 0.0), ("new confusion", 1.0), ("Unresponsive", 4.0), (2, 2.0)]
+)
 def test_acvpu_levels(decode: Decode, native: Make, value: object, expected: float) -> None:
     [obs] = decode(native(code="67775-7", value=value, unit=None)).observations
     assert obs.value == expected and obs.unit == "{score}"
@@ -70,8 +76,12 @@ def test_bad_native_observations_name_the_reason(
     assert [p.reason for p in result.problems] == [reason], result.problems
 
 
-def test_other_loinc_passes_through_as_a_lab_on_the_labs_topic(decode: Decode, native: Make) -> None:
-    [obs] = decode(native(code="2951-2", value=140, unit="mmol/L"), topic_kind=Kind.LAB).observations
+def test_other_loinc_passes_through_as_a_lab_on_the_labs_topic(
+    decode: Decode, native: Make
+) -> None:
+    [obs] = decode(
+        native(code="2951-2", value=140, unit="mmol/L"), topic_kind=Kind.LAB
+    ).observations
     assert (obs.kind, obs.code, obs.unit, obs.value) == (Kind.LAB, "2951-2", "mmol/L", 140.0)
 
 
@@ -79,4 +89,6 @@ def test_one_bad_item_does_not_sink_the_rest(decode: Decode, native: Make) -> No
     result = decode([native(), native(value=-5), "nope"])
     assert len(result.observations) == 1
     assert [(p.reason, p.pointer) for p in result.problems] == [
-        (Reason.IMPLAUSIBLE, "/1"), (Reason.SCHEMA, "/2")]
+        (Reason.IMPLAUSIBLE, "/1"),
+        (Reason.SCHEMA, "/2"),
+    ]

@@ -21,24 +21,50 @@ JSON = st.recursive(
     | st.floats(allow_nan=False)
     | st.integers(-(2**63), 2**64 - 1)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
 VALID = [
-    {"patient_id": "syn-1", "code": "8867-4", "value": 72, "unit": "/min",
-     "effective_at": "2026-11-24T11:55:00Z"},
-    {"resourceType": "Observation", "id": "o", "status": "final",
-     "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
-     "subject": {"reference": "Patient/syn-2"}, "effectiveDateTime": "2026-11-24T11:50:00Z",
-     "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-                    "valueQuantity": {"value": 120, "system": UCUM, "code": "mm[Hg]"}}]},
-    {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {
-        "resourceType": "Observation", "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "99504-3"}]},
-        "subject": {"reference": "Patient/syn-3"}, "effectiveDateTime": "2026-11-24T11:50:00Z",
-        "valueQuantity": {"value": 110, "system": UCUM, "code": "mg/dL"}}}]},
+    {
+        "patient_id": "syn-1",
+        "code": "8867-4",
+        "value": 72,
+        "unit": "/min",
+        "effective_at": "2026-11-24T11:55:00Z",
+    },
+    {
+        "resourceType": "Observation",
+        "id": "o",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": "Patient/syn-2"},
+        "effectiveDateTime": "2026-11-24T11:50:00Z",
+        "component": [
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "valueQuantity": {"value": 120, "system": UCUM, "code": "mm[Hg]"},
+            }
+        ],
+    },
+    {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "99504-3"}]},
+                    "subject": {"reference": "Patient/syn-3"},
+                    "effectiveDateTime": "2026-11-24T11:50:00Z",
+                    "valueQuantity": {"value": 110, "system": UCUM, "code": "mg/dL"},
+                }
+            }
+        ],
+    },
     [{"type": "sgv", "sgv": 142, "date": 1795520400000, "device": "xDrip"}],
 ]
 
