@@ -32,8 +32,8 @@ test: install tsdb
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check streams deploy tests
-	$(BIN)/ruff format --check streams deploy tests
+	$(BIN)/ruff check streams deploy tests bench
+	$(BIN)/ruff format --check streams deploy tests bench
 	$(BIN)/mypy
 
 stack-up: install tsdb

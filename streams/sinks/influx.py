@@ -13,13 +13,10 @@ import logging
 from typing import Any
 
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.domain.write_precision import WritePrecision
 from mode import Service
 
 from ..settings import InfluxSettings
 from .lines import PRECISION
-
-assert PRECISION == WritePrecision.MS  # lines are built in milliseconds
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +70,8 @@ class InfluxSink(Service):
                     bucket=self.settings.bucket,
                     org=self.settings.org,
                     record=lines,
-                    write_precision=WritePrecision.MS,
+                    # the client's WritePrecision constants are plain strings like PRECISION
+                    write_precision=PRECISION,  # type: ignore[arg-type]
                 )
             except Exception as exc:  # noqa: BLE001 - any failure: hold the batch and retry
                 attempt += 1
