@@ -1,0 +1,1 @@
+"""Clinical scores and rules: pure functions over plain values, no I/O."""
