@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from .schemas.observation import Observation
 from .settings import Settings
-
-#: Called with each ingest batch's accepted observations (the patient pipeline plugs in here).
-ObservationHandler = Callable[[list[Observation]], Awaitable[None]]
+from .windows.patient import Applied
 
 
 @dataclass
 class IngestStats:
-    """Counters of the ingest path (exposed on /metrics, read by tests and benchmarks)."""
+    """Counters of the stream (exposed on /metrics, read by tests and benchmarks)."""
 
     records: int = 0
     observations: int = 0
     http_requests: int = 0
+    rerouted: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    late: int = 0
+    alerts: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
+
+    def count(self, applied: Mapping[Applied, int]) -> None:
+        self.inserted += applied[Applied.INSERTED]
+        self.duplicates += applied[Applied.DUPLICATE]
+        self.late += applied[Applied.LATE]
 
 
 @dataclass
 class Runtime:
     settings: Settings
     ingest: IngestStats = field(default_factory=IngestStats)
-    observation_handlers: list[ObservationHandler] = field(default_factory=list)
+    windows: Any = None  # the worker's patient-window table, once registered

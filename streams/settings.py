@@ -191,6 +191,39 @@ class IngestSettings(_Section):
     )
 
 
+class GlucoseTargetSettings(_Section):
+    urgent_low: float = 54.0
+    low: float = 70.0
+    high: float = 180.0
+    urgent_high: float = 250.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GlucoseTargetSettings:
+        if not 0 < self.urgent_low < self.low < self.high < self.urgent_high:
+            msg = "glucose targets must satisfy 0 < urgent_low < low < high < urgent_high"
+            raise ValueError(msg)
+        return self
+
+
+class StreamSettings(_Section):
+    """Per-patient windows, scoring and the defaults of per-patient clinical settings."""
+
+    allowed_lateness_s: int = Field(
+        7200, ge=0, description="Events older than this behind a patient's newest are late."
+    )
+    max_vital_samples: int = Field(288, ge=8, description="Bound of each vital-sign buffer.")
+    news2_max_age_s: int = Field(
+        14400, ge=60, description="A vital older than this does not count towards NEWS2."
+    )
+    spo2_scale2_patients: list[str] = Field(
+        default_factory=list,
+        description="Patients scored on NEWS2 SpO2 scale 2 (hypercapnic respiratory failure).",
+    )
+    glucose_targets: dict[str, GlucoseTargetSettings] = Field(
+        default_factory=dict, description="JSON: patient id -> glucose thresholds in mg/dL."
+    )
+
+
 class WorkerSettings(_Section):
     """The Faust worker process."""
 
@@ -228,6 +261,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     web: WebSettings = WebSettings()
     ingest: IngestSettings = IngestSettings()
+    stream: StreamSettings = StreamSettings()
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
 

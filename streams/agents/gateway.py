@@ -28,6 +28,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
+from ..faust_compat import raw_topic
 from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.problems import DecodeResult, Problem, Reason
 from ..runtime import Runtime
@@ -107,9 +108,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Add the gateway routes to the worker's web server."""
     topics = settings.topics
     by_kind = {
-        kind: app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        )
+        kind: raw_topic(app, name)
         for kind, name in (
             (Kind.VITAL, topics.vitals),
             (Kind.GLUCOSE, topics.glucose),

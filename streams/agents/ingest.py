@@ -1,8 +1,16 @@
-"""Ingest: decode every record of the ingest topics, dead-letter what fails, sink the rest.
+"""The patient stream: ingest topics in; windows, scores, alerts, time series out.
 
-Each record yields observations or a dead-letter record, never neither. A batch's offsets
-are acknowledged (and later committed) only after its points were accepted by the
-time-series server and its dead letters by the broker.
+Per batch (``take_events``): decode every record (dead-lettering what fails: each record
+yields observations or a dead-letter record, never neither); group observations by patient;
+load each patient's window once, apply, score, derive alerts; write all points to the
+time-series server and send risk, alert and dead-letter records; only when the server
+accepted the points and the broker every record, store the new windows (one table write
+per patient per batch) and let Faust acknowledge the batch's offsets. A crash before that
+replays the batch: points are idempotent and alert ids stable.
+
+An observation whose patient hashes to another partition than the record's (a Bundle with
+several patients, a mis-keyed record) is republished keyed by its patient, so each
+patient's window lives in exactly one partition.
 """
 
 from __future__ import annotations
@@ -13,15 +21,19 @@ from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT
 
+from ..faust_compat import current_event, raw_topic
 from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.problems import DeadLetter
+from ..pipeline import PatientOutput, PatientPipeline
 from ..runtime import Runtime
 from ..schemas.observation import Kind, Observation
 from ..settings import Settings
 from ..sinks.influx import InfluxSink
-from ..sinks.lines import observation_line
+from ..windows.patient import PatientWindow
+from .gateway import native_record
 
 log = logging.getLogger(__name__)
 
@@ -29,25 +41,32 @@ log = logging.getLogger(__name__)
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Subscribe the ingest agent to the three ingest topics."""
     topics = settings.topics
-    source = app.topic(
-        *topics.ingest,
+    source = raw_topic(app, *topics.ingest)
+    deadletter = raw_topic(app, topics.deadletter)
+    risk = raw_topic(app, topics.risk)
+    alerts = raw_topic(app, topics.alerts)
+    by_kind = {
+        Kind.VITAL: raw_topic(app, topics.vitals),
+        Kind.GLUCOSE: raw_topic(app, topics.glucose),
+        Kind.LAB: raw_topic(app, topics.labs),
+    }
+    windows = app.Table(
+        "patient-windows",
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-    )
-    deadletter = app.topic(
-        topics.deadletter,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        partitions=topics.partitions,
     )
     kinds = {topics.vitals: Kind.VITAL, topics.glucose: Kind.GLUCOSE, topics.labs: Kind.LAB}
     limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
     sink = InfluxSink(settings.influx)
     app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
     stats = runtime.ingest
+    pipeline = PatientPipeline(settings.stream)
+    partitioner = DefaultPartitioner()
+    all_partitions = list(range(topics.partitions))
+    runtime.windows = windows
 
     @app.agent(source, name="bedside.ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -59,31 +78,30 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     async def process_batch(events: Sequence[EventT[bytes]]) -> None:
         received_at = datetime.now(UTC)
-        lines: list[str] = []
-        accepted: list[Observation] = []
         pending: list[Awaitable[object]] = []
+        # partition -> (an event of it, patient -> observations)
+        groups: dict[int, tuple[EventT[bytes], dict[str, list[Observation]]]] = {}
         for event in events:
             message = event.message
-            raw = message.value if isinstance(message.value, bytes) else b""
+            value = message.value if isinstance(message.value, bytes) else b""
+            key = message.key if isinstance(message.key, bytes) else None
             result = decode_record(
-                raw,
+                value,
                 received_at=received_at,
                 topic_kind=kinds.get(message.topic),
-                key=message.key if isinstance(message.key, bytes) else None,
+                key=key,
                 limits=limits,
             )
             stats.records += 1
             stats.observations += len(result.observations)
-            accepted.extend(result.observations)
-            lines.extend(observation_line(o) for o in result.observations)
             if result.problems:
                 letter = DeadLetter.build(
                     result,
-                    raw,
+                    value,
                     topic=message.topic,
                     partition=message.partition,
                     offset=message.offset,
-                    key=message.key,
+                    key=key,
                     received_at=received_at,
                 )
                 stats.dead_letters[letter.reason.value] += 1
@@ -96,10 +114,41 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     len(letter.problems),
                 )
                 pending.append(
-                    await deadletter.send(key=message.key, value=letter.model_dump_json().encode())
+                    await deadletter.send(key=key, value=letter.model_dump_json().encode())
                 )
-        await sink.write(lines)
-        for handler in runtime.observation_handlers:
-            await handler(accepted)
+            patients = groups.setdefault(message.partition, (event, {}))[1]
+            for observation in result.observations:
+                pid = observation.patient_id.encode()
+                if partitioner(pid, all_partitions, all_partitions) != message.partition:
+                    # another patient's partition owns its window: route it there
+                    stats.rerouted += 1
+                    pending.append(
+                        await by_kind[observation.kind].send(
+                            key=pid, value=native_record(observation)
+                        )
+                    )
+                    continue
+                patients.setdefault(observation.patient_id, []).append(observation)
+        outputs: list[tuple[EventT[bytes], bytes, PatientOutput]] = []
+        lines: list[str] = []
+        for event, patients in groups.values():
+            with current_event(event):
+                for patient_id, observations in patients.items():
+                    key = patient_id.encode()
+                    stored = windows.get(key)
+                    window = PatientWindow.from_bytes(stored) if stored else None
+                    output = pipeline.process(patient_id, window, observations)
+                    outputs.append((event, key, output))
+                    lines.extend(output.lines)
+                    stats.count(output.applied)
+                    if output.risk is not None:
+                        pending.append(await risk.send(key=key, value=output.risk))
+                    for alert in output.alerts:
+                        stats.alerts += 1
+                        pending.append(await alerts.send(key=key, value=alert))
+        await sink.write(lines)  # accepted by the time-series server ...
         if pending:
-            await asyncio.gather(*pending)  # the broker acknowledged every dead letter
+            await asyncio.gather(*pending)  # ... and every record acknowledged by the broker
+        for event, key, output in outputs:  # only then the new state
+            with current_event(event):
+                windows[key] = output.window.to_bytes()

@@ -1,0 +1,1 @@
+"""Alerts: which conditions open and resolve alerts, with reasons and evidence."""

@@ -1,0 +1,100 @@
+"""What happens to one patient's new observations: window, scores, alerts, outputs.
+
+Pure with respect to I/O (the agent loads and stores windows and sends the outputs), so it
+is tested without a broker and reused by the benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .alerts.policy import transitions
+from .rules.glucose import GlucoseTargets
+from .schemas.observation import Observation
+from .scoring.base import PatientProfile, Score, Scorer
+from .scoring.rules import default_scorers
+from .settings import StreamSettings
+from .sinks.lines import escape_tag, observation_line
+from .windows.patient import Applied, PatientWindow
+
+
+@dataclass
+class PatientOutput:
+    window: PatientWindow
+    applied: dict[Applied, int]
+    risk: bytes | None = None  # the risk event (JSON), when anything was inserted
+    alerts: list[bytes] = field(default_factory=list)  # alert events (JSON)
+    lines: list[str] = field(default_factory=list)  # line protocol: observations, scores, alerts
+
+
+def risk_lines(patient_id: str, t_ms: int, scores: list[Score]) -> list[str]:
+    pid = escape_tag(patient_id)
+    return [
+        f"risk,patient_id={pid},score={escape_tag(s.name)} value={float(s.value)!r} {t_ms}"
+        for s in scores
+        if s.value is not None
+    ]
+
+
+def alert_line(event: dict[str, Any], t_ms: int) -> str:
+    state = 1 if event["state"] == "open" else 0
+    return (
+        f"alerts,patient_id={escape_tag(event['patient_id'])},kind={event['kind']},"
+        f'severity={event["severity"]} open={state}i,alert_id="{event["alert_id"]}" {t_ms}'
+    )
+
+
+class PatientPipeline:
+    """Applies observations to a window and derives scores, alerts and output records."""
+
+    def __init__(self, settings: StreamSettings, scorers: list[Scorer] | None = None) -> None:
+        self.settings = settings
+        self.scorers: list[Scorer] = scorers if scorers is not None else list(default_scorers())
+        self.lateness_ms = settings.allowed_lateness_s * 1000
+        self._scale2 = frozenset(settings.spo2_scale2_patients)
+
+    def profile(self, patient_id: str) -> PatientProfile:
+        targets = self.settings.glucose_targets.get(patient_id)
+        return PatientProfile(
+            spo2_scale=2 if patient_id in self._scale2 else 1,
+            glucose=GlucoseTargets(**targets.model_dump()) if targets else GlucoseTargets(),
+        )
+
+    def process(
+        self, patient_id: str, window: PatientWindow | None, observations: list[Observation]
+    ) -> PatientOutput:
+        window = window or PatientWindow(patient_id)
+        applied = dict.fromkeys(Applied, 0)
+        lines = []
+        for observation in observations:
+            outcome = window.apply(
+                observation,
+                allowed_lateness_ms=self.lateness_ms,
+                max_vital_samples=self.settings.max_vital_samples,
+            )
+            applied[outcome] += 1
+            if outcome is not Applied.DUPLICATE:  # late ones are still written to InfluxDB
+                lines.append(observation_line(observation))
+        output = PatientOutput(window, applied, lines=lines)
+        if not applied[Applied.INSERTED]:
+            return output
+        profile = self.profile(patient_id)
+        scores = [s for scorer in self.scorers if (s := scorer.score(window, profile)) is not None]
+        events = transitions(window, scores, profile)
+        t_ms = window.watermark
+        output.lines.extend(risk_lines(patient_id, t_ms, scores))
+        output.lines.extend(alert_line(event, t_ms) for event in events)
+        output.risk = orjson.dumps(
+            {
+                "patient_id": patient_id,
+                "event_time": datetime.fromtimestamp(t_ms / 1000, tz=UTC).isoformat(),
+                "scores": [s.as_dict() for s in scores],
+                "inputs": window.summary(),
+            }
+        )
+        output.alerts = [orjson.dumps(event) for event in events]
+        return output

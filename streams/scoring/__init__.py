@@ -1,0 +1,7 @@
+"""Scoring a patient's window: the seam where rules today and ONNX models later plug in.
+
+A scorer is anything with ``score(window, profile) -> Score | None``; the pipeline runs every
+registered scorer after a patient's window changed and publishes all scores together on the
+risk topic. Scorers use event time (the window's watermark), never the wall clock, so a
+replay scores the same.
+"""

@@ -1,0 +1,36 @@
+"""The scorer interface and per-patient scoring settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..rules.glucose import GlucoseTargets
+from ..windows.patient import PatientWindow
+
+
+@dataclass(frozen=True, slots=True)
+class PatientProfile:
+    """Per-patient clinical settings the scores and alerts use."""
+
+    spo2_scale: int = 1  # 2 for patients with hypercapnic respiratory failure
+    glucose: GlucoseTargets = GlucoseTargets()
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One named, versioned score of one patient at one event time."""
+
+    name: str
+    version: str
+    value: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "value": self.value, **self.details}
+
+
+class Scorer(Protocol):
+    name: str
+
+    def score(self, window: PatientWindow, profile: PatientProfile) -> Score | None: ...

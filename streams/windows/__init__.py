@@ -1,0 +1,1 @@
+"""Per-patient state: windows of recent signals and personal baselines."""

@@ -1,0 +1,117 @@
+"""The per-patient pipeline: scores, alert transitions with stable ids, output lines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from streams.pipeline import PatientPipeline
+from streams.schemas.observation import Format, Kind, Observation, stable_event_id
+from streams.settings import StreamSettings
+
+T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+
+
+def cgm(minutes: float, value: float, patient: str = "syn-p1") -> Observation:
+    at = T0 + timedelta(minutes=minutes)
+    return Observation(
+        patient_id=patient,
+        kind=Kind.GLUCOSE,
+        code="99504-3",
+        value=value,
+        unit="mg/dL",
+        effective_at=at,
+        received_at=at,
+        source="t",
+        event_id=stable_event_id(patient, "99504-3", at, value, "t"),
+        format=Format.NATIVE,
+    )
+
+
+def vital(code: str, minutes: float, value: float, patient: str = "syn-p1") -> Observation:
+    at = T0 + timedelta(minutes=minutes)
+    return Observation(
+        patient_id=patient,
+        kind=Kind.VITAL,
+        code=code,
+        value=value,
+        unit="x",
+        effective_at=at,
+        received_at=at,
+        source="t",
+        event_id=stable_event_id(patient, code, at, value, "t"),
+        format=Format.NATIVE,
+    )
+
+
+def run(pipeline: PatientPipeline, batches: list[list[Observation]]) -> list[dict[str, object]]:
+    window, events = None, []
+    for batch in batches:
+        output = pipeline.process("syn-p1", window, batch)
+        window = output.window
+        events += [orjson.loads(a) for a in output.alerts]
+    return events
+
+
+def test_low_opens_once_escalates_and_resolves_with_stable_ids() -> None:
+    pipeline = PatientPipeline(StreamSettings())
+    batches = [
+        [cgm(0, 130)],
+        [cgm(5, 105)],
+        [cgm(10, 66)],
+        [cgm(15, 64)],
+        [cgm(20, 52)],
+        [cgm(25, 80)],
+        [cgm(30, 95)],
+    ]
+    events = run(pipeline, batches)
+    summary = [(e["kind"], e["state"]) for e in events]
+    assert ("predicted_low", "open") in summary
+    assert summary.count(("low", "open")) == 1
+    assert ("urgent_low", "open") in summary and ("urgent_low", "resolved") in summary
+    low_open = next(e for e in events if e["kind"] == "low" and e["state"] == "open")
+    assert "66 mg/dL" in low_open["reason"]
+    assert [r["mg_dl"] for r in low_open["evidence"]["recent_cgm"]][-1] == 66
+    again = run(PatientPipeline(StreamSettings()), batches)
+    assert [e["alert_id"] for e in again] == [e["alert_id"] for e in events]
+    resolved = next(e for e in events if e["kind"] == "low" and e["state"] == "resolved")
+    assert resolved["alert_id"] == low_open["alert_id"]
+
+
+def test_per_patient_glucose_targets() -> None:
+    settings = StreamSettings(
+        glucose_targets={"syn-p1": {"urgent_low": 60, "low": 90, "high": 200, "urgent_high": 300}}
+    )
+    events = run(PatientPipeline(settings), [[cgm(0, 85)]])
+    assert [(e["kind"], e["state"]) for e in events] == [("low", "open")]
+
+
+def test_news2_high_alert_with_reason_and_risk_event() -> None:
+    pipeline = PatientPipeline(StreamSettings())
+    batch = [
+        vital("9279-1", 0, 26),
+        vital("59408-5", 0, 90),
+        vital("3151-8", 0, 2),
+        vital("8480-6", 0, 95),
+        vital("8867-4", 0, 120),
+        vital("67775-7", 0, 0),
+        vital("8310-5", 0, 38.5),
+    ]
+    output = pipeline.process("syn-p1", None, batch)
+    [alert] = [orjson.loads(a) for a in output.alerts]
+    assert alert["kind"] == "news2_high" and alert["severity"] == "critical"
+    assert alert["score"] == 3 + 3 + 2 + 2 + 2 + 0 + 1
+    assert alert["reason"].startswith("NEWS2 13 (high)")
+    risk = orjson.loads(output.risk or b"{}")
+    assert {s["name"] for s in risk["scores"]} == {"news2"}
+    assert any(
+        line.startswith("risk,patient_id=syn-p1,score=news2 value=13.0") for line in output.lines
+    )
+
+
+def test_duplicates_produce_no_new_scores() -> None:
+    pipeline = PatientPipeline(StreamSettings())
+    first = pipeline.process("syn-p1", None, [cgm(0, 100)])
+    again = pipeline.process("syn-p1", first.window, [cgm(0, 100)])
+    assert again.risk is None and again.alerts == [] and again.lines == []
