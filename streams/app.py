@@ -20,6 +20,7 @@ AGENT_MODULES: tuple[str, ...] = (
     "streams.agents.health",
     "streams.agents.ingest",
     "streams.agents.gateway",
+    "streams.agents.patients",
 )
 
 

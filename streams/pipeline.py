@@ -67,10 +67,15 @@ class PatientPipeline:
     def process(
         self, patient_id: str, window: PatientWindow | None, observations: list[Observation]
     ) -> PatientOutput:
+        """Apply a batch of one patient's observations; evaluate alerts at every reading."""
         window = window or PatientWindow(patient_id)
         applied = dict.fromkeys(Applied, 0)
-        lines = []
-        for observation in observations:
+        output = PatientOutput(window, applied)
+        profile = self.profile(patient_id)
+        events: list[dict[str, Any]] = []
+        ordered = sorted(observations, key=lambda o: o.effective_at)
+        reacting: set[int] = set()  # scorers touched by the current event time
+        for index, observation in enumerate(ordered):
             outcome = window.apply(
                 observation,
                 allowed_lateness_ms=self.lateness_ms,
@@ -78,16 +83,27 @@ class PatientPipeline:
             )
             applied[outcome] += 1
             if outcome is not Applied.DUPLICATE:  # late ones are still written to InfluxDB
-                lines.append(observation_line(observation))
-        output = PatientOutput(window, applied, lines=lines)
+                output.lines.append(observation_line(observation))
+            if outcome is Applied.INSERTED:
+                reacting.update(i for i, s in enumerate(self.scorers) if s.reacts_to(observation))
+            following = ordered[index + 1] if index + 1 < len(ordered) else None
+            if reacting and (
+                following is None or following.effective_at != observation.effective_at
+            ):
+                # evaluated at every event time (a vitals set or BP panel counts once), so
+                # batch boundaries cannot hide a brief low
+                scored = [
+                    s for i in sorted(reacting) if (s := self.scorers[i].score(window, profile))
+                ]
+                for event in transitions(window, scored, profile):
+                    events.append(event)
+                    output.lines.append(alert_line(event, window.watermark))
+                reacting.clear()
         if not applied[Applied.INSERTED]:
             return output
-        profile = self.profile(patient_id)
-        scores = [s for scorer in self.scorers if (s := scorer.score(window, profile)) is not None]
-        events = transitions(window, scores, profile)
+        scores = [s for scorer in self.scorers if (s := scorer.score(window, profile))]
         t_ms = window.watermark
         output.lines.extend(risk_lines(patient_id, t_ms, scores))
-        output.lines.extend(alert_line(event, t_ms) for event in events)
         output.risk = orjson.dumps(
             {
                 "patient_id": patient_id,

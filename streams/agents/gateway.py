@@ -82,6 +82,14 @@ class HttpError(Exception):
         return {"error": error, "message": self.message, "problems": []}
 
 
+def bearer_ok(request: Request, token: bytes | None) -> bool:
+    """True when no token is configured or the request carries it as a bearer token."""
+    if token is None:
+        return True
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token)
+
+
 def operation_outcome(problems: list[Problem]) -> dict[str, Any]:
     """A FHIR R4 OperationOutcome naming each problem and where it is."""
     return {
@@ -123,11 +131,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     }
 
     def check_bearer(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token):
+        if not bearer_ok(request, token):
             raise HttpError(401, "missing or invalid bearer token")
 
     def nightscout_patient(request: Request) -> str:

@@ -54,8 +54,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         "patient-windows",
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=topics.partitions,
     )
     kinds = {topics.vitals: Kind.VITAL, topics.glucose: Kind.GLUCOSE, topics.labs: Kind.LAB}

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..rules.glucose import GlucoseTargets
+from ..schemas.observation import Observation
 from ..windows.patient import PatientWindow
 
 
@@ -32,5 +33,9 @@ class Score:
 
 class Scorer(Protocol):
     name: str
+
+    def reacts_to(self, observation: Observation) -> bool:
+        """Whether a new observation of this kind can change the score."""
+        ...
 
     def score(self, window: PatientWindow, profile: PatientProfile) -> Score | None: ...

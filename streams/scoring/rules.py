@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from ..rules import glucose as g
 from ..rules.news2 import Vitals, news2_score
-from ..windows.patient import PatientWindow
+from ..schemas.observation import Kind, Observation
+from ..windows.patient import CGM_CODE, PatientWindow
 from .base import PatientProfile, Score
 
 RESPIRATORY_RATE, SPO2_CODES, O2_FLOW, FIO2 = "9279-1", ("2708-6", "59408-5"), "3151-8", "3150-0"
@@ -22,6 +23,9 @@ class News2Scorer:
     """NEWS2 from each parameter's latest value no older than ``max_age_ms``."""
 
     name = "news2"
+
+    def reacts_to(self, observation: Observation) -> bool:
+        return observation.kind is Kind.VITAL
 
     def __init__(self, max_age_ms: int = 4 * 3_600_000) -> None:
         self.max_age_ms = max_age_ms
@@ -74,6 +78,9 @@ class GlucoseScorer:
     """Latest CGM value, its level against the patient's targets, trend and AR2 forecast."""
 
     name = "glucose"
+
+    def reacts_to(self, observation: Observation) -> bool:
+        return observation.code == CGM_CODE
 
     def score(self, window: PatientWindow, profile: PatientProfile) -> Score | None:
         series = window.cgm_series()

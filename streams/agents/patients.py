@@ -1,0 +1,45 @@
+"""Read access to a patient's window: ``GET /v1/patients/{patient_id}/window``.
+
+Answers from the worker that holds the patient's partition (one worker in development; in
+production put the route behind the worker that owns the key). Bearer-protected like the
+gateway. Used by tests, the care-team page and operators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from ..runtime import Runtime
+from ..settings import Settings
+from ..windows.patient import PatientWindow
+from .gateway import bearer_ok
+
+
+def window_document(window: PatientWindow) -> dict[str, Any]:
+    """The window as JSON: summary, series and open alerts."""
+    return {
+        "patient_id": window.patient_id,
+        "summary": window.summary(),
+        "cgm": [[t, v] for t, v in window.cgm_series()],
+        "vitals": {code: [[t, v] for t, v in s] for code, s in window.vitals.items()},
+        "labs": {code: [t, v] for code, (t, v) in window.labs.items()},
+        "baselines": {code: b.stats() for code, b in window.baselines.items()},
+        "open_alerts": {kind: a.alert_id for kind, a in window.alerts.items()},
+    }
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    token = settings.web.token.get_secret_value().encode() if settings.web.token else None
+
+    @app.page("/v1/patients/{patient_id}/window")
+    class PatientWindowView(View):
+        async def get(self, request: Request, patient_id: str) -> Response:
+            if not bearer_ok(request, token):
+                return self.json({"error": "unauthorized"}, status=401)
+            stored = runtime.windows.get(patient_id.encode()) if runtime.windows else None
+            if stored is None:
+                return self.json({"error": "not_found", "patient_id": patient_id}, status=404)
+            return self.json(window_document(PatientWindow.from_bytes(stored)))

@@ -1,0 +1,301 @@
+"""The stream end to end on the real stack: windows, scores, alerts, InfluxDB, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from deploy.stack import LocalStack
+from streams.broker import client_options
+from streams.pipeline import PatientPipeline
+from streams.schemas.observation import Format, Kind, Observation
+from streams.settings import Settings, StreamSettings
+
+START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+
+
+def cgm_record(patient: str, minute: int, value: float) -> dict[str, Any]:
+    at = START + timedelta(minutes=minute)
+    return {
+        "patient_id": patient,
+        "code": "99504-3",
+        "value": value,
+        "unit": "mg/dL",
+        "effective_at": at.isoformat(),
+        "source": "sim",
+        "event_id": f"{patient}-g{minute}",
+    }
+
+
+def hr_record(patient: str, minute: int, value: float) -> dict[str, Any]:
+    at = START + timedelta(minutes=minute)
+    return {
+        "patient_id": patient,
+        "code": "8867-4",
+        "value": value,
+        "unit": "/min",
+        "effective_at": at.isoformat(),
+        "source": "sim",
+        "event_id": f"{patient}-h{minute}",
+    }
+
+
+def day_of(patient: str, rng: random.Random, minutes: int = 120) -> list[dict[str, Any]]:
+    """CGM every 5 min with a dip below 54 mg/dL, heart rate every 5 min."""
+    records = []
+    for minute in range(0, minutes, 5):
+        dip = 85 * max(0.0, 1 - abs(minute - minutes / 2) / 25)
+        records.append(cgm_record(patient, minute, round(130 - dip + rng.uniform(-3, 3), 1)))
+        records.append(hr_record(patient, minute + 1, round(72 + rng.uniform(-5, 5), 1)))
+    return records
+
+
+async def produce(
+    settings: Settings, records: list[dict[str, Any]], *, rate: float | None = None
+) -> None:
+    topics = {"99504-3": settings.topics.glucose, "8867-4": settings.topics.vitals}
+    producer = AIOKafkaProducer(linger_ms=5, **client_options(settings.kafka))
+    await producer.start()
+    try:
+        for index, record in enumerate(records):
+            await producer.send(
+                topics[record["code"]], orjson.dumps(record), key=record["patient_id"].encode()
+            )
+            if rate and index % 50 == 49:
+                await asyncio.sleep(50 / rate)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def window(worker: Any, patient: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(
+            f"{worker.url}/v1/patients/{patient}/window", timeout=5
+        ) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def wait_windows(worker: Any, expected: dict[str, int], timeout: float = 90) -> dict[str, Any]:
+    """Poll until each patient's window counts ``expected[patient]`` inserted events."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        worker.assert_alive()
+        found = {p: window(worker, p) for p in expected}
+        if all(w and w["summary"]["events"] >= n for p, w in found.items() for n in [expected[p]]):
+            return found
+        time.sleep(0.5)
+    raise AssertionError(
+        f"windows incomplete after {timeout} s: "
+        f"{ {p: w and w['summary']['events'] for p, w in found.items()} }"
+    )
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    keys: set[str],
+    until: Callable[[dict[str, list[dict[str, Any]]]], bool],
+    timeout: float = 60,
+) -> dict[str, list[dict[str, Any]]]:
+    consumer = AIOKafkaConsumer(
+        topic, auto_offset_reset="earliest", group_id=None, **client_options(settings.kafka)
+    )
+    await consumer.start()
+    found: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(found):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    key = (record.key or b"").decode()
+                    if key in keys:
+                        found[key].append(orjson.loads(record.value))
+    finally:
+        await consumer.stop()
+    return found
+
+
+def expected_alerts(records: list[dict[str, Any]]) -> set[str]:
+    """Alert ids the rules imply, replaying each patient's records in order offline."""
+    pipeline = PatientPipeline(StreamSettings())
+    ids: set[str] = set()
+    windows: dict[str, Any] = {}
+    for record in records:
+        at = datetime.fromisoformat(record["effective_at"])
+        obs = Observation(
+            patient_id=record["patient_id"],
+            kind=Kind.GLUCOSE if record["code"] == "99504-3" else Kind.VITAL,
+            code=record["code"],
+            value=record["value"],
+            unit=record["unit"],
+            effective_at=at,
+            received_at=at,
+            source="sim",
+            event_id=record["event_id"],
+            format=Format.NATIVE,
+        )
+        output = pipeline.process(obs.patient_id, windows.get(obs.patient_id), [obs])
+        windows[obs.patient_id] = output.window
+        ids.update(orjson.loads(a)["alert_id"] for a in output.alerts)
+    return ids
+
+
+@pytest.fixture
+def worker(spawn_worker: Callable[..., Any]) -> Any:
+    started = spawn_worker()
+    started.wait_ready()
+    return started
+
+
+def test_out_of_order_and_duplicates_give_the_in_order_window_and_alerts_fire(
+    worker: Any, stack_settings: Settings, read_series: Callable[..., list[dict[str, Any]]]
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    ordered_p, messy_p = f"ord-{run}", f"mess-{run}"
+    ordered = day_of(ordered_p, random.Random(1))
+    messy = [
+        {**r, "patient_id": messy_p, "event_id": r["event_id"].replace(ordered_p, messy_p)}
+        for r in ordered
+    ]
+    rng = random.Random(2)
+    messy = messy + messy[::5]  # duplicates
+    messy.sort(
+        key=lambda r: datetime.fromisoformat(r["effective_at"]).timestamp() + rng.uniform(0, 3600)
+    )  # out of order by up to an hour (< 2 h lateness)
+    asyncio.run(produce(stack_settings, ordered + messy))
+    n = len(ordered)
+    found = wait_windows(worker, {ordered_p: n, messy_p: n})
+    a, b = found[ordered_p], found[messy_p]
+    assert (a["cgm"], a["vitals"], a["baselines"]) == (b["cgm"], b["vitals"], b["baselines"])
+    assert b["summary"]["duplicates"] == len(messy) - n and a["summary"]["duplicates"] == 0
+
+    alerts = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            {ordered_p},
+            lambda f: any(
+                e["kind"] == "urgent_low" and e["state"] == "resolved" for e in f[ordered_p]
+            ),
+        )
+    )
+    kinds = [(e["kind"], e["state"]) for e in alerts[ordered_p]]
+    assert ("urgent_low", "open") in kinds and ("urgent_low", "resolved") in kinds
+    urgent = next(e for e in alerts[ordered_p] if e["kind"] == "urgent_low")
+    assert urgent["severity"] == "critical" and "below the urgent-low" in urgent["reason"]
+    assert urgent["evidence"]["recent_cgm"][-1]["mg_dl"] < 54
+    assert {e["alert_id"] for e in alerts[ordered_p]} <= expected_alerts(ordered)
+    assert expected_alerts(ordered) <= {e["alert_id"] for e in alerts[ordered_p]}
+
+    risk = asyncio.run(
+        read_topic(
+            stack_settings, stack_settings.topics.risk, {ordered_p}, lambda f: bool(f[ordered_p])
+        )
+    )
+    assert {s["name"] for s in risk[ordered_p][-1]["scores"]} >= {"glucose"}
+    assert read_series(f'risk_value{{patient_id="{ordered_p}",score="glucose"}}', 1)
+    [cgm] = read_series(f'glucose_value{{patient_id="{messy_p}"}}', 1)
+    assert len(cgm["values"]) == n // 2  # every reading once, duplicates collapsed
+
+
+def test_restart_recovers_windows_exactly(
+    spawn_worker: Callable[..., Any], stack_settings: Settings
+) -> None:
+    app_id = f"restart-{uuid.uuid4().hex[:6]}"
+    patients = [f"rst-{app_id}-{i}" for i in range(20)]
+    records = [r for i, p in enumerate(patients) for r in day_of(p, random.Random(i), 90)]
+    first = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id)
+    first.wait_ready()
+    asyncio.run(produce(stack_settings, records))
+    before = wait_windows(first, {p: 36 for p in patients})
+    time.sleep(3)  # let the commit interval pass
+    assert first.stop() == 0
+    second = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id)
+    second.wait_ready()
+    after = {p: window(second, p) for p in patients}
+    assert after == before
+
+
+def test_database_outage_of_60_s_loses_nothing(
+    worker: Any,
+    stack_settings: Settings,
+    local_stack: LocalStack,
+    read_series: Callable[..., list[dict[str, Any]]],
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    patients = [f"outage-{run}-{i}" for i in range(10)]
+    records = [r for i, p in enumerate(patients) for r in day_of(p, random.Random(i), 60)]
+    assert local_stack._stop("tsdb")
+    try:
+        asyncio.run(produce(stack_settings, records))
+        time.sleep(60)
+        worker.assert_alive()
+        assert "stream paused" in worker.log.read_text()
+    finally:
+        local_stack.up()
+    wait_windows(worker, {p: 24 for p in patients}, timeout=120)
+    for p in patients:
+        [cgm] = read_series(f'glucose_value{{patient_id="{p}"}}', 1, timeout=60)
+        [hr] = read_series(f'vitals_value{{patient_id="{p}"}}', 1, timeout=60)
+        assert len(cgm["values"]) == 12 and len(hr["values"]) == 12
+
+
+def test_two_workers_one_killed_nothing_lost_alerts_at_least_once(
+    spawn_worker: Callable[..., Any],
+    stack_settings: Settings,
+    read_series: Callable[..., list[dict[str, Any]]],
+) -> None:
+    app_id = f"pair-{uuid.uuid4().hex[:6]}"
+    patients = [f"pair-{app_id}-{i}" for i in range(40)]
+    rng = random.Random(5)
+    per_patient = {p: day_of(p, rng, 240) for p in patients}
+    records = [r for step in zip(*per_patient.values(), strict=True) for r in step]
+    first = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id)
+    second = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id)
+    first.wait_ready()
+    second.wait_ready()
+
+    async def produce_and_kill() -> None:
+        task = asyncio.create_task(produce(stack_settings, records, rate=300))
+        await asyncio.sleep(4)
+        first.process.send_signal(signal.SIGKILL)
+        await task
+
+    asyncio.run(produce_and_kill())
+    first.process.wait()
+    n = len(records) // len(patients)
+    wait_windows(second, {p: n for p in patients}, timeout=120)
+    for p in patients:
+        [cgm] = read_series(f'glucose_value{{patient_id="{p}"}}', 1)
+        times = cgm["timestamps"]
+        assert len(times) == n // 2 == len(set(times)), p  # every point exactly once
+    expected = expected_alerts(records)
+    alerts = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            set(patients),
+            lambda f: expected <= {e["alert_id"] for es in f.values() for e in es},
+        )
+    )
+    emitted = {e["alert_id"] for es in alerts.values() for e in es}
+    assert expected and expected <= emitted
