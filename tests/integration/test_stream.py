@@ -24,7 +24,7 @@ from streams.pipeline import PatientPipeline
 from streams.schemas.observation import Format, Kind, Observation
 from streams.settings import Settings, StreamSettings
 
-START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
 
 
 def cgm_record(patient: str, minute: int, value: float) -> dict[str, Any]:
