@@ -13,11 +13,28 @@ from ..settings import Settings
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    """Add ``GET /health`` (process alive) and ``GET /ready`` (assigned and recovered)."""
+    """Add ``GET /health`` (alive), ``GET /ready`` (assigned, recovered), ``GET /stats``."""
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
         return web.json({"status": "ok", "app": settings.worker.app_id})
+
+    @app.page("/stats")
+    async def stats(web: View, request: Request) -> Response:
+        counters = runtime.ingest
+        return web.json(
+            {
+                "records": counters.records,
+                "observations": counters.observations,
+                "inserted": counters.inserted,
+                "duplicates": counters.duplicates,
+                "late": counters.late,
+                "rerouted": counters.rerouted,
+                "alerts": counters.alerts,
+                "http_requests": counters.http_requests,
+                "dead_letters": dict(counters.dead_letters),
+            }
+        )
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:

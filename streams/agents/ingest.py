@@ -32,6 +32,7 @@ from ..runtime import Runtime
 from ..schemas.observation import Kind, Observation
 from ..settings import Settings
 from ..sinks.influx import InfluxSink
+from ..sinks.kafka import RecordSink
 from ..windows.patient import PatientWindow
 from .gateway import native_record
 
@@ -42,14 +43,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Subscribe the ingest agent to the three ingest topics."""
     topics = settings.topics
     source = raw_topic(app, *topics.ingest)
-    deadletter = raw_topic(app, topics.deadletter)
-    risk = raw_topic(app, topics.risk)
-    alerts = raw_topic(app, topics.alerts)
-    by_kind = {
-        Kind.VITAL: raw_topic(app, topics.vitals),
-        Kind.GLUCOSE: raw_topic(app, topics.glucose),
-        Kind.LAB: raw_topic(app, topics.labs),
-    }
+    topic_of_kind = {Kind.VITAL: topics.vitals, Kind.GLUCOSE: topics.glucose, Kind.LAB: topics.labs}
     windows = app.Table(
         "patient-windows",
         key_type=bytes,
@@ -59,7 +53,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     kinds = {topics.vitals: Kind.VITAL, topics.glucose: Kind.GLUCOSE, topics.labs: Kind.LAB}
     limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
     sink = InfluxSink(settings.influx)
+    records = RecordSink(settings.kafka)
     app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
+    app.service(records)  # type: ignore[arg-type]
     stats = runtime.ingest
     pipeline = PatientPipeline(settings.stream)
     partitioner = DefaultPartitioner()
@@ -112,7 +108,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     len(letter.problems),
                 )
                 pending.append(
-                    await deadletter.send(key=key, value=letter.model_dump_json().encode())
+                    await records.send(
+                        topics.deadletter, key=key, value=letter.model_dump_json().encode()
+                    )
                 )
             patients = groups.setdefault(message.partition, (event, {}))[1]
             for observation in result.observations:
@@ -121,8 +119,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     # another patient's partition owns its window: route it there
                     stats.rerouted += 1
                     pending.append(
-                        await by_kind[observation.kind].send(
-                            key=pid, value=native_record(observation)
+                        await records.send(
+                            topic_of_kind[observation.kind],
+                            key=pid,
+                            value=native_record(observation),
                         )
                     )
                     continue
@@ -140,13 +140,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     lines.extend(output.lines)
                     stats.count(output.applied)
                     if output.risk is not None:
-                        pending.append(await risk.send(key=key, value=output.risk))
+                        pending.append(await records.send(topics.risk, key=key, value=output.risk))
                     for alert in output.alerts:
                         stats.alerts += 1
-                        pending.append(await alerts.send(key=key, value=alert))
-        await sink.write(lines)  # accepted by the time-series server ...
-        if pending:
-            await asyncio.gather(*pending)  # ... and every record acknowledged by the broker
+                        pending.append(await records.send(topics.alerts, key=key, value=alert))
+        # accepted by the time-series server and every record acknowledged by the broker
+        await asyncio.gather(sink.write(lines), *pending)
         for event, key, output in outputs:  # only then the new state
             with current_event(event):
                 windows[key] = output.window.to_bytes()

@@ -238,7 +238,9 @@ def test_restart_recovers_windows_exactly(
 def test_database_outage_of_60_s_loses_nothing(
     worker: Any,
     stack_settings: Settings,
+    stack_env_vars: dict[str, str],
     local_stack: LocalStack,
+    run_bedside: Callable[..., Any],
     read_series: Callable[..., list[dict[str, Any]]],
 ) -> None:
     run = uuid.uuid4().hex[:6]
@@ -251,7 +253,7 @@ def test_database_outage_of_60_s_loses_nothing(
         worker.assert_alive()
         assert "stream paused" in worker.log.read_text()
     finally:
-        local_stack.up()
+        run_bedside("stack", "up", env=stack_env_vars)  # restarts only the database
     wait_windows(worker, {p: 24 for p in patients}, timeout=120)
     for p in patients:
         [cgm] = read_series(f'glucose_value{{patient_id="{p}"}}', 1, timeout=60)

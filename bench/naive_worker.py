@@ -1,0 +1,46 @@
+"""The naive per-event Faust agent the stream is compared with: JSON -> record -> 1 table write.
+
+Run by bench/stream.py as ``python bench/naive_worker.py worker`` with BENCH_TOPIC set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import faust
+from faust.worker import Worker
+
+from streams.app import create_app
+from streams.settings import get_settings
+
+
+class Reading(faust.Record, serializer="json"):
+    patient_id: str
+    code: str
+    value: float
+    unit: str
+    effective_at: str
+    source: str
+    event_id: str
+
+
+app = create_app(get_settings(), agent_modules=())
+topic = app.topic(os.environ["BENCH_TOPIC"], value_type=Reading)
+counts = app.Table("naive-counts", default=int, partitions=int(os.environ["BENCH_PARTITIONS"]))
+seen = {"events": 0}
+
+
+@app.agent(topic)
+async def count(stream: faust.StreamT[Reading]) -> None:
+    async for reading in stream:
+        counts[reading.patient_id] += 1
+        seen["events"] += 1
+
+
+@app.page("/stats")
+async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+    return web.json({"observations": seen["events"]})
+
+
+if __name__ == "__main__":
+    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

@@ -1,0 +1,320 @@
+"""End-to-end figures of the stream on the embedded stack (``bedside stack up`` first).
+
+    .venv/bin/python bench/stream.py [--events 60000] [--patients 1000] [--rate 2000]
+
+1. Throughput: the same pre-produced native records (CGM and heart rate, 1,000 patients)
+   consumed by (a) the naive per-event Faust agent (JSON -> faust.Record -> one table
+   write) and (b) a Bedside worker (decode, windows, NEWS2/glucose rules, alerts, risk
+   events, InfluxDB writes, one table write per patient per batch). Events/s from the
+   worker's first processed record to the last; the ratio is measured in the same run.
+2. Latency: records produced at a fixed rate (event time = produce time) whose glucose
+   crosses the low threshold every 10th reading; p50/p99 of (alert received - event time).
+3. State: mean bytes of a patient's window as stored in the table.
+Prints a table and a JSON line. Every run uses fresh topic names and consumer groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.broker import client_options, ensure_bedside_topics, ensure_topics
+from streams.settings import Settings, get_settings
+
+HERE = Path(__file__).parent
+
+
+def records(patients: int, per_patient: int, start: datetime) -> list[tuple[str, bytes, bytes]]:
+    out = []
+    for step in range(per_patient // 2):
+        at = (start + timedelta(seconds=step)).isoformat()
+        for p in range(patients):
+            pid = f"bench-{p:05d}"
+            glucose = 60.0 if (step + p) % 10 == 0 else 110.0 + (p % 7)
+            for code, unit, value, kind in (
+                ("99504-3", "mg/dL", glucose, "glucose"),
+                ("8867-4", "/min", 70.0 + p % 20, "vitals"),
+            ):
+                body = {
+                    "patient_id": pid,
+                    "code": code,
+                    "value": value,
+                    "unit": unit,
+                    "effective_at": at,
+                    "source": "bench",
+                    "event_id": f"{pid}-{code}-{step}",
+                }
+                out.append((kind, pid.encode(), orjson.dumps(body)))
+    return out
+
+
+async def produce(
+    settings: Settings,
+    topic_of: dict[str, str],
+    items: list[tuple[str, bytes, bytes]],
+    rate: float | None = None,
+) -> None:
+    producer = AIOKafkaProducer(
+        linger_ms=10, max_batch_size=256 * 1024, **client_options(settings.kafka)
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for index, (kind, key, value) in enumerate(items):
+            if rate and index % 100 == 0:
+                ahead = index / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await producer.send(topic_of[kind], value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def stats(port: int) -> dict[str, int]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as response:
+            return dict(json.loads(response.read()))
+    except OSError:
+        return {}
+
+
+def run_worker(argv: list[str], env: dict[str, str], port: int, expected: int, log: Path) -> float:
+    """Start a worker on pre-produced records; events/s from first to last processed."""
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        first_at = first_count = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited: see {log}")
+            done = stats(port).get("observations", 0)
+            now = time.perf_counter()
+            if done and first_at is None:
+                first_at, first_count = now, done
+            if done >= expected and first_at is not None and first_count is not None:
+                return (done - first_count) / max(now - first_at, 1e-9)
+            time.sleep(0.05)
+        raise SystemExit("worker did not finish in 600 s")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+async def latency(
+    settings: Settings, env_settings: Settings, patients: int, rate: float, seconds: int
+) -> list[float]:
+    topics = env_settings.topics
+    topic_of = {"glucose": topics.glucose, "vitals": topics.vitals}
+    consumer = AIOKafkaConsumer(
+        topics.alerts, group_id=None, auto_offset_reset="latest", **client_options(settings.kafka)
+    )
+    await consumer.start()
+    latencies: list[float] = []
+    sent_at: dict[tuple[str, str], float] = {}  # (patient, event time) -> produce wall time
+
+    async def collect() -> None:
+        while True:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                now = datetime.now(UTC)
+                for record in batch:
+                    event = orjson.loads(record.value)
+                    if event["state"] == "open" and event["kind"] in ("low", "urgent_low"):
+                        at = event["evidence"]["recent_cgm"][-1]["at"]
+                        sent = sent_at.get((event["patient_id"], at))
+                        if sent is not None:
+                            latencies.append((now.timestamp() - sent) * 1000)
+
+    task = asyncio.create_task(collect())
+    producer = AIOKafkaProducer(linger_ms=5, **client_options(settings.kafka))
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        sent = 0
+        for step in range(seconds * int(rate) // (2 * patients)):
+            for p in range(patients):
+                at = datetime.now(UTC).replace(microsecond=0)
+                pid = f"lat-{p:05d}"
+                glucose = 60.0 if (step + p) % 10 == 0 else 110.0
+                for kind, code, unit, value in (
+                    ("glucose", "99504-3", "mg/dL", glucose),
+                    ("vitals", "8867-4", "/min", 72.0),
+                ):
+                    body = {
+                        "patient_id": pid,
+                        "code": code,
+                        "value": value,
+                        "unit": unit,
+                        "effective_at": at.isoformat(),
+                        "source": "bench",
+                        "event_id": f"{pid}-{code}-{step}",
+                    }
+                    if kind == "glucose":
+                        sent_at[(pid, at.isoformat())] = time.time()
+                    await producer.send(topic_of[kind], orjson.dumps(body), key=pid.encode())
+                    sent += 1
+                    ahead = sent / rate - (time.perf_counter() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+        await producer.flush()
+        await asyncio.sleep(3)
+    finally:
+        await producer.stop()
+        task.cancel()
+        await consumer.stop()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--latency-seconds", type=int, default=30)
+    args = parser.parse_args()
+    settings = get_settings()
+    run = uuid.uuid4().hex[:6]
+    work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
+    bedside = str(Path(sys.executable).parent / "bedside")
+    base_env = {**os.environ, "BEDSIDE_WORKER__LOG_LEVEL": "warning"}
+    per_patient = max(2, args.events // args.patients)
+    items = records(args.patients, per_patient, datetime.now(UTC) - timedelta(hours=1))
+    n = len(items)
+
+    # (a) naive agent
+    naive_topic = f"bench.{run}.naive"
+    asyncio.run(ensure_topics(settings.kafka, [naive_topic], settings.topics.partitions))
+    asyncio.run(produce(settings, {"glucose": naive_topic, "vitals": naive_topic}, items))
+    naive = run_worker(
+        [sys.executable, str(HERE / "naive_worker.py"), "worker"],
+        {
+            **base_env,
+            "BENCH_TOPIC": naive_topic,
+            "BENCH_PARTITIONS": str(settings.topics.partitions),
+            "BEDSIDE_WORKER__APP_ID": f"bench-naive-{run}",
+            "BEDSIDE_WEB__PORT": "6081",
+        },
+        6081,
+        n,
+        work / "naive.log",
+    )
+
+    # (b) Bedside's stream on its own topics
+    prefix = f"bench.{run}."
+    stream_settings = get_settings(topics={"prefix": prefix})
+    asyncio.run(ensure_bedside_topics(settings.kafka, stream_settings.topics))
+    topics = stream_settings.topics
+    asyncio.run(produce(settings, {"glucose": topics.glucose, "vitals": topics.vitals}, items))
+    stream_env = {
+        **base_env,
+        "BEDSIDE_TOPICS__PREFIX": prefix,
+        "BEDSIDE_WORKER__APP_ID": f"bench-stream-{run}",
+        "BEDSIDE_WEB__PORT": "6082",
+    }
+    bedside_rate = run_worker([bedside, "worker"], stream_env, 6082, n, work / "stream.log")
+
+    # (c) latency at a fixed rate on fresh topics, worker running
+    lat_prefix = f"bench.{run}.lat."
+    lat_settings = get_settings(topics={"prefix": lat_prefix})
+    asyncio.run(ensure_bedside_topics(settings.kafka, lat_settings.topics))
+    lat_env = {
+        **stream_env,
+        "BEDSIDE_TOPICS__PREFIX": lat_prefix,
+        "BEDSIDE_WORKER__APP_ID": f"bench-lat-{run}",
+    }
+    with open(work / "latency.log", "wb") as out:
+        worker = subprocess.Popen(
+            [bedside, "worker"], env=lat_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        while not stats(6082):
+            time.sleep(0.2)
+        time.sleep(2)
+        lat = asyncio.run(
+            latency(settings, lat_settings, args.patients, args.rate, args.latency_seconds)
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    lat.sort()
+    p50 = statistics.median(lat) if lat else float("nan")
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+
+    # (d) state bytes per patient (windows as the table stores them)
+    from streams.pipeline import PatientPipeline
+    from streams.schemas.observation import Format, Kind, Observation
+
+    pipeline = PatientPipeline(settings.stream)
+    sizes = []
+    day = datetime.now(UTC) - timedelta(hours=24)
+    for p in range(20):
+        obs = []
+        for minute in range(0, 24 * 60, 5):
+            at = day + timedelta(minutes=minute)
+            for code, kind, value in (
+                ("99504-3", Kind.GLUCOSE, 110.0),
+                ("8867-4", Kind.VITAL, 72.0),
+                ("59408-5", Kind.VITAL, 97.0),
+                ("9279-1", Kind.VITAL, 16.0),
+            ):
+                obs.append(
+                    Observation(
+                        patient_id=f"s{p}",
+                        kind=kind,
+                        code=code,
+                        value=value + p,
+                        unit="x",
+                        effective_at=at,
+                        received_at=at,
+                        source="b",
+                        event_id=f"{p}{code}{minute}",
+                        format=Format.NATIVE,
+                    )
+                )
+        sizes.append(len(pipeline.process(f"s{p}", None, obs).window.to_bytes()))
+
+    rows = [
+        ("naive Faust agent, events/s", f"{naive:,.0f}"),
+        ("Bedside stream, events/s", f"{bedside_rate:,.0f}"),
+        ("ratio Bedside / naive", f"{bedside_rate / naive:.1f}x"),
+        (f"produce->alert latency p50 at {args.rate:,.0f}/s (ms)", f"{p50:,.0f}"),
+        (f"produce->alert latency p99 at {args.rate:,.0f}/s (ms)", f"{p99:,.0f}"),
+        ("alerts measured", str(len(lat))),
+        ("window bytes/patient (24 h CGM+HR+SpO2+RR, 5 min)", f"{statistics.mean(sizes):,.0f}"),
+    ]
+    for name, value in rows:
+        print(f"{name:<52} {value:>10}")  # noqa: T201
+    print(
+        json.dumps(
+            {
+                "bench": "stream",
+                "events": n,
+                "patients": args.patients,  # noqa: T201
+                "naive_events_per_s": round(naive),
+                "bedside_events_per_s": round(bedside_rate),
+                "latency_p50_ms": round(p50),
+                "latency_p99_ms": round(p99),
+                "alerts": len(lat),
+                "window_bytes": round(statistics.mean(sizes)),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
