@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from ..schemas.codes import CONSCIOUSNESS_ALIASES, CONSCIOUSNESS_LEVELS
 from ..schemas.observation import Format, Kind
-from .normalise import Measurement, describe_errors, normalise
+from .normalise import Measurement, describe_errors, json_objects, normalise
 from .problems import DecodeResult, Reason
 
 CONSCIOUSNESS = "67775-7"
@@ -56,12 +56,7 @@ def decode_native(
     result: DecodeResult,
 ) -> None:
     """Append the observations (or problems) of a native object or list to ``result``."""
-    items = document if isinstance(document, list) else [document]
-    for index, item in enumerate(items):
-        pointer = f"/{index}" if isinstance(document, list) else ""
-        if not isinstance(item, dict):
-            result.reject(Reason.SCHEMA, "a native observation must be a JSON object", pointer)
-            continue
+    for pointer, item in json_objects(document, result, "a native observation"):
         try:
             native = NativeObservation.model_validate(item)
         except ValidationError as exc:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..schemas.observation import Format, Kind
-from .normalise import Measurement, normalise
+from .normalise import Measurement, json_objects, normalise
 from .problems import DecodeResult, Reason
 
 ENTRY_CODES = {"sgv": "99504-3", "mbg": "41653-7"}
@@ -65,12 +65,7 @@ def decode_nightscout(
     result: DecodeResult,
 ) -> None:
     """Append the observations (or problems) of one entry or a list of entries."""
-    items = document if isinstance(document, list) else [document]
-    for index, entry in enumerate(items):
-        pointer = f"/{index}" if isinstance(document, list) else ""
-        if not isinstance(entry, dict):
-            result.reject(Reason.SCHEMA, "a Nightscout entry must be a JSON object", pointer)
-            continue
+    for pointer, entry in json_objects(document, result, "a Nightscout entry"):
         kind = entry.get("type", "sgv" if "sgv" in entry else None)
         code = ENTRY_CODES.get(kind) if isinstance(kind, str) else None
         if code is None:
@@ -78,7 +73,7 @@ def decode_nightscout(
                 Reason.UNSUPPORTED, f"Nightscout entry type {kind!r} is not glucose", pointer
             )
             continue
-        value = entry.get(kind)
+        value = entry.get(str(kind))
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             result.reject(Reason.SCHEMA, f"{kind} must be a number (mg/dL)", pointer)
             continue

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
 from ..schemas.codes import CATALOGUE, ucum
 from ..schemas.observation import Format, Kind, Observation, stable_event_id
-from .problems import Problem, Reason
+from .problems import DecodeResult, Problem, Reason
+
+
+def json_objects(
+    document: Any, result: DecodeResult, what: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(JSON pointer, object) for a single object or each item of a list; others rejected."""
+    items = document if isinstance(document, list) else [document]
+    for index, item in enumerate(items):
+        pointer = f"/{index}" if isinstance(document, list) else ""
+        if isinstance(item, dict):
+            yield pointer, item
+        else:
+            result.reject(Reason.SCHEMA, f"{what} must be a JSON object", pointer)
+
 
 #: Measurements dated further ahead of their arrival than this are refused (reason ``time``).
 MAX_FUTURE = timedelta(minutes=5)

@@ -27,30 +27,25 @@ from streams.settings import Settings, StreamSettings
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
 
 
-def cgm_record(patient: str, minute: int, value: float) -> dict[str, Any]:
+def native(patient: str, minute: int, code: str, unit: str, value: float) -> dict[str, Any]:
     at = START + timedelta(minutes=minute)
     return {
         "patient_id": patient,
-        "code": "99504-3",
+        "code": code,
         "value": value,
-        "unit": "mg/dL",
+        "unit": unit,
         "effective_at": at.isoformat(),
         "source": "sim",
-        "event_id": f"{patient}-g{minute}",
+        "event_id": f"{patient}-{code}-{minute}",
     }
+
+
+def cgm_record(patient: str, minute: int, value: float) -> dict[str, Any]:
+    return native(patient, minute, "99504-3", "mg/dL", value)
 
 
 def hr_record(patient: str, minute: int, value: float) -> dict[str, Any]:
-    at = START + timedelta(minutes=minute)
-    return {
-        "patient_id": patient,
-        "code": "8867-4",
-        "value": value,
-        "unit": "/min",
-        "effective_at": at.isoformat(),
-        "source": "sim",
-        "event_id": f"{patient}-h{minute}",
-    }
+    return native(patient, minute, "8867-4", "/min", value)
 
 
 def day_of(patient: str, rng: random.Random, minutes: int = 120) -> list[dict[str, Any]]:
