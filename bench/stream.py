@@ -4,7 +4,8 @@
 
 1. Throughput: the same pre-produced native records (CGM and heart rate, 1,000 patients)
    consumed by (a) the naive per-event Faust agent (JSON -> faust.Record -> one table
-   write) and (b) a Bedside worker (decode, windows, NEWS2/glucose rules, alerts, risk
+   write), (a2) a ``take_events`` agent that only counts (Faust's own floor) and (b) a
+   Bedside worker (decode, windows, NEWS2/glucose rules, alerts, risk
    events, InfluxDB writes, one table write per patient per batch). Events/s from the
    worker's first processed record to the last; the ratio is measured in the same run.
 2. Latency: records produced at a fixed rate (event time = produce time) whose glucose
@@ -214,6 +215,22 @@ def main() -> None:
         work / "naive.log",
     )
 
+    # (a2) Faust's own floor: a take_events agent that only counts, same records
+    floor = run_worker(
+        [sys.executable, str(HERE / "naive_worker.py"), "worker"],
+        {
+            **base_env,
+            "BENCH_TOPIC": naive_topic,
+            "BENCH_MODE": "floor",
+            "BENCH_PARTITIONS": str(settings.topics.partitions),
+            "BEDSIDE_WORKER__APP_ID": f"bench-floor-{run}",
+            "BEDSIDE_WEB__PORT": "6084",
+        },
+        6084,
+        n,
+        work / "floor.log",
+    )
+
     # (b) Bedside's stream on its own topics
     prefix = f"bench.{run}."
     stream_settings = get_settings(topics={"prefix": prefix})
@@ -290,6 +307,7 @@ def main() -> None:
 
     rows = [
         ("naive Faust agent, events/s", f"{naive:,.0f}"),
+        ("Faust floor (take_events agent that only counts), events/s", f"{floor:,.0f}"),
         ("Bedside stream, events/s", f"{bedside_rate:,.0f}"),
         ("ratio Bedside / naive", f"{bedside_rate / naive:.1f}x"),
         (f"produce->alert latency p50 at {args.rate:,.0f}/s (ms)", f"{p50:,.0f}"),
@@ -298,7 +316,7 @@ def main() -> None:
         ("window bytes/patient (24 h CGM+HR+SpO2+RR, 5 min)", f"{statistics.mean(sizes):,.0f}"),
     ]
     for name, value in rows:
-        print(f"{name:<52} {value:>10}")  # noqa: T201
+        print(f"{name:<62} {value:>10}")  # noqa: T201
     print(
         json.dumps(
             {
@@ -306,6 +324,7 @@ def main() -> None:
                 "events": n,
                 "patients": args.patients,  # noqa: T201
                 "naive_events_per_s": round(naive),
+                "faust_floor_events_per_s": round(floor),
                 "bedside_events_per_s": round(bedside_rate),
                 "latency_p50_ms": round(p50),
                 "latency_p99_ms": round(p99),

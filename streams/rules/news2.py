@@ -10,9 +10,9 @@ half-up to that resolution before scoring, so 20.5/min scores as 21/min.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -56,8 +56,9 @@ class News2:
         return not self.missing
 
 
-def _whole(value: float, places: str = "1") -> Decimal:
-    return Decimal(str(value)).quantize(Decimal(places), rounding=ROUND_HALF_UP)
+def _whole(value: float) -> int:
+    """Round half up to a whole number (the chart's resolution); 1e-9 absorbs float error."""
+    return math.floor(value + 0.5 + 1e-9)
 
 
 def respiratory_rate_score(rate: float) -> int:
@@ -140,14 +141,14 @@ def consciousness_score(level: int) -> int:
 
 
 def temperature_score(celsius: float) -> int:
-    t = _whole(celsius, "0.1")
-    if t <= Decimal("35.0"):
+    t = _whole(celsius * 10)  # tenths of a degree
+    if t <= 350:
         return 3
-    if t <= Decimal("36.0"):
+    if t <= 360:
         return 1
-    if t <= Decimal("38.0"):
+    if t <= 380:
         return 0
-    if t <= Decimal("39.0"):
+    if t <= 390:
         return 1
     return 2
 

@@ -86,7 +86,9 @@ class GlucoseScorer:
         series = window.cgm_series()
         if not series:
             return None
-        readings = [g.Reading(_ms_to_dt(t), v) for t, v in series]
+        # rate of change looks back 15 min, AR2 at two readings: the last 20 min suffice
+        recent = [(t, v) for t, v in series[-5:] if series[-1][0] - t <= 20 * 60_000]
+        readings = [g.Reading(_ms_to_dt(t), v) for t, v in recent]
         latest = readings[-1]
         forecast = g.ar2_forecast(readings, steps=6) or []
         predicted = g.ar2_predicted_low(readings, threshold=profile.glucose.low)
