@@ -53,7 +53,11 @@ class PatientPipeline:
 
     def __init__(self, settings: StreamSettings, scorers: list[Scorer] | None = None) -> None:
         self.settings = settings
-        self.scorers: list[Scorer] = scorers if scorers is not None else list(default_scorers())
+        self.scorers: list[Scorer] = (
+            scorers
+            if scorers is not None
+            else list(default_scorers(settings.news2_max_age_s * 1000))
+        )
         self.lateness_ms = settings.allowed_lateness_s * 1000
         self._scale2 = frozenset(settings.spo2_scale2_patients)
 
@@ -75,6 +79,7 @@ class PatientPipeline:
         events: list[dict[str, Any]] = []
         ordered = sorted(observations, key=lambda o: o.effective_at)
         reacting: set[int] = set()  # scorers touched by the current event time
+        fresh: dict[int, Score | None] = {}  # scores of the window as it is now
         for index, observation in enumerate(ordered):
             outcome = window.apply(
                 observation,
@@ -85,6 +90,7 @@ class PatientPipeline:
             if outcome is not Applied.DUPLICATE:  # late ones are still written to InfluxDB
                 output.lines.append(observation_line(observation))
             if outcome is Applied.INSERTED:
+                fresh.clear()
                 reacting.update(i for i, s in enumerate(self.scorers) if s.reacts_to(observation))
             following = ordered[index + 1] if index + 1 < len(ordered) else None
             if reacting and (
@@ -92,16 +98,19 @@ class PatientPipeline:
             ):
                 # evaluated at every event time (a vitals set or BP panel counts once), so
                 # batch boundaries cannot hide a brief low
-                scored = [
-                    s for i in sorted(reacting) if (s := self.scorers[i].score(window, profile))
-                ]
+                for i in sorted(reacting):
+                    fresh[i] = self.scorers[i].score(window, profile)
+                scored = [s for i in sorted(reacting) if (s := fresh[i])]
                 for event in transitions(window, scored, profile):
                     events.append(event)
                     output.lines.append(alert_line(event, window.watermark))
                 reacting.clear()
         if not applied[Applied.INSERTED]:
             return output
-        scores = [s for scorer in self.scorers if (s := scorer.score(window, profile))]
+        for i, scorer in enumerate(self.scorers):
+            if i not in fresh:
+                fresh[i] = scorer.score(window, profile)
+        scores = [s for i in range(len(self.scorers)) if (s := fresh[i])]
         t_ms = window.watermark
         output.lines.extend(risk_lines(patient_id, t_ms, scores))
         output.risk = orjson.dumps(

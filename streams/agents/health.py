@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, cast
 
 import faust
@@ -21,20 +22,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
-        counters = runtime.ingest
-        return web.json(
-            {
-                "records": counters.records,
-                "observations": counters.observations,
-                "inserted": counters.inserted,
-                "duplicates": counters.duplicates,
-                "late": counters.late,
-                "rerouted": counters.rerouted,
-                "alerts": counters.alerts,
-                "http_requests": counters.http_requests,
-                "dead_letters": dict(counters.dead_letters),
-            }
-        )
+        return web.json(asdict(runtime.ingest))
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:

@@ -50,7 +50,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         value_type=bytes,
         partitions=topics.partitions,
     )
-    kinds = {topics.vitals: Kind.VITAL, topics.glucose: Kind.GLUCOSE, topics.labs: Kind.LAB}
+    kinds = {topic: kind for kind, topic in topic_of_kind.items()}
     limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
     sink = InfluxSink(settings.influx)
     records = RecordSink(settings.kafka)

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from ..schemas.codes import CONSCIOUSNESS_ALIASES, CONSCIOUSNESS_LEVELS
 from ..schemas.observation import Format, Kind
-from .normalise import Measurement, describe_errors, json_objects, normalise
+from .normalise import Measurement, json_objects, normalise, validation_problem
 from .problems import DecodeResult, Reason
 
 CONSCIOUSNESS = "67775-7"
@@ -60,13 +60,7 @@ def decode_native(
         try:
             native = NativeObservation.model_validate(item)
         except ValidationError as exc:
-            fields = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-            reason = (
-                Reason.TIME
-                if fields == {"effective_at"}
-                else (Reason.PATIENT if fields == {"patient_id"} else Reason.SCHEMA)
-            )
-            result.reject(reason, describe_errors(exc), pointer)
+            result.add(validation_problem(exc, pointer))
             continue
         value: float | None
         if isinstance(item.get("value"), bool):

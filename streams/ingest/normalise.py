@@ -122,9 +122,17 @@ def normalise(
             format=fmt,
         )
     except ValidationError as exc:
-        fields = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-        reason = Reason.PATIENT if fields == {"patient_id"} else Reason.SCHEMA
-        return Problem(reason, describe_errors(exc), m.pointer)
+        return validation_problem(exc, m.pointer)
+
+
+def validation_problem(exc: ValidationError, pointer: str) -> Problem:
+    """A validation failure as a problem: ``time`` or ``patient`` when only that field is bad."""
+    fields = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    reason = {
+        frozenset({"effective_at"}): Reason.TIME,
+        frozenset({"patient_id"}): Reason.PATIENT,
+    }.get(frozenset(fields), Reason.SCHEMA)
+    return Problem(reason, describe_errors(exc), pointer)
 
 
 def describe_errors(exc: ValidationError, limit: int = 3) -> str:

@@ -31,6 +31,8 @@ class News2Scorer:
         self.max_age_ms = max_age_ms
 
     def score(self, window: PatientWindow, profile: PatientProfile) -> Score | None:
+        if not window.vitals:
+            return None
         now = window.watermark
 
         def latest(code: str) -> float | None:
@@ -56,8 +58,6 @@ class News2Scorer:
             consciousness=None if consciousness is None else int(consciousness),
             temperature=latest(TEMPERATURE),
         )
-        if not window.vitals:
-            return None
         result = news2_score(vitals, spo2_scale=profile.spo2_scale)
         return Score(
             self.name,
@@ -110,5 +110,5 @@ class GlucoseScorer:
         )
 
 
-def default_scorers() -> list[News2Scorer | GlucoseScorer]:
-    return [News2Scorer(), GlucoseScorer()]
+def default_scorers(news2_max_age_ms: int) -> list[News2Scorer | GlucoseScorer]:
+    return [News2Scorer(news2_max_age_ms), GlucoseScorer()]

@@ -115,3 +115,11 @@ def test_duplicates_produce_no_new_scores() -> None:
     first = pipeline.process("syn-p1", None, [cgm(0, 100)])
     again = pipeline.process("syn-p1", first.window, [cgm(0, 100)])
     assert again.risk is None and again.alerts == [] and again.lines == []
+
+
+def test_news2_max_age_comes_from_settings() -> None:
+    pipeline = PatientPipeline(StreamSettings(news2_max_age_s=600))
+    first = pipeline.process("syn-p1", None, [vital("9279-1", 0, 26)])
+    later = pipeline.process("syn-p1", first.window, [vital("8867-4", 20, 70)])
+    [news2] = [s for s in orjson.loads(later.risk or b"{}")["scores"] if s["name"] == "news2"]
+    assert "respiratory_rate" in news2["missing"]  # 20 min old, over the 10 min limit
