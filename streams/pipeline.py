@@ -1,21 +1,28 @@
 """What happens to one patient's new observations: window, scores, alerts, outputs.
 
 Pure with respect to I/O (the agent loads and stores windows and sends the outputs), so it
-is tested without a broker and reused by the benchmark.
+is tested without a broker and reused by the benchmark. In two steps when models are
+loaded: ``process`` applies the observations, runs the rules at every event time and lists
+the model inputs (one per model whose signals changed, at the latest reading); the caller
+scores them — batched across patients — and ``finish`` turns the model outputs into scores,
+model-driven alerts and the patient's risk event. Without models ``process`` finishes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .alerts.policy import transitions
 from .rules.glucose import GlucoseTargets
 from .schemas.observation import Observation
 from .scoring.base import PatientProfile, Score, Scorer
+from .scoring.families import ModelRequest, ServingModel
 from .scoring.rules import default_scorers
 from .settings import StreamSettings
 from .sinks.lines import escape_tag, observation_line
@@ -29,6 +36,10 @@ class PatientOutput:
     risk: bytes | None = None  # the risk event (JSON), when anything was inserted
     alerts: list[bytes] = field(default_factory=list)  # alert events (JSON)
     lines: list[str] = field(default_factory=list)  # line protocol: observations, scores, alerts
+    requests: list[ModelRequest] = field(default_factory=list)  # to score before ``finish``
+    rule_scores: list[Score] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    profile: PatientProfile = field(default_factory=PatientProfile)
 
 
 def risk_lines(patient_id: str, t_ms: int, scores: list[Score]) -> list[str]:
@@ -51,7 +62,12 @@ def alert_line(event: dict[str, Any], t_ms: int) -> str:
 class PatientPipeline:
     """Applies observations to a window and derives scores, alerts and output records."""
 
-    def __init__(self, settings: StreamSettings, scorers: list[Scorer] | None = None) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        scorers: list[Scorer] | None = None,
+        models: Sequence[ServingModel] = (),
+    ) -> None:
         self.settings = settings
         self.scorers: list[Scorer] = (
             scorers
@@ -60,6 +76,14 @@ class PatientPipeline:
         )
         self.lateness_ms = settings.allowed_lateness_s * 1000
         self._scale2 = frozenset(settings.spo2_scale2_patients)
+        self.set_models(models)
+
+    def set_models(self, models: Sequence[ServingModel]) -> None:
+        """The models to score with (a reload swaps them between batches)."""
+        self.models = list(models)
+        self.model_kinds = frozenset(
+            m.family.alert_kind for m in self.models if m.role == "primary"
+        )
 
     def profile(self, patient_id: str) -> PatientProfile:
         targets = self.settings.glucose_targets.get(patient_id)
@@ -80,6 +104,7 @@ class PatientPipeline:
         ordered = sorted(observations, key=lambda o: o.effective_at)
         reacting: set[int] = set()  # scorers touched by the current event time
         fresh: dict[int, Score | None] = {}  # scores of the window as it is now
+        inserted: list[Observation] = []
         for index, observation in enumerate(ordered):
             outcome = window.apply(
                 observation,
@@ -90,6 +115,7 @@ class PatientPipeline:
             if outcome is not Applied.DUPLICATE:  # late ones are still written to InfluxDB
                 output.lines.append(observation_line(observation))
             if outcome is Applied.INSERTED:
+                inserted.append(observation)
                 fresh.clear()
                 reacting.update(i for i, s in enumerate(self.scorers) if s.reacts_to(observation))
             following = ordered[index + 1] if index + 1 < len(ordered) else None
@@ -101,7 +127,7 @@ class PatientPipeline:
                 for i in sorted(reacting):
                     fresh[i] = self.scorers[i].score(window, profile)
                 scored = [s for i in sorted(reacting) if (s := fresh[i])]
-                for event in transitions(window, scored, profile):
+                for event in transitions(window, scored, profile, self.model_kinds):
                     events.append(event)
                     output.lines.append(alert_line(event, window.watermark))
                 reacting.clear()
@@ -110,16 +136,43 @@ class PatientPipeline:
         for i, scorer in enumerate(self.scorers):
             if i not in fresh:
                 fresh[i] = scorer.score(window, profile)
-        scores = [s for i in range(len(self.scorers)) if (s := fresh[i])]
+        output.rule_scores = [s for i in range(len(self.scorers)) if (s := fresh[i])]
+        output.events = events
+        output.profile = profile
+        families = {m.family.name for m in self.models if any(map(m.family.reacts_to, inserted))}
+        for model in self.models:
+            if model.family.name in families and (x := model.family.input(window)) is not None:
+                output.requests.append(ModelRequest(model, x))
+        if not output.requests:
+            self.finish(output, [])
+        return output
+
+    def finish(self, output: PatientOutput, results: Sequence[list[np.ndarray] | None]) -> None:
+        """Model scores (``results`` in ``output.requests`` order; None = not scored),
+        model-driven alerts, the risk event and the score lines."""
+        window, profile = output.window, output.profile
+        model_scores = [
+            request.model.family.to_score(
+                result, request.model.manifest, window, request.model.score_name
+            )
+            for request, result in zip(output.requests, results, strict=True)
+            if result is not None
+        ]
+        primary = [s for s in model_scores if not s.name.endswith("_shadow")]
+        events = output.events
+        if primary:
+            for event in transitions(window, primary, profile, self.model_kinds):
+                events.append(event)
+                output.lines.append(alert_line(event, window.watermark))
+        scores = output.rule_scores + model_scores
         t_ms = window.watermark
-        output.lines.extend(risk_lines(patient_id, t_ms, scores))
+        output.lines.extend(risk_lines(window.patient_id, t_ms, scores))
         output.risk = orjson.dumps(
             {
-                "patient_id": patient_id,
+                "patient_id": window.patient_id,
                 "event_time": datetime.fromtimestamp(t_ms / 1000, tz=UTC).isoformat(),
                 "scores": [s.as_dict() for s in scores],
                 "inputs": window.summary(),
             }
         )
         output.alerts = [orjson.dumps(event) for event in events]
-        return output

@@ -36,3 +36,4 @@ class Runtime:
     settings: Settings
     ingest: IngestStats = field(default_factory=IngestStats)
     windows: Any = None  # the worker's patient-window table, once registered
+    scoring: Any = None  # the worker's ModelScoring, once registered

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -224,6 +224,46 @@ class StreamSettings(_Section):
     )
 
 
+ModelName = Literal["glucose", "deterioration"]
+
+
+class ScoringSettings(_Section):
+    """ONNX risk models: where they come from, where they run, how requests are batched."""
+
+    models: list[ModelName] = Field(
+        default_factory=lambda: list(get_args(ModelName)),
+        description="JSON list of model families to score with (empty: rules only).",
+    )
+    model_dir: Path | None = Field(
+        None,
+        description="Model directory <name>/<version>/{model.onnx,manifest.json}; "
+        "unset: the models shipped in the package.",
+    )
+    versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON: model name -> pinned version (default: the newest in model_dir).",
+    )
+    shadow: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON: model name -> candidate version scored beside the primary, "
+        "published on the risk topic, never alerting.",
+    )
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime provider: auto uses CUDA when a GPU is present."
+    )
+    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per call (0: ORT's).")
+    max_batch: int = Field(256, ge=1, le=65536, description="Most windows scored in one call.")
+    max_delay_ms: float = Field(
+        5.0, ge=0, description="Longest a window waits for others to fill a batch."
+    )
+    queue_size: int = Field(
+        8192, ge=1, description="Windows waiting to be scored before callers wait (backpressure)."
+    )
+    reload_interval_s: float = Field(
+        30.0, gt=0, description="How often model_dir is checked for new versions."
+    )
+
+
 class WorkerSettings(_Section):
     """The Faust worker process."""
 
@@ -262,6 +302,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     ingest: IngestSettings = IngestSettings()
     stream: StreamSettings = StreamSettings()
+    scoring: ScoringSettings = ScoringSettings()
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
 

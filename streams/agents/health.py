@@ -22,7 +22,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
-        return web.json(asdict(runtime.ingest))
+        body: dict[str, Any] = asdict(runtime.ingest)
+        if runtime.scoring is not None:
+            body["scoring"] = runtime.scoring.describe()
+        return web.json(body)
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:

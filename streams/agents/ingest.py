@@ -30,6 +30,7 @@ from ..ingest.problems import DeadLetter
 from ..pipeline import PatientOutput, PatientPipeline
 from ..runtime import Runtime
 from ..schemas.observation import Kind, Observation
+from ..scoring.service import ModelScoring
 from ..settings import Settings
 from ..sinks.influx import InfluxSink
 from ..sinks.kafka import RecordSink
@@ -57,10 +58,20 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
     app.service(records)  # type: ignore[arg-type]
     stats = runtime.ingest
-    pipeline = PatientPipeline(settings.stream)
+    scoring = ModelScoring(settings.scoring)
+    runtime.scoring = scoring
+    pipeline = PatientPipeline(settings.stream, models=scoring.serving_models())
     partitioner = DefaultPartitioner()
     all_partitions = list(range(topics.partitions))
     runtime.windows = windows
+
+    @app.timer(interval=settings.scoring.reload_interval_s)  # type: ignore[untyped-decorator]
+    async def reload_models() -> None:
+        """Serve a newer model version as soon as it appears in the model directory."""
+        if settings.scoring.models:
+            loop = asyncio.get_running_loop()
+            if await loop.run_in_executor(None, scoring.store.refresh):
+                pipeline.set_models(scoring.serving_models())
 
     @app.agent(source, name="bedside.ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -128,22 +139,32 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     continue
                 patients.setdefault(observation.patient_id, []).append(observation)
         outputs: list[tuple[EventT[bytes], bytes, PatientOutput]] = []
-        lines: list[str] = []
         for event, patients in groups.values():
-            with current_event(event):
-                for patient_id, observations in patients.items():
-                    key = patient_id.encode()
+            for patient_id, observations in patients.items():
+                key = patient_id.encode()
+                with current_event(event):
                     stored = windows.get(key)
-                    window = PatientWindow.from_bytes(stored) if stored else None
-                    output = pipeline.process(patient_id, window, observations)
-                    outputs.append((event, key, output))
-                    lines.extend(output.lines)
-                    stats.count(output.applied)
-                    if output.risk is not None:
-                        pending.append(await records.send(topics.risk, key=key, value=output.risk))
-                    for alert in output.alerts:
-                        stats.alerts += 1
-                        pending.append(await records.send(topics.alerts, key=key, value=alert))
+                window = PatientWindow.from_bytes(stored) if stored else None
+                output = pipeline.process(patient_id, window, observations)
+                outputs.append((event, key, output))
+                stats.count(output.applied)
+        # one scoring round for the whole batch: the micro-batcher groups it across patients
+        requests = [r for _, _, output in outputs for r in output.requests]
+        if requests:
+            results = await scoring.score(requests)
+            for _, _, output in outputs:
+                if output.requests:
+                    mine = results[: len(output.requests)]
+                    results = results[len(output.requests) :]
+                    pipeline.finish(output, mine)
+        lines: list[str] = []
+        for _, key, output in outputs:
+            lines.extend(output.lines)
+            if output.risk is not None:
+                pending.append(await records.send(topics.risk, key=key, value=output.risk))
+            for alert in output.alerts:
+                stats.alerts += 1
+                pending.append(await records.send(topics.alerts, key=key, value=alert))
         # accepted by the time-series server and every record acknowledged by the broker
         await asyncio.gather(sink.write(lines), *pending)
         for event, key, output in outputs:  # only then the new state

@@ -16,6 +16,11 @@ Kinds (conditions on the latest scores, thresholds from the patient's profile):
 | ``urgent_high`` | CGM > urgent high | critical |
 | ``news2_medium`` | NEWS2 5-6, or 3 in a single parameter | urgent |
 | ``news2_high`` | NEWS2 >= 7 | critical |
+| ``deterioration`` | deterioration model's probability >= its manifest's threshold | urgent |
+
+With the glucose model loaded, ``predicted_low`` comes from the model (P(< 70 mg/dL within
+30 min) >= the manifest's threshold while the CGM reads >= low) instead of AR2; AR2 is still
+published on the risk topic. Shadow models never alert.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ..windows.patient import OpenAlert, PatientWindow
 
 GLUCOSE_KINDS = ("urgent_low", "low", "predicted_low", "high", "urgent_high")
 NEWS2_KINDS = ("news2_medium", "news2_high")
+MODEL_KINDS = {"glucose_model": ("predicted_low",), "deterioration_model": ("deterioration",)}
 SEVERITY = {
     "urgent_low": "critical",
     "low": "warning",
@@ -38,6 +44,7 @@ SEVERITY = {
     "urgent_high": "critical",
     "news2_medium": "urgent",
     "news2_high": "critical",
+    "deterioration": "urgent",
 }
 
 
@@ -142,15 +149,92 @@ def news2_conditions(score: Score) -> list[Condition]:
     return []
 
 
+def glucose_model_conditions(score: Score, profile: PatientProfile) -> list[Condition]:
+    d = score.details
+    threshold, current = d.get("threshold"), d.get("current_mg_dl")
+    if score.value is None or threshold is None or current is None:
+        return []
+    if current < profile.glucose.low or score.value < threshold:
+        return []
+    forecast = d.get("forecast_mg_dl", {})
+    reason = (
+        f"Glucose {current:.0f} mg/dL at {d.get('at')} is likely to fall below "
+        f"{profile.glucose.low:.0f} mg/dL within 30 min: model probability {score.value:.2f} "
+        f"(alerts at >= {threshold:.2f}); forecast in 30 min {forecast.get('30', 0):.0f} mg/dL."
+    )
+    evidence = {
+        "current_mg_dl": current,
+        "at": d.get("at"),
+        "forecast_mg_dl": forecast,
+        "p_low_30": d.get("p_low_30"),
+        "p_urgent_low_30": d.get("p_urgent_low_30"),
+        "threshold": threshold,
+        "recent_cgm": d.get("recent", []),
+    }
+    return [Condition("predicted_low", reason, evidence, score.value, score.version)]
+
+
+VITAL_NAMES = {
+    "8867-4": ("heart rate", "/min"),
+    "9279-1": ("resp. rate", "/min"),
+    "59408-5": ("SpO2", " %"),
+    "2708-6": ("SpO2", " %"),
+    "8480-6": ("systolic BP", " mmHg"),
+    "8310-5": ("temp.", " °C"),
+}
+
+
+def deterioration_conditions(score: Score) -> list[Condition]:
+    threshold = score.details.get("threshold")
+    if score.value is None or threshold is None or score.value < threshold:
+        return []
+    latest = score.details.get("latest", {})
+    shown = ", ".join(
+        f"{name} {latest[code]['value']:g}{unit}"
+        for code, (name, unit) in VITAL_NAMES.items()
+        if code in latest
+    )
+    horizon = score.details.get("horizon_h") or 12
+    reason = (
+        f"Risk of deterioration within {horizon} h is {score.value:.2f} (alerts at >= "
+        f"{threshold:.2f}). Latest: {shown}. Review the patient."
+    )
+    evidence = {"p_deterioration": score.value, "threshold": threshold, "latest": latest}
+    return [Condition("deterioration", reason, evidence, score.value, score.version)]
+
+
 def transitions(
-    window: PatientWindow, scores: list[Score], profile: PatientProfile
+    window: PatientWindow,
+    scores: list[Score],
+    profile: PatientProfile,
+    model_kinds: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """Alert events (open/resolved) implied by the new scores; updates the window's memory."""
+    """Alert events (open/resolved) implied by the new scores; updates the window's memory.
+
+    ``model_kinds``: kinds a loaded model drives; the rules leave them alone.
+    """
     by_name = {s.name: s for s in scores}
     evaluated: dict[str, Condition | None] = {}
     if "glucose" in by_name:
-        evaluated.update(dict.fromkeys(GLUCOSE_KINDS))
-        evaluated.update({c.kind: c for c in glucose_conditions(by_name["glucose"], profile)})
+        rule_kinds = [k for k in GLUCOSE_KINDS if k not in model_kinds]
+        evaluated.update(dict.fromkeys(rule_kinds))
+        evaluated.update(
+            {
+                c.kind: c
+                for c in glucose_conditions(by_name["glucose"], profile)
+                if c.kind not in model_kinds
+            }
+        )
+    if "glucose_model" in by_name:
+        evaluated["predicted_low"] = None
+        evaluated.update(
+            {c.kind: c for c in glucose_model_conditions(by_name["glucose_model"], profile)}
+        )
+    if "deterioration_model" in by_name:
+        evaluated["deterioration"] = None
+        evaluated.update(
+            {c.kind: c for c in deterioration_conditions(by_name["deterioration_model"])}
+        )
     if "news2" in by_name:
         evaluated.update(dict.fromkeys(NEWS2_KINDS))
         evaluated.update({c.kind: c for c in news2_conditions(by_name["news2"])})

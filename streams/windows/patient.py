@@ -78,14 +78,34 @@ class PatientWindow:
         self, observation: Observation, *, allowed_lateness_ms: int, max_vital_samples: int
     ) -> Applied:
         """Insert one observation in event-time order (or count it as duplicate/late)."""
+        return self.apply_value(
+            observation.code,
+            observation.kind,
+            int(observation.effective_at.timestamp() * SECOND_MS),
+            float(observation.value),
+            allowed_lateness_ms=allowed_lateness_ms,
+            max_vital_samples=max_vital_samples,
+        )
+
+    def apply_value(
+        self,
+        code: str,
+        kind: Kind,
+        t_ms: int,
+        value: float,
+        *,
+        allowed_lateness_ms: int,
+        max_vital_samples: int,
+    ) -> Applied:
+        """``apply`` for a bare (code, kind, time, value): the dataset builders' entry."""
         # whole seconds: the resolution the window keeps (and serialises)
-        t = int(observation.effective_at.timestamp()) * SECOND_MS
+        t = t_ms // SECOND_MS * SECOND_MS
         if self.watermark and t < self.watermark - allowed_lateness_ms:
             self.late += 1
             return Applied.LATE
         # two decimals: the precision kept (and serialised as float32) for every signal
-        code, value = observation.code, round(float(observation.value), 2)
-        if observation.kind is Kind.VITAL:
+        value = round(value, 2)
+        if kind is Kind.VITAL:
             samples = self.vitals.setdefault(code, [])
             index = bisect.bisect_left(samples, (t, float("-inf")))
             if index < len(samples) and samples[index][0] == t:

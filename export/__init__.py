@@ -1,0 +1,1 @@
+"""torch -> ONNX export of Bedside's risk models: manifest and parity check."""

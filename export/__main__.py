@@ -1,0 +1,5 @@
+"""``python -m export CHECKPOINT``: the same as ``bedside export``."""
+
+from .cli import export
+
+export()

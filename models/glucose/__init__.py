@@ -1,0 +1,1 @@
+"""The glucose forecaster: simulated CGM cohorts, dataset, baselines and evaluation."""

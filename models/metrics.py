@@ -1,0 +1,68 @@
+"""Discrimination and calibration metrics (numpy only), with patient-level bootstrap."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+    y = np.asarray(y, bool)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    sorted_scores = np.asarray(score)[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def auprc(y: np.ndarray, score: np.ndarray) -> float:
+    """Average precision (area under the precision-recall curve, step-wise)."""
+    y = np.asarray(y, bool)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(score), kind="mergesort")
+    hits = y[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].sum() / hits.sum())
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, ...]:
+    """(mean predicted, observed rate, count) per equal-width probability bin."""
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    predicted = np.bincount(index, weights=p, minlength=bins) / np.maximum(counts, 1)
+    observed = np.bincount(index, weights=y.astype(float), minlength=bins) / np.maximum(counts, 1)
+    return predicted, observed, counts
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: count-weighted |predicted - observed| over the bins."""
+    predicted, observed, counts = reliability(y, p, bins)
+    return float(np.sum(counts * np.abs(predicted - observed)) / max(counts.sum(), 1))
+
+
+def bootstrap_ci(
+    metric: Callable[[np.ndarray], float], groups: np.ndarray, rounds: int = 500, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of ``metric(sample indices)`` resampling whole patients."""
+    rng = np.random.default_rng(seed)
+    unique = np.unique(groups)
+    members = {g: np.flatnonzero(groups == g) for g in unique}
+    values = []
+    for _ in range(rounds):
+        chosen = rng.choice(unique, len(unique), replace=True)
+        value = metric(np.concatenate([members[g] for g in chosen]))
+        if value == value:
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))

@@ -1,0 +1,1 @@
+"""The deterioration model: simulated vital-sign cohorts, MIMIC-IV demo validation."""

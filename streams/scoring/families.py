@@ -1,0 +1,131 @@
+"""What each model family reads from a window and how its outputs become a ``Score``.
+
+Model scores are named ``glucose_model`` and ``deterioration_model`` (a shadow model's get a
+``_shadow`` suffix: published on the risk topic, never alerting). The primary glucose model
+drives the ``predicted_low`` alert in place of AR2; the deterioration model drives
+``deterioration``. Thresholds come from each model's manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+
+from ..schemas.observation import Kind, Observation
+from ..windows.patient import CGM_CODE, PatientWindow
+from .base import Score
+from .features import window_glucose_input, window_vitals_input
+from .manifest import Manifest
+
+Role = Literal["primary", "shadow"]
+HORIZONS_MIN = (15, 30, 45, 60)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    score_name: str
+    alert_kind: str
+    threshold_name: str
+    reacts_to: Callable[[Observation], bool]
+    input: Callable[[PatientWindow], np.ndarray | None]
+    to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str], Score]
+
+
+def _glucose_score(
+    outputs: list[np.ndarray], manifest: Manifest, window: PatientWindow, name: str
+) -> Score:
+    forecast, probabilities = outputs
+    series = window.cgm_series()
+    t, current = series[-1]
+    return Score(
+        name,
+        f"{manifest.name}@{manifest.version}",
+        round(float(probabilities[0]), 4),
+        {
+            "p_low_30": round(float(probabilities[0]), 4),
+            "p_urgent_low_30": round(float(probabilities[1]), 4),
+            "forecast_mg_dl": {
+                str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast, strict=True)
+            },
+            "threshold": manifest.thresholds.get("p_low_30"),
+            "at": _iso(t),
+            "current_mg_dl": current,
+            "recent": [{"at": _iso(at), "mg_dl": v} for at, v in series[-3:]],
+        },
+    )
+
+
+def _deterioration_score(
+    outputs: list[np.ndarray], manifest: Manifest, window: PatientWindow, name: str
+) -> Score:
+    latest = {
+        code: {"at": _iso(samples[-1][0]), "value": samples[-1][1]}
+        for code, samples in window.vitals.items()
+        if samples
+    }
+    return Score(
+        name,
+        f"{manifest.name}@{manifest.version}",
+        round(float(outputs[0][0]), 4),
+        {
+            "threshold": manifest.thresholds.get("p_deterioration"),
+            "horizon_h": manifest.training_data.get("horizon_hours"),
+            "latest": latest,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded model as the pipeline sees it: what it reads, its manifest and its run."""
+
+    family: ModelFamily
+    role: Role
+    manifest: Manifest
+    run: Callable[[np.ndarray], list[np.ndarray]]
+
+    @property
+    def key(self) -> str:
+        return f"{self.manifest.name}@{self.manifest.version}"
+
+    @property
+    def score_name(self) -> str:
+        suffix = "_shadow" if self.role == "shadow" else ""
+        return self.family.score_name + suffix
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    model: ServingModel
+    x: np.ndarray
+
+
+FAMILIES = {
+    "glucose": ModelFamily(
+        "glucose",
+        "glucose_model",
+        "predicted_low",
+        "p_low_30",
+        lambda o: o.code == CGM_CODE,
+        window_glucose_input,
+        _glucose_score,
+    ),
+    "deterioration": ModelFamily(
+        "deterioration",
+        "deterioration_model",
+        "deterioration",
+        "p_deterioration",
+        lambda o: o.kind is Kind.VITAL,
+        window_vitals_input,
+        _deterioration_score,
+    ),
+}

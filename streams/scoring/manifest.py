@@ -1,0 +1,84 @@
+"""The manifest that travels next to every exported ``.onnx`` model (``manifest.json``).
+
+Model directory layout: ``<model dir>/<name>/<version>/{model.onnx, manifest.json}``; the
+version is a semantic version, so the newest is well defined.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+Family = Literal["glucose", "deterioration"]
+
+
+def version_key(version: str) -> tuple[int, int, int]:
+    match = SEMVER.match(version)
+    if match is None:
+        msg = f"not a semantic version (MAJOR.MINOR.PATCH): {version!r}"
+        raise ValueError(msg)
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    shape: list[int | str]  # a string names a dynamic axis ("batch")
+    dtype: str = "float32"
+    meaning: str = ""
+
+
+class FeatureContractRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: int
+    hash: str
+
+
+class Manifest(BaseModel):
+    """What a serving process needs to know about one exported model version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    family: Family
+    version: str
+    created_at: datetime
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    feature_contract: FeatureContractRef
+    normalisation: dict[str, Any]
+    output_meaning: str
+    thresholds: dict[str, float]
+    training_data: dict[str, Any]
+    evaluation: dict[str, Any]
+    export: dict[str, Any] = Field(default_factory=dict)  # exporter, opset, parity
+
+    @field_validator("version")
+    @classmethod
+    def _semantic(cls, value: str) -> str:
+        version_key(value)
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            msg = "created_at must carry a timezone (UTC)"
+            raise ValueError(msg)
+        return value
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.model_validate_json(path.read_bytes())
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2) + "\n")
