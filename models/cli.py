@@ -41,7 +41,7 @@ def _checkpoint(directory: Path, kind: str) -> Path:
 @click.option(
     "--patients",
     type=int,
-    default=1500,
+    default=3000,
     show_default=True,
     help="Deterioration cohort size (glucose always uses the 30 virtual patients).",
 )

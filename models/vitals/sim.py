@@ -8,7 +8,8 @@ every hour or two once the last set's NEWS2 is 5 or more, as the RCP 2017 NEWS2 
 
 35 % of patients deteriorate: from an onset, their physiology drifts over 6-16 h towards one
 of three patterns until the *event* (rapid-response call / ICU transfer), after which their
-ward data end. 30 % of the others have a transient, resolving disturbance (pain, a fever
+ward data end. The event falls anywhere from 2 h after admission to the end of the stay, so
+some patients arrive already deteriorating (onset before admission). 30 % of the others have a transient, resolving disturbance (pain, a fever
 that settles) of about half that size, so "abnormal" does not mean "deteriorating".
 
 | pattern (share) | heart rate | resp. rate | SpO2 | systolic BP | temperature | other |
@@ -134,8 +135,10 @@ def simulate(index: int, days: int, seed: int) -> SimulatedPatient:
     if rng.random() < 0.35:
         pattern = str(rng.choice([p for p, _ in PATTERN_SHARE], p=[w for _, w in PATTERN_SHARE]))
         duration = rng.uniform(6, 16) * HOUR_MIN
-        onset = int(rng.uniform(12 * HOUR_MIN, max(13 * HOUR_MIN, minutes - duration)))
-        event = int(onset + duration)
+        # some arrive already deteriorating: the event can come at any time of the stay from
+        # 2 h on, so a short history says nothing about risk (as in real admissions)
+        event = int(rng.uniform(2 * HOUR_MIN, minutes))
+        onset = int(event - duration)
         scale = rng.uniform(0.7, 1.3)
         shape = _progress(hours * HOUR_MIN, onset, duration)
         for s, size in PATTERNS[pattern].items():

@@ -25,6 +25,9 @@ from streams.schemas.observation import Format, Kind, Observation
 from streams.settings import Settings, StreamSettings
 
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
+# alert ids are compared with an offline replay of the rules: the models are off there (a
+# model scores once per batch, so its alerts depend on batch boundaries)
+RULES_ONLY = {"BEDSIDE_SCORING__MODELS": "[]"}
 
 
 def native(patient: str, minute: int, code: str, unit: str, value: float) -> dict[str, Any]:
@@ -61,14 +64,14 @@ def day_of(patient: str, rng: random.Random, minutes: int = 120) -> list[dict[st
 async def produce(
     settings: Settings, records: list[dict[str, Any]], *, rate: float | None = None
 ) -> None:
-    topics = {"99504-3": settings.topics.glucose, "8867-4": settings.topics.vitals}
     producer = AIOKafkaProducer(linger_ms=5, **client_options(settings.kafka))
     await producer.start()
     try:
         for index, record in enumerate(records):
-            await producer.send(
-                topics[record["code"]], orjson.dumps(record), key=record["patient_id"].encode()
+            topic = (
+                settings.topics.glucose if record["code"] == "99504-3" else settings.topics.vitals
             )
+            await producer.send(topic, orjson.dumps(record), key=record["patient_id"].encode())
             if rate and index % 50 == 49:
                 await asyncio.sleep(50 / rate)
         await producer.flush()
@@ -156,7 +159,7 @@ def expected_alerts(records: list[dict[str, Any]]) -> set[str]:
 
 @pytest.fixture
 def worker(spawn_worker: Callable[..., Any]) -> Any:
-    started = spawn_worker()
+    started = spawn_worker(**RULES_ONLY)
     started.wait_ready()
     return started
 
@@ -266,8 +269,8 @@ def test_two_workers_one_killed_nothing_lost_alerts_at_least_once(
     rng = random.Random(5)
     per_patient = {p: day_of(p, rng, 240) for p in patients}
     records = [r for step in zip(*per_patient.values(), strict=True) for r in step]
-    first = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id)
-    second = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id)
+    first = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id, **RULES_ONLY)
+    second = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id, **RULES_ONLY)
     first.wait_ready()
     second.wait_ready()
 
@@ -296,3 +299,70 @@ def test_two_workers_one_killed_nothing_lost_alerts_at_least_once(
     )
     emitted = {e["alert_id"] for es in alerts.values() for e in es}
     assert expected and expected <= emitted
+
+
+def test_models_score_in_the_stream_and_drive_alerts(
+    spawn_worker: Callable[..., Any],
+    stack_settings: Settings,
+    read_series: Callable[..., list[dict[str, Any]]],
+) -> None:
+    """The shipped ONNX models score on CPU by default and open model-driven alerts."""
+    worker = spawn_worker()  # default settings: both shipped models
+    worker.wait_ready()
+    run = uuid.uuid4().hex[:6]
+    falling, worsening = f"fall-{run}", f"worse-{run}"
+    records = [cgm_record(falling, 5 * i, 180 - 6 * i) for i in range(18)]
+    sets = [(h, 78, 15, 97, 126, 36.8) for h in range(0, 24, 4)] + [
+        (24 + 2 * i, 95 + 8 * i, 20 + 2 * i, 94 - i, 110 - 6 * i, round(37.8 + 0.3 * i, 1))
+        for i in range(5)
+    ]
+    codes = (
+        ("8867-4", "/min"),
+        ("9279-1", "/min"),
+        ("59408-5", "%"),
+        ("8480-6", "mm[Hg]"),
+        ("8310-5", "Cel"),
+    )
+    for h, *values in sets:  # a day and a half, ending 4 h after START (in the past)
+        records += [
+            native(worsening, 60 * (h - 28), code, unit, v)
+            for (code, unit), v in zip(codes, values, strict=True)
+        ]
+    asyncio.run(produce(stack_settings, records))
+
+    def model_alert(kind: str, patient: str, found: dict[str, list[dict[str, Any]]]) -> bool:
+        return any(
+            e["kind"] == kind and "@" in (e["rule_or_model_version"] or "") for e in found[patient]
+        )
+
+    alerts = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            {falling, worsening},
+            lambda f: (
+                model_alert("predicted_low", falling, f)
+                and model_alert("deterioration", worsening, f)
+            ),
+        )
+    )
+    low = next(e for e in alerts[falling] if e["kind"] == "predicted_low")
+    assert low["rule_or_model_version"] == "glucose@1.0.0" and low["state"] == "open"
+    assert "within 30 min" in low["reason"] and low["evidence"]["forecast_mg_dl"]
+    bad = next(e for e in alerts[worsening] if e["kind"] == "deterioration")
+    assert bad["rule_or_model_version"] == "deterioration@1.0.0" and bad["severity"] == "urgent"
+    risk = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.risk,
+            {falling},
+            lambda f: any(s["name"] == "glucose_model" for r in f[falling] for s in r["scores"]),
+        )
+    )
+    names = {s["name"] for r in risk[falling] for s in r["scores"]}
+    assert {"glucose", "glucose_model"} <= names
+    assert read_series(f'risk_value{{patient_id="{falling}",score="glucose_model"}}', 1)
+    with urllib.request.urlopen(f"{worker.url}/stats", timeout=5) as response:
+        scoring = json.loads(response.read())["scoring"]
+    assert scoring["models"]["glucose"]["provider"] == "CPUExecutionProvider"
+    assert scoring["batches"]["glucose@1.0.0"]["windows"] >= 1

@@ -33,11 +33,27 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         from models.vitals.evaluate import evaluate as evaluate_vitals
         from models.vitals.train import train as train_vitals
 
-        train_glucose(root / "glucose.pt", patients=GLUCOSE_PATIENTS, days=2, seed=1,
-                      cache=cache, hidden=8, config=TINY, progress=False)
+        train_glucose(
+            root / "glucose.pt",
+            patients=GLUCOSE_PATIENTS,
+            days=2,
+            seed=1,
+            cache=cache,
+            hidden=8,
+            config=TINY,
+            progress=False,
+        )
         evaluate_glucose(root / "glucose.pt", reports, cache)
-        train_vitals(root / "deterioration.pt", patients=80, days=2, seed=1, cache=cache,
-                     hidden=8, config=TINY, progress=False)
+        train_vitals(
+            root / "deterioration.pt",
+            patients=80,
+            days=2,
+            seed=1,
+            cache=cache,
+            hidden=8,
+            config=TINY,
+            progress=False,
+        )
         evaluate_vitals(root / "deterioration.pt", reports, cache, rounds=20)
     return {"root": root, "cache": cache, "reports": reports}
 
@@ -46,8 +62,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def exported(trained: dict[str, Path]) -> Path:
     out = trained["root"] / "onnx"
     for kind in ("glucose", "deterioration"):
-        export(trained["root"] / f"{kind}.pt", out, version="0.1.0", cache=trained["cache"],
-               report_path=trained["reports"] / f"{kind}.json")
+        export(
+            trained["root"] / f"{kind}.pt",
+            out,
+            version="0.1.0",
+            cache=trained["cache"],
+            report_path=trained["reports"] / f"{kind}.json",
+        )
     return out
 
 
@@ -59,8 +80,13 @@ def test_reports_have_every_baseline_and_plots(trained: dict[str, Path]) -> None
     deterioration = json.loads((reports / "deterioration.json").read_text())
     assert 0 <= deterioration["simulated"]["model"]["auroc"] <= 1
     assert deterioration["mimic"]["24h"]["patients"] > 50  # the real demo was replayed
-    for name in ("glucose_clarke", "glucose_alarms", "glucose_example",
-                 "deterioration_reliability", "deterioration_roc"):
+    for name in (
+        "glucose_clarke",
+        "glucose_alarms",
+        "glucose_example",
+        "deterioration_reliability",
+        "deterioration_roc",
+    ):
         assert (reports / f"{name}.png").stat().st_size > 1000
     assert "| Nightscout AR2 |" in (reports / "glucose.md").read_text()
 
@@ -106,16 +132,26 @@ def test_export_refuses_a_checkpoint_of_other_features(
     checkpoint["contract_hash"] = "f" * 64
     torch.save(checkpoint, tmp_path / "stale.pt")
     with pytest.raises(ExportError, match="retrain"):
-        export(tmp_path / "stale.pt", tmp_path / "out", version="1.0.0", cache=trained["cache"],
-               report_path=trained["reports"] / "glucose.json")
+        export(
+            tmp_path / "stale.pt",
+            tmp_path / "out",
+            version="1.0.0",
+            cache=trained["cache"],
+            report_path=trained["reports"] / "glucose.json",
+        )
 
 
 def test_export_refuses_an_evaluation_of_another_checkpoint(
     trained: dict[str, Path], tmp_path: Path
 ) -> None:
     with pytest.raises(ExportError, match="another checkpoint"):
-        export(trained["root"] / "glucose.pt", tmp_path, version="1.0.0",
-               cache=trained["cache"], report_path=trained["reports"] / "deterioration.json")
+        export(
+            trained["root"] / "glucose.pt",
+            tmp_path,
+            version="1.0.0",
+            cache=trained["cache"],
+            report_path=trained["reports"] / "deterioration.json",
+        )
 
 
 def test_parity_failure_refuses_the_export(
@@ -123,8 +159,13 @@ def test_parity_failure_refuses_the_export(
 ) -> None:
     monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no model can pass: the check runs
     with pytest.raises(ExportError, match="parity check failed"):
-        export(trained["root"] / "glucose.pt", tmp_path, version="1.0.0",
-               cache=trained["cache"], report_path=trained["reports"] / "glucose.json")
+        export(
+            trained["root"] / "glucose.pt",
+            tmp_path,
+            version="1.0.0",
+            cache=trained["cache"],
+            report_path=trained["reports"] / "glucose.json",
+        )
     assert not (tmp_path / "glucose" / "1.0.0").exists()  # nothing half-written is served
 
 

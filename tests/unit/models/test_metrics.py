@@ -40,8 +40,16 @@ def test_bootstrap_interval_brackets_the_estimate() -> None:
 
 @pytest.mark.parametrize(
     ("reference", "predicted", "zone"),
-    [(100, 110, "A"), (60, 65, "A"), (200, 50, "E"), (50, 200, "E"), (300, 120, "D"),
-     (100, 250, "C"), (170, 30, "C"), (100, 140, "B")],
+    [
+        (100, 110, "A"),
+        (60, 65, "A"),
+        (200, 50, "E"),
+        (50, 200, "E"),
+        (300, 120, "D"),
+        (100, 250, "C"),
+        (170, 30, "C"),
+        (100, 140, "B"),
+    ],
 )
 def test_clarke_error_grid_zones(reference: float, predicted: float, zone: str) -> None:
     zones = g.clarke_zones(np.array([reference]), np.array([predicted]))

@@ -57,11 +57,23 @@ def test_vitals_input_bins_hours_and_uses_the_personal_baseline() -> None:
 def test_window_inputs_use_the_latest_reading_of_their_signals() -> None:
     window = PatientWindow("p")
     for k in range(6):
-        window.apply_value("99504-3", Kind.GLUCOSE, NOW - k * 5 * MIN, 120.0,
-                           allowed_lateness_ms=7_200_000, max_vital_samples=288)
+        window.apply_value(
+            "99504-3",
+            Kind.GLUCOSE,
+            NOW - k * 5 * MIN,
+            120.0,
+            allowed_lateness_ms=7_200_000,
+            max_vital_samples=288,
+        )
     assert f.window_vitals_input(window) is None
-    window.apply_value("8867-4", Kind.VITAL, NOW + 30 * MIN, 80.0,
-                       allowed_lateness_ms=7_200_000, max_vital_samples=288)
+    window.apply_value(
+        "8867-4",
+        Kind.VITAL,
+        NOW + 30 * MIN,
+        80.0,
+        allowed_lateness_ms=7_200_000,
+        max_vital_samples=288,
+    )
     glucose = f.window_glucose_input(window)
     assert glucose is not None and glucose[-1, 1] == 1  # at the CGM's time, not the vital's
 

@@ -1,0 +1,135 @@
+"""The shipped ONNX models in the pipeline: model scores, model-driven alerts, shadows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+import pytest
+
+from streams.pipeline import PatientOutput, PatientPipeline
+from streams.schemas.observation import Format, Kind, Observation, stable_event_id
+from streams.scoring.service import ModelScoring
+from streams.settings import ScoringSettings, StreamSettings
+
+T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+
+
+def observation(kind: Kind, code: str, minutes: float, value: float) -> Observation:
+    at = T0 + timedelta(minutes=minutes)
+    return Observation(
+        patient_id="syn-p1",
+        kind=kind,
+        code=code,
+        value=value,
+        unit="x",
+        effective_at=at,
+        received_at=at,
+        source="t",
+        event_id=stable_event_id("syn-p1", code, at, value, "t"),
+        format=Format.NATIVE,
+    )
+
+
+def cgm_series(values: list[float]) -> list[Observation]:
+    return [observation(Kind.GLUCOSE, "99504-3", 5 * i, v) for i, v in enumerate(values)]
+
+
+def vitals_set(hours: float, hr: float, rr: float, spo2: float, sbp: float, temp: float):
+    m = hours * 60
+    return [
+        observation(Kind.VITAL, "8867-4", m, hr),
+        observation(Kind.VITAL, "9279-1", m, rr),
+        observation(Kind.VITAL, "59408-5", m, spo2),
+        observation(Kind.VITAL, "8480-6", m, sbp),
+        observation(Kind.VITAL, "8310-5", m, temp),
+        observation(Kind.VITAL, "67775-7", m, 0),
+        observation(Kind.VITAL, "3151-8", m, 0),
+    ]
+
+
+def score_now(output: PatientOutput) -> list[list[np.ndarray] | None]:
+    """What the micro-batcher does, one window at a time."""
+    return [[o[0] for o in r.model.run(r.x[None])] for r in output.requests]
+
+
+@pytest.fixture(scope="module")
+def scoring() -> ModelScoring:
+    return ModelScoring(ScoringSettings(provider="cpu"))
+
+
+def finished(pipeline: PatientPipeline, observations: list[Observation]) -> tuple[dict, list]:
+    output = pipeline.process("syn-p1", None, observations)
+    if output.requests:
+        pipeline.finish(output, score_now(output))
+    risk = orjson.loads(output.risk or b"{}")
+    return {s["name"]: s for s in risk["scores"]}, [orjson.loads(a) for a in output.alerts]
+
+
+def test_the_shipped_models_load_with_their_manifests(scoring: ModelScoring) -> None:
+    described = scoring.store.describe()
+    assert set(described) == {"glucose", "deterioration"}
+    assert described["glucose"]["primary"] == "glucose@1.0.0"
+    assert described["glucose"]["provider"] == "CPUExecutionProvider"
+
+
+def test_a_falling_glucose_raises_a_model_driven_predicted_low(scoring: ModelScoring) -> None:
+    pipeline = PatientPipeline(StreamSettings(), models=scoring.serving_models())
+    falling = [180 - 6 * i for i in range(18)]  # 180 -> 78 mg/dL over 85 min
+    scores, alerts = finished(pipeline, cgm_series(falling))
+    model = scores["glucose_model"]
+    assert model["version"] == "glucose@1.0.0"
+    assert model["value"] >= model["threshold"]
+    assert float(model["forecast_mg_dl"]["30"]) < 78
+    (alert,) = [a for a in alerts if a["kind"] == "predicted_low"]
+    assert alert["rule_or_model_version"] == "glucose@1.0.0"
+    assert "likely to fall below 70 mg/dL within 30 min" in alert["reason"]
+    assert alert["evidence"]["recent_cgm"][-1]["mg_dl"] == 78
+    assert "glucose" in scores  # the rules (AR2 among them) are still published
+
+
+def test_a_steady_glucose_does_not_alert(scoring: ModelScoring) -> None:
+    pipeline = PatientPipeline(StreamSettings(), models=scoring.serving_models())
+    scores, alerts = finished(pipeline, cgm_series([120.0] * 24))
+    assert scores["glucose_model"]["value"] < scores["glucose_model"]["threshold"]
+    assert alerts == []
+
+
+def test_a_shadow_model_is_published_but_never_alerts(scoring: ModelScoring) -> None:
+    shadows = [replace(m, role="shadow") for m in scoring.serving_models()]
+    pipeline = PatientPipeline(StreamSettings(), models=shadows)
+    falling = [180 - 6 * i for i in range(18)]
+    scores, alerts = finished(pipeline, cgm_series(falling))
+    assert "glucose_model_shadow" in scores and "glucose_model" not in scores
+    # without a primary model AR2 drives predicted_low, as before models existed
+    versions = {a["rule_or_model_version"] for a in alerts if a["kind"] == "predicted_low"}
+    assert versions <= {"glucose-rules-1"}
+
+
+def test_deterioration_model_alerts_with_the_vitals_that_drove_it(scoring: ModelScoring) -> None:
+    pipeline = PatientPipeline(StreamSettings(), models=scoring.serving_models())
+    stable = [o for h in range(0, 24, 4) for o in vitals_set(h, 78, 15, 97, 126, 36.8)]
+    scores, alerts = finished(pipeline, stable)
+    assert scores["deterioration_model"]["value"] < scores["deterioration_model"]["threshold"]
+    assert not [a for a in alerts if a["kind"] == "deterioration"]
+    worsening = stable + [
+        o
+        for i, h in enumerate(range(24, 34, 2))
+        for o in vitals_set(h, 95 + 8 * i, 20 + 2 * i, 94 - i, 110 - 6 * i, 37.8 + 0.3 * i)
+    ]
+    scores, alerts = finished(pipeline, worsening)
+    model = scores["deterioration_model"]
+    assert model["value"] >= model["threshold"]
+    (alert,) = [a for a in alerts if a["kind"] == "deterioration"]
+    assert alert["severity"] == "urgent" and alert["rule_or_model_version"] == "deterioration@1.0.0"
+    assert "heart rate 127/min" in alert["reason"]
+
+
+def test_a_failed_model_call_still_publishes_the_rules(scoring: ModelScoring) -> None:
+    pipeline = PatientPipeline(StreamSettings(), models=scoring.serving_models())
+    output = pipeline.process("syn-p1", None, cgm_series([120.0] * 6))
+    pipeline.finish(output, [None] * len(output.requests))
+    names = [s["name"] for s in orjson.loads(output.risk or b"{}")["scores"]]
+    assert names == ["glucose"]
