@@ -25,6 +25,9 @@ def test_every_command_has_help_and_every_option_names_its_env_var() -> None:
         "bedside stack up",
         "bedside stack down",
         "bedside stack status",
+        "bedside train",
+        "bedside evaluate",
+        "bedside export",
     } <= set(paths)
     runner = CliRunner()
     for path, command in commands:
