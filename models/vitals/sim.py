@@ -9,8 +9,9 @@ every hour or two once the last set's NEWS2 is 5 or more, as the RCP 2017 NEWS2 
 35 % of patients deteriorate: from an onset, their physiology drifts over 6-16 h towards one
 of three patterns until the *event* (rapid-response call / ICU transfer), after which their
 ward data end. The event falls anywhere from 2 h after admission to the end of the stay, so
-some patients arrive already deteriorating (onset before admission). 30 % of the others have a transient, resolving disturbance (pain, a fever
-that settles) of about half that size, so "abnormal" does not mean "deteriorating".
+some patients arrive already deteriorating (onset before admission). 30 % of the others
+have a transient, resolving disturbance (pain, a fever that settles) of about half that
+size, so "abnormal" does not mean "deteriorating".
 
 | pattern (share) | heart rate | resp. rate | SpO2 | systolic BP | temperature | other |
 |---|---|---|---|---|---|---|
