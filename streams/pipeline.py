@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .alerts.policy import transitions
+from .alerts.policy import lifecycle, render, stale_conditions, transitions
 from .rules.glucose import GlucoseTargets
 from .schemas.observation import Observation
 from .scoring.base import PatientProfile, Score, Scorer
@@ -52,10 +52,12 @@ def risk_lines(patient_id: str, t_ms: int, scores: list[Score]) -> list[str]:
 
 
 def alert_line(event: dict[str, Any], t_ms: int) -> str:
-    state = 1 if event["state"] == "open" else 0
+    """An alarm transition as an audit point (one per transition, event time)."""
+    active = 0 if event["state"] == "resolved" else 1
     return (
         f"alerts,patient_id={escape_tag(event['patient_id'])},kind={event['kind']},"
-        f'severity={event["severity"]} open={state}i,alert_id="{event["alert_id"]}" {t_ms}'
+        f"severity={event['severity']},transition={event['transition']} open={active}i,"
+        f'level={event["level"]}i,state="{event["state"]}",alert_id="{event["alert_id"]}" {t_ms}'
     )
 
 
@@ -75,6 +77,7 @@ class PatientPipeline:
             else list(default_scorers(settings.news2_max_age_s * 1000))
         )
         self.lateness_ms = settings.allowed_lateness_s * 1000
+        self.vitals_stale_ms = settings.vitals_stale_s * 1000
         self._scale2 = frozenset(settings.spo2_scale2_patients)
         self.set_models(models)
 
@@ -93,10 +96,19 @@ class PatientPipeline:
         )
 
     def process(
-        self, patient_id: str, window: PatientWindow | None, observations: list[Observation]
+        self,
+        patient_id: str,
+        window: PatientWindow | None,
+        observations: list[Observation],
+        *,
+        arrived_at: int | None = None,
     ) -> PatientOutput:
-        """Apply a batch of one patient's observations; evaluate alerts at every reading."""
+        """Apply a batch of one patient's observations; evaluate alerts at every reading.
+
+        ``arrived_at``: wall-clock ms of the batch, from which ticks advance patient time."""
         window = window or PatientWindow(patient_id)
+        if arrived_at is not None:
+            window.arrived_at = max(window.arrived_at, arrived_at)
         applied = dict.fromkeys(Applied, 0)
         output = PatientOutput(window, applied)
         profile = self.profile(patient_id)
@@ -127,7 +139,9 @@ class PatientPipeline:
                 for i in sorted(reacting):
                     fresh[i] = self.scorers[i].score(window, profile)
                 scored = [s for i in sorted(reacting) if (s := fresh[i])]
-                for event in transitions(window, scored, profile, self.model_kinds):
+                for event in transitions(
+                    window, scored, profile, self.model_kinds, self.vitals_stale_ms
+                ):
                     events.append(event)
                     output.lines.append(alert_line(event, window.watermark))
                 reacting.clear()
@@ -161,7 +175,9 @@ class PatientPipeline:
         primary = [s for s in model_scores if not s.name.endswith("_shadow")]
         events = output.events
         if primary:
-            for event in transitions(window, primary, profile, self.model_kinds):
+            for event in transitions(
+                window, primary, profile, self.model_kinds, self.vitals_stale_ms
+            ):
                 events.append(event)
                 output.lines.append(alert_line(event, window.watermark))
         scores = output.rule_scores + model_scores
@@ -176,3 +192,42 @@ class PatientPipeline:
             }
         )
         output.alerts = [orjson.dumps(event) for event in events]
+
+    # -- time and care-team actions (no observations) -------------------------------------
+    @staticmethod
+    def patient_time(window: PatientWindow, wall_ms: int) -> int:
+        """The patient's clock: its newest event time plus wall time since that data came,
+        so live and replayed streams alike age their alarms by real elapsed time."""
+        return window.watermark + max(0, wall_ms - window.arrived_at)
+
+    def _control_output(self, window: PatientWindow, events: list[dict[str, Any]]) -> PatientOutput:
+        output = PatientOutput(window, dict.fromkeys(Applied, 0))
+        output.alerts = [orjson.dumps(render(e)) for e in events]
+        output.lines = [alert_line(e, e["event_time"]) for e in events]
+        return output
+
+    def tick(self, window: PatientWindow, wall_ms: int) -> PatientOutput:
+        """Time passed without data: stale-data alarms, snooze expiry, re-alerts, escalation."""
+        now = self.patient_time(window, wall_ms)
+        evaluated = stale_conditions(window, now, self.vitals_stale_ms)
+        return self._control_output(window, lifecycle(window).evaluate(evaluated, now))
+
+    def act(
+        self,
+        window: PatientWindow,
+        alert_id: str,
+        action: str,
+        by: str,
+        wall_ms: int,
+        minutes: int = 30,
+    ) -> PatientOutput | None:
+        """A care team's ``ack`` or ``snooze``; None when the alarm is not open here."""
+        now = self.patient_time(window, wall_ms)
+        alarms = lifecycle(window)
+        if alarms.find(alert_id) is None:
+            return None
+        if action == "snooze":
+            events = alarms.snooze(alert_id, by, minutes, now)
+        else:
+            events = alarms.acknowledge(alert_id, by, now)
+        return self._control_output(window, events)

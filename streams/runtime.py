@@ -23,6 +23,8 @@ class IngestStats:
     duplicates: int = 0
     late: int = 0
     alerts: int = 0
+    actions: int = 0  # acknowledgements and snoozes applied
+    actions_ignored: int = 0  # on alarms not open (resolved, unknown)
     dead_letters: Counter[str] = field(default_factory=Counter)
 
     def count(self, applied: Mapping[Applied, int]) -> None:

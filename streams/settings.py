@@ -123,6 +123,16 @@ class TopicSettings(_Section):
         return f"{self.prefix}alert-acks"
 
     @property
+    def ticks(self) -> str:
+        """Clock ticks per partition: time-driven alarm transitions run in the stream."""
+        return f"{self.prefix}ticks"
+
+    @property
+    def patient_stream(self) -> tuple[str, ...]:
+        """What the patient agent consumes, co-partitioned: ingest, acknowledgements, ticks."""
+        return (*self.ingest, self.alert_acks, self.ticks)
+
+    @property
     def ingest(self) -> tuple[str, str, str]:
         """The three ingest topics, keyed by patient id."""
         return (self.vitals, self.glucose, self.labs)
@@ -130,7 +140,7 @@ class TopicSettings(_Section):
     @property
     def all(self) -> tuple[str, ...]:
         """Every topic Bedside owns (Faust's own changelogs excluded)."""
-        return (*self.ingest, self.deadletter, self.risk, self.alerts, self.alert_acks)
+        return (*self.ingest, self.deadletter, self.risk, self.alerts, self.alert_acks, self.ticks)
 
 
 class InfluxSettings(_Section):
@@ -214,6 +224,12 @@ class StreamSettings(_Section):
     max_vital_samples: int = Field(288, ge=8, description="Bound of each vital-sign buffer.")
     news2_max_age_s: int = Field(
         14400, ge=60, description="A vital older than this does not count towards NEWS2."
+    )
+    vitals_stale_s: int = Field(
+        21600, ge=60, description="No vital sign for this long opens a vitals_stale alarm."
+    )
+    tick_interval_s: float = Field(
+        30.0, gt=0, description="How often time-driven alarm transitions are evaluated."
     )
     spo2_scale2_patients: list[str] = Field(
         default_factory=list,

@@ -23,6 +23,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
         body: dict[str, Any] = asdict(runtime.ingest)
+        # a Counter is a dict subclass: Faust's orjson refuses it
+        body["dead_letters"] = dict(runtime.ingest.dead_letters)
         if runtime.scoring is not None:
             body["scoring"] = runtime.scoring.describe()
         return web.json(body)

@@ -11,22 +11,31 @@ replays the batch: points are idempotent and alert ids stable.
 An observation whose patient hashes to another partition than the record's (a Bundle with
 several patients, a mis-keyed record) is republished keyed by its patient, so each
 patient's window lives in exactly one partition.
+
+The same agent consumes, co-partitioned with the ingest topics, the care teams' actions
+(``alert-acks``) and clock ticks (``ticks``, one per owned partition every
+``stream.tick_interval_s``, sent by each worker's timer): acknowledgements, snoozes,
+re-alerts, escalations and stale-data alarms change windows in the same ordered,
+exactly-stored way as observations do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 
 import faust
+import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT
 
+from ..alerts.actions import AlertAction, decode_action
 from ..faust_compat import current_event, raw_topic
 from ..ingest.decode import IngestLimits, decode_record
-from ..ingest.problems import DeadLetter
+from ..ingest.problems import DeadLetter, DecodeResult
 from ..pipeline import PatientOutput, PatientPipeline
 from ..runtime import Runtime
 from ..schemas.observation import Kind, Observation
@@ -41,9 +50,9 @@ log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    """Subscribe the ingest agent to the three ingest topics."""
+    """Subscribe the patient agent to the ingest topics, alert actions and ticks."""
     topics = settings.topics
-    source = raw_topic(app, *topics.ingest)
+    source = raw_topic(app, *topics.patient_stream)
     topic_of_kind = {Kind.VITAL: topics.vitals, Kind.GLUCOSE: topics.glucose, Kind.LAB: topics.labs}
     windows = app.Table(
         "patient-windows",
@@ -64,6 +73,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     partitioner = DefaultPartitioner()
     all_partitions = list(range(topics.partitions))
     runtime.windows = windows
+    # partition -> patients whose windows live there (built from the table on the first tick)
+    known: dict[int, set[bytes]] = {}
+
+    def partition_of(key: bytes) -> int:
+        return int(partitioner(key, all_partitions, all_partitions))
 
     @app.timer(interval=settings.scoring.reload_interval_s)  # type: ignore[untyped-decorator]
     async def reload_models() -> None:
@@ -73,6 +87,18 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             if await loop.run_in_executor(None, scoring.store.refresh):
                 pipeline.set_models(scoring.serving_models())
 
+    @app.timer(interval=settings.stream.tick_interval_s)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        """A clock tick into every partition this worker owns (ordered with its data)."""
+        value = orjson.dumps({"tick_ms": int(time.time() * 1000)})
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == topics.ticks:
+                await records.send(topics.ticks, None, value, partition=tp.partition)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget(app: faust.App, revoked: set[object], **kwargs: object) -> None:
+        known.clear()  # rebuilt from the table on the next tick of each owned partition
+
     @app.agent(source, name="bedside.ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]
@@ -81,15 +107,60 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         async for events in batches:
             await process_batch(events)
 
+    async def dead_letter(
+        result: DecodeResult, event: EventT[bytes], value: bytes, received_at: datetime
+    ) -> Awaitable[object]:
+        message = event.message
+        key = message.key if isinstance(message.key, bytes) else None
+        letter = DeadLetter.build(
+            result,
+            value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key,
+            received_at=received_at,
+        )
+        stats.dead_letters[letter.reason.value] += 1
+        log.info(
+            "dead-lettered %s[%d]@%d: %s (%d problems)",
+            message.topic,
+            message.partition,
+            message.offset,
+            letter.reason.value,
+            len(letter.problems),
+        )
+        return await records.send(
+            topics.deadletter, key=key, value=letter.model_dump_json().encode()
+        )
+
     async def process_batch(events: Sequence[EventT[bytes]]) -> None:
         received_at = datetime.now(UTC)
+        wall_ms = int(received_at.timestamp() * 1000)
         pending: list[Awaitable[object]] = []
         # partition -> (an event of it, patient -> observations)
         groups: dict[int, tuple[EventT[bytes], dict[str, list[Observation]]]] = {}
+        actions: list[tuple[EventT[bytes], AlertAction]] = []
+        ticks: dict[int, tuple[EventT[bytes], int]] = {}
         for event in events:
             message = event.message
             value = message.value if isinstance(message.value, bytes) else b""
             key = message.key if isinstance(message.key, bytes) else None
+            if message.topic == topics.ticks:
+                ticks[message.partition] = (event, wall_ms)
+                continue
+            if message.topic == topics.alert_acks:
+                action = decode_action(value)
+                if isinstance(action, DecodeResult):
+                    pending.append(await dead_letter(action, event, value, received_at))
+                elif partition_of(action.patient_id.encode()) != message.partition:
+                    stats.rerouted += 1
+                    pending.append(
+                        await records.send(topics.alert_acks, action.patient_id.encode(), value)
+                    )
+                else:
+                    actions.append((event, action))
+                continue
             result = decode_record(
                 value,
                 received_at=received_at,
@@ -100,33 +171,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             stats.records += 1
             stats.observations += len(result.observations)
             if result.problems:
-                letter = DeadLetter.build(
-                    result,
-                    value,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=key,
-                    received_at=received_at,
-                )
-                stats.dead_letters[letter.reason.value] += 1
-                log.info(
-                    "dead-lettered %s[%d]@%d: %s (%d problems)",
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    letter.reason.value,
-                    len(letter.problems),
-                )
-                pending.append(
-                    await records.send(
-                        topics.deadletter, key=key, value=letter.model_dump_json().encode()
-                    )
-                )
+                pending.append(await dead_letter(result, event, value, received_at))
             patients = groups.setdefault(message.partition, (event, {}))[1]
             for observation in result.observations:
                 pid = observation.patient_id.encode()
-                if partitioner(pid, all_partitions, all_partitions) != message.partition:
+                if partition_of(pid) != message.partition:
                     # another patient's partition owns its window: route it there
                     stats.rerouted += 1
                     pending.append(
@@ -138,27 +187,64 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     )
                     continue
                 patients.setdefault(observation.patient_id, []).append(observation)
-        outputs: list[tuple[EventT[bytes], bytes, PatientOutput]] = []
+
+        current: dict[bytes, tuple[EventT[bytes], PatientWindow]] = {}  # windows touched
+
+        def load(event: EventT[bytes], key: bytes) -> PatientWindow | None:
+            if key in current:
+                return current[key][1]
+            with current_event(event):
+                stored = windows.get(key)
+            return PatientWindow.from_bytes(stored) if stored else None
+
+        outputs: list[tuple[bytes, PatientOutput]] = []
         for event, patients in groups.values():
             for patient_id, observations in patients.items():
                 key = patient_id.encode()
-                with current_event(event):
-                    stored = windows.get(key)
-                window = PatientWindow.from_bytes(stored) if stored else None
-                output = pipeline.process(patient_id, window, observations)
-                outputs.append((event, key, output))
+                output = pipeline.process(
+                    patient_id, load(event, key), observations, arrived_at=wall_ms
+                )
+                outputs.append((key, output))
+                current[key] = (event, output.window)
+                known.setdefault(event.message.partition, set()).add(key)
                 stats.count(output.applied)
         # one scoring round for the whole batch: the micro-batcher groups it across patients
-        requests = [r for _, _, output in outputs for r in output.requests]
+        requests = [r for _, output in outputs for r in output.requests]
         if requests:
             results = await scoring.score(requests)
-            for _, _, output in outputs:
+            for _, output in outputs:
                 if output.requests:
                     mine = results[: len(output.requests)]
                     results = results[len(output.requests) :]
                     pipeline.finish(output, mine)
+        for event, action in actions:
+            key = action.patient_id.encode()
+            window = load(event, key)
+            done = window and pipeline.act(
+                window, action.alert_id, action.action, action.by, wall_ms, action.minutes
+            )
+            if not done or window is None:
+                stats.actions_ignored += 1
+                log.info("alert action on %s ignored: not open", action.alert_id)
+                continue
+            stats.actions += 1
+            outputs.append((key, done))
+            current[key] = (event, window)
+        for partition, (event, now) in ticks.items():
+            if partition not in known:
+                with current_event(event):
+                    keys = [k for k in windows.keys() if partition_of(k) == partition]
+                known[partition] = set(keys)
+            for key in known[partition]:
+                window = load(event, key)
+                if window is None:
+                    continue
+                output = pipeline.tick(window, now)
+                if output.alerts:
+                    outputs.append((key, output))
+                    current[key] = (event, window)
         lines: list[str] = []
-        for _, key, output in outputs:
+        for key, output in outputs:
             lines.extend(output.lines)
             if output.risk is not None:
                 pending.append(await records.send(topics.risk, key=key, value=output.risk))
@@ -167,6 +253,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 pending.append(await records.send(topics.alerts, key=key, value=alert))
         # accepted by the time-series server and every record acknowledged by the broker
         await asyncio.gather(sink.write(lines), *pending)
-        for event, key, output in outputs:  # only then the new state
+        for key, (event, window) in current.items():  # only then the new state
             with current_event(event):
-                windows[key] = output.window.to_bytes()
+                windows[key] = window.to_bytes()

@@ -27,7 +27,10 @@ def window_document(window: PatientWindow) -> dict[str, Any]:
         "vitals": {code: [[t, v] for t, v in s] for code, s in window.vitals.items()},
         "labs": {code: [t, v] for code, (t, v) in window.labs.items()},
         "baselines": {code: b.stats() for code, b in window.baselines.items()},
-        "open_alerts": {kind: a.alert_id for kind, a in window.alerts.items()},
+        "open_alerts": {
+            kind: {"alert_id": a.alert_id, "state": a.state, "severity": a.severity}
+            for kind, a in window.alarms.items()
+        },
     }
 
 

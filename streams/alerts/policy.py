@@ -1,22 +1,26 @@
-"""Which alerts a patient's scores imply, and their open/resolve transitions.
+"""Which conditions a patient's scores imply (the detectors), fed to the alarm lifecycle.
 
-Each kind is open while its condition holds and resolved when it stops holding; the
-window remembers open alerts, so an alert is emitted once when it opens and once when it
-resolves. ``alert_id`` is a hash of patient, kind and the event time it opened at: a replay
-after a crash re-emits the same id, so consumers can de-duplicate.
+The detectors say, per kind, whether its condition holds now, with the reason in words and
+the evidence; ``streams.alerts.lifecycle`` decides what that means for the alarm (debounce,
+hysteresis, re-alerts, escalation, acknowledgements). ``alert_id`` is a hash of patient, kind
+and the event time it opened at: a replay after a crash re-emits the same id.
 
-Kinds (conditions on the latest scores, thresholds from the patient's profile):
+Kinds (conditions on the latest scores, thresholds from the patient's profile; an open
+glucose alarm keeps holding within 5 mg/dL of its threshold, 10 for highs: hysteresis):
 
 | kind | condition | severity |
 |---|---|---|
 | ``urgent_low`` | CGM < urgent low (54 mg/dL) | critical |
-| ``low`` | urgent low <= CGM < low (70) | warning |
+| ``low`` | CGM < low (70) | warning |
 | ``predicted_low`` | CGM >= low, AR2 forecast < low within 30 min | warning |
 | ``high`` | high (180) < CGM <= urgent high (250) | info |
 | ``urgent_high`` | CGM > urgent high | critical |
 | ``news2_medium`` | NEWS2 5-6, or 3 in a single parameter | urgent |
 | ``news2_high`` | NEWS2 >= 7 | critical |
 | ``deterioration`` | deterioration model's probability >= its manifest's threshold | urgent |
+| ``cgm_stale_15`` | a CGM patient's last reading 15-30 min old | info |
+| ``cgm_stale_30`` | ... 30 min old or more | warning |
+| ``vitals_stale`` | no vital sign for ``stream.vitals_stale_s`` (6 h) | warning |
 
 With the glucose model loaded, ``predicted_low`` comes from the model (P(< 70 mg/dL within
 30 min) >= the manifest's threshold while the CGM reads >= low) instead of AR2; AR2 is still
@@ -25,48 +29,29 @@ published on the risk topic. Shadow models never alert.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ..scoring.base import PatientProfile, Score
-from ..windows.patient import OpenAlert, PatientWindow
+from ..windows.patient import CGM_CODE, PatientWindow
+from .lifecycle import Finding, Lifecycle
 
 GLUCOSE_KINDS = ("urgent_low", "low", "predicted_low", "high", "urgent_high")
 NEWS2_KINDS = ("news2_medium", "news2_high")
 MODEL_KINDS = {"glucose_model": ("predicted_low",), "deterioration_model": ("deterioration",)}
-SEVERITY = {
-    "urgent_low": "critical",
-    "low": "warning",
-    "predicted_low": "warning",
-    "high": "info",
-    "urgent_high": "critical",
-    "news2_medium": "urgent",
-    "news2_high": "critical",
-    "deterioration": "urgent",
-}
-
-
-def alert_id(patient_id: str, kind: str, opened_at_ms: int) -> str:
-    """Stable id: the same patient, kind and opening event time give the same id."""
-    return hashlib.sha256(f"{patient_id}|{kind}|{opened_at_ms}".encode()).hexdigest()[:24]
+STALE_KINDS = ("cgm_stale_15", "cgm_stale_30", "vitals_stale")
+GLUCOSE_MARGIN, HIGH_MARGIN = 5.0, 10.0  # hysteresis of open glucose alarms, mg/dL
+MINUTE_MS = 60_000
+Condition = Finding  # what a detector returns for a kind whose condition holds
 
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
-    kind: str
-    reason: str
-    evidence: dict[str, Any]
-    score: float | None
-    version: str
-
-
-def glucose_conditions(score: Score, profile: PatientProfile) -> list[Condition]:
+def glucose_conditions(
+    score: Score, profile: PatientProfile, open_kinds: frozenset[str] = frozenset()
+) -> list[Condition]:
     value = score.value
     if value is None:
         return []
@@ -82,15 +67,39 @@ def glucose_conditions(score: Score, profile: PatientProfile) -> list[Condition]
     def add(kind: str, reason: str, extra: dict[str, Any] | None = None) -> None:
         found.append(Condition(kind, reason, {**evidence, **(extra or {})}, value, score.version))
 
-    if value < t.urgent_low:
-        add(
-            "urgent_low",
-            f"Glucose {value:.0f} mg/dL at {at} is below the urgent-low "
-            f"threshold {t.urgent_low:.0f} mg/dL.",
-        )
-    elif value < t.low:
-        add("low", f"Glucose {value:.0f} mg/dL at {at} is below {t.low:.0f} mg/dL.")
-    elif score.details.get("predicted_low_at"):
+    def below(kind: str, threshold: float, words: str) -> bool:
+        """Below the threshold, or (open alarm) within the hysteresis margin above it."""
+        margin = GLUCOSE_MARGIN if kind in open_kinds else 0.0
+        if value >= threshold + margin:
+            return False
+        if value < threshold:
+            add(kind, f"Glucose {value:.0f} mg/dL at {at} is below {words} {threshold:.0f} mg/dL.")
+        else:
+            add(
+                kind,
+                f"Glucose {value:.0f} mg/dL at {at} is recovering; the alarm clears at "
+                f"{threshold + margin:.0f} mg/dL.",
+            )
+        return True
+
+    def above(kind: str, threshold: float, words: str) -> bool:
+        margin = HIGH_MARGIN if kind in open_kinds else 0.0
+        if value <= threshold - margin:
+            return False
+        if value > threshold:
+            add(kind, f"Glucose {value:.0f} mg/dL at {at} is above {words} {threshold:.0f} mg/dL.")
+        else:
+            add(
+                kind,
+                f"Glucose {value:.0f} mg/dL at {at} is coming down; the alarm clears at "
+                f"{threshold - margin:.0f} mg/dL.",
+            )
+        return True
+
+    # low holds whenever glucose is below it, urgent or not: an urgent low does not "resolve"
+    # the low alarm; predicting a low only makes sense above it
+    below("urgent_low", t.urgent_low, "the urgent-low threshold")
+    if not below("low", t.low, "") and score.details.get("predicted_low_at"):
         add(
             "predicted_low",
             f"Glucose {value:.0f} mg/dL is forecast (AR2) to fall below {t.low:.0f} mg/dL by "
@@ -100,14 +109,8 @@ def glucose_conditions(score: Score, profile: PatientProfile) -> list[Condition]
                 "ar2_version": score.details.get("ar2_version"),
             },
         )
-    if value > t.urgent_high:
-        add(
-            "urgent_high",
-            f"Glucose {value:.0f} mg/dL at {at} is above the urgent-high "
-            f"threshold {t.urgent_high:.0f} mg/dL.",
-        )
-    elif value > t.high:
-        add("high", f"Glucose {value:.0f} mg/dL at {at} is above {t.high:.0f} mg/dL.")
+    if not above("urgent_high", t.urgent_high, "the urgent-high threshold"):
+        above("high", t.high, "")
     return found
 
 
@@ -203,25 +206,69 @@ def deterioration_conditions(score: Score) -> list[Condition]:
     return [Condition("deterioration", reason, evidence, score.value, score.version)]
 
 
-def transitions(
+def stale_conditions(
+    window: PatientWindow, now: int, vitals_stale_ms: int
+) -> dict[str, Condition | None]:
+    """Stale-data kinds at patient time ``now``: only for signals the patient has sent."""
+    evaluated: dict[str, Condition | None] = {}
+    last_cgm = window.last_seen.get(CGM_CODE)
+    if last_cgm is not None:
+        minutes = (now - last_cgm) / MINUTE_MS
+        evidence = {"last_cgm_at": _iso(last_cgm), "minutes_without_cgm": round(minutes)}
+        reason = f"No CGM reading for {minutes:.0f} min (last at {_iso(last_cgm)})."
+        evaluated["cgm_stale_15"] = (
+            Condition("cgm_stale_15", reason, evidence, minutes, "staleness-1")
+            if 15 <= minutes < 30
+            else None
+        )
+        evaluated["cgm_stale_30"] = (
+            Condition(
+                "cgm_stale_30",
+                reason + " Check the sensor and the patient.",
+                evidence,
+                minutes,
+                "staleness-1",
+            )
+            if minutes >= 30
+            else None
+        )
+    vital_times = [samples[-1][0] for samples in window.vitals.values() if samples]
+    if vital_times:
+        last = max(vital_times)
+        hours = (now - last) / 3_600_000
+        evaluated["vitals_stale"] = (
+            Condition(
+                "vitals_stale",
+                f"No vital signs for {hours:.1f} h (last at {_iso(last)}).",
+                {"last_vitals_at": _iso(last)},
+                hours,
+                "staleness-1",
+            )
+            if now - last >= vitals_stale_ms
+            else None
+        )
+    return evaluated
+
+
+def detect(
     window: PatientWindow,
     scores: list[Score],
     profile: PatientProfile,
     model_kinds: frozenset[str] = frozenset(),
-) -> list[dict[str, Any]]:
-    """Alert events (open/resolved) implied by the new scores; updates the window's memory.
+) -> dict[str, Condition | None]:
+    """Per kind the scores cover: its condition, or None when it does not hold.
 
     ``model_kinds``: kinds a loaded model drives; the rules leave them alone.
     """
     by_name = {s.name: s for s in scores}
     evaluated: dict[str, Condition | None] = {}
+    open_kinds = frozenset(window.alarms)
     if "glucose" in by_name:
-        rule_kinds = [k for k in GLUCOSE_KINDS if k not in model_kinds]
-        evaluated.update(dict.fromkeys(rule_kinds))
+        evaluated.update(dict.fromkeys(k for k in GLUCOSE_KINDS if k not in model_kinds))
         evaluated.update(
             {
                 c.kind: c
-                for c in glucose_conditions(by_name["glucose"], profile)
+                for c in glucose_conditions(by_name["glucose"], profile, open_kinds)
                 if c.kind not in model_kinds
             }
         )
@@ -232,39 +279,32 @@ def transitions(
         )
     if "deterioration_model" in by_name:
         evaluated["deterioration"] = None
-        evaluated.update(
-            {c.kind: c for c in deterioration_conditions(by_name["deterioration_model"])}
-        )
+        model = by_name["deterioration_model"]
+        evaluated.update({c.kind: c for c in deterioration_conditions(model)})
     if "news2" in by_name:
         evaluated.update(dict.fromkeys(NEWS2_KINDS))
         evaluated.update({c.kind: c for c in news2_conditions(by_name["news2"])})
-    events = []
+    return evaluated
+
+
+def render(event: dict[str, Any]) -> dict[str, Any]:
+    """A lifecycle event as published: times as ISO 8601 UTC."""
+    return {**event, "opened_at": _iso(event["opened_at"]), "event_time": _iso(event["event_time"])}
+
+
+def transitions(
+    window: PatientWindow,
+    scores: list[Score],
+    profile: PatientProfile,
+    model_kinds: frozenset[str] = frozenset(),
+    vitals_stale_ms: int = 6 * 3_600_000,
+) -> list[dict[str, Any]]:
+    """Alarm events implied by new scores at the window's newest event time."""
     now = window.watermark
-    for kind, condition in evaluated.items():
-        open_alert = window.alerts.get(kind)
-        if condition is not None and open_alert is None:
-            opened = OpenAlert(alert_id(window.patient_id, kind, now), now, SEVERITY[kind])
-            window.alerts[kind] = opened
-            events.append(_event(window.patient_id, kind, opened, "open", condition, now))
-        elif condition is None and open_alert is not None:
-            del window.alerts[kind]
-            events.append(_event(window.patient_id, kind, open_alert, "resolved", None, now))
-    return events
+    evaluated = detect(window, scores, profile, model_kinds)
+    evaluated.update(stale_conditions(window, now, vitals_stale_ms))
+    return [render(e) for e in lifecycle(window).evaluate(evaluated, now)]
 
 
-def _event(
-    patient_id: str, kind: str, alert: OpenAlert, state: str, condition: Condition | None, now: int
-) -> dict[str, Any]:
-    return {
-        "alert_id": alert.alert_id,
-        "patient_id": patient_id,
-        "kind": kind,
-        "severity": alert.severity,
-        "opened_at": _iso(alert.opened_at),
-        "event_time": _iso(now),
-        "state": state,
-        "reason": condition.reason if condition else f"{kind.replace('_', ' ')} resolved.",
-        "evidence": condition.evidence if condition else {},
-        "score": condition.score if condition else None,
-        "rule_or_model_version": condition.version if condition else None,
-    }
+def lifecycle(window: PatientWindow) -> Lifecycle:
+    return Lifecycle(window.patient_id, window.alarms, window.alarm_history)

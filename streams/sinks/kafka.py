@@ -37,9 +37,13 @@ class RecordSink(Service):
             await self._producer.stop()
             self._producer = None
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[Any]:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[Any]:
         if self._producer is None:
             await self.on_start()
         assert self._producer is not None
-        future: asyncio.Future[Any] = await self._producer.send(topic, value, key=key)
+        future: asyncio.Future[Any] = await self._producer.send(
+            topic, value, key=key, partition=partition
+        )
         return future

@@ -7,7 +7,7 @@ milliseconds (UTC). Contents:
 - each vital sign for the last 24 h in a bounded buffer (oldest dropped first);
 - the latest value of each lab; last-seen time per signal (code);
 - a personal baseline per vital (:mod:`streams.windows.baseline`);
-- open alerts per kind (the alert engine's memory), and counters.
+- the alarm lifecycle's state per kind (``streams.alerts.lifecycle``), and counters.
 
 Event-time policy: an observation no older than ``allowed lateness`` behind the newest
 event time seen for the patient (the watermark) is inserted in order; an older one is
@@ -30,6 +30,7 @@ from typing import Any
 
 import msgpack
 
+from ..alerts.lifecycle import Alarm
 from ..schemas.codes import CATALOGUE
 from ..schemas.observation import Kind, Observation
 from .baseline import Baseline
@@ -40,7 +41,7 @@ CGM_SLOT_MS = 5 * MINUTE_MS
 CGM_SLOTS = 48  # 4 h
 CGM_CODE = "99504-3"
 VITAL_HORIZON_MS = 24 * HOUR_MS
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SECOND_MS = 1000
 
 
@@ -48,13 +49,6 @@ class Applied(StrEnum):
     INSERTED = "inserted"
     DUPLICATE = "duplicate"
     LATE = "late"
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAlert:
-    alert_id: str
-    opened_at: int  # event time, ms
-    severity: str
 
 
 @dataclass
@@ -68,7 +62,9 @@ class PatientWindow:
     labs: dict[str, tuple[int, float]] = field(default_factory=dict)
     last_seen: dict[str, int] = field(default_factory=dict)
     baselines: dict[str, Baseline] = field(default_factory=dict)
-    alerts: dict[str, OpenAlert] = field(default_factory=dict)
+    alarms: dict[str, Alarm] = field(default_factory=dict)  # kind -> the alarm's state
+    alarm_history: dict[str, list[int]] = field(default_factory=dict)  # kind -> debounce bits
+    arrived_at: int = 0  # wall clock (ms) when the patient's latest data was processed
     events: int = 0  # observations inserted
     duplicates: int = 0
     late: int = 0
@@ -208,8 +204,9 @@ class PatientWindow:
             {code: [t, v] for code, (t, v) in self.labs.items()},
             self.last_seen,
             {code: b.to_list() for code, b in self.baselines.items()},
-            {k: [a.alert_id, a.opened_at, a.severity] for k, a in self.alerts.items()},
-            [self.events, self.duplicates, self.late],
+            {k: a.to_list() for k, a in self.alarms.items()},
+            self.alarm_history,
+            [self.events, self.duplicates, self.late, self.arrived_at],
         ]
         packed: bytes = msgpack.packb(data)
         return packed
@@ -220,13 +217,15 @@ class PatientWindow:
         if data[0] != FORMAT_VERSION:
             msg = f"unknown PatientWindow format {data[0]}"
             raise ValueError(msg)
-        _, patient_id, watermark, cgm, vitals, labs, last_seen, baselines, alerts, counts = data
+        (_, patient_id, watermark, cgm, vitals, labs, last_seen, baselines, alarms, history,
+         counts) = data  # fmt: skip
         window = cls(patient_id, watermark)
         window.cgm = {t // CGM_SLOT_MS: (t, v) for t, v in window._unpack(cgm)}
         window.vitals = {code: window._unpack(packed) for code, packed in vitals.items()}
         window.labs = {code: (t, v) for code, (t, v) in labs.items()}
         window.last_seen = last_seen
         window.baselines = {code: Baseline.from_list(b) for code, b in baselines.items()}
-        window.alerts = {k: OpenAlert(*a) for k, a in alerts.items()}
-        window.events, window.duplicates, window.late = counts
+        window.alarms = {k: Alarm.from_list(a) for k, a in alarms.items()}
+        window.alarm_history = history
+        window.events, window.duplicates, window.late, window.arrived_at = counts
         return window

@@ -56,23 +56,20 @@ def run(pipeline: PatientPipeline, batches: list[list[Observation]]) -> list[dic
 
 def test_low_opens_once_escalates_and_resolves_with_stable_ids() -> None:
     pipeline = PatientPipeline(StreamSettings())
-    batches = [
-        [cgm(0, 130)],
-        [cgm(5, 105)],
-        [cgm(10, 66)],
-        [cgm(15, 64)],
-        [cgm(20, 52)],
-        [cgm(25, 80)],
-        [cgm(30, 95)],
-    ]
+    values = [130, 105, 66, 64, 52, 50, 80, 95, 110]
+    batches = [[cgm(5 * i, v)] for i, v in enumerate(values)]
     events = run(pipeline, batches)
     summary = [(e["kind"], e["state"]) for e in events]
     assert ("predicted_low", "open") in summary
-    assert summary.count(("low", "open")) == 1
+    opened = [e["kind"] for e in events if e["transition"] == "opened"]
+    assert opened.count("low") == 1
     assert ("urgent_low", "open") in summary and ("urgent_low", "resolved") in summary
     low_open = next(e for e in events if e["kind"] == "low" and e["state"] == "open")
-    assert "66 mg/dL" in low_open["reason"]
-    assert [r["mg_dl"] for r in low_open["evidence"]["recent_cgm"]][-1] == 66
+    # debounced: the second reading below 70 opens it
+    assert "64 mg/dL" in low_open["reason"] and low_open["transition"] == "opened"
+    assert [r["mg_dl"] for r in low_open["evidence"]["recent_cgm"]][-1] == 64
+    urgent = next(e for e in events if e["kind"] == "urgent_low")
+    assert "50 mg/dL" in urgent["reason"] and urgent["severity"] == "critical"
     again = run(PatientPipeline(StreamSettings()), batches)
     assert [e["alert_id"] for e in again] == [e["alert_id"] for e in events]
     resolved = next(e for e in events if e["kind"] == "low" and e["state"] == "resolved")
@@ -83,7 +80,7 @@ def test_per_patient_glucose_targets() -> None:
     settings = StreamSettings(
         glucose_targets={"syn-p1": {"urgent_low": 60, "low": 90, "high": 200, "urgent_high": 300}}
     )
-    events = run(PatientPipeline(settings), [[cgm(0, 85)]])
+    events = run(PatientPipeline(settings), [[cgm(0, 85)], [cgm(5, 84)]])
     assert [(e["kind"], e["state"]) for e in events] == [("low", "open")]
 
 

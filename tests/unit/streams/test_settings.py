@@ -29,6 +29,7 @@ def test_defaults_name_the_documented_topics() -> None:
         "bedside.risk",
         "bedside.alerts",
         "bedside.alert-acks",
+        "bedside.ticks",
     )
     assert topics.partitions == 8
 

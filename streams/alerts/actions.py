@@ -1,0 +1,35 @@
+"""Care-team actions on alarms, as records on ``bedside.alert-acks`` (keyed by patient id).
+
+``{"alert_id": "...", "patient_id": "...", "action": "ack" | "snooze", "by": "nurse-7",
+"minutes": 30}``. ``POST /v1/alerts/{alert_id}/ack`` (and ``/snooze``) publish the same
+record. An invalid record goes to the dead-letter topic with reason ``schema``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..ingest.normalise import describe_errors
+from ..ingest.problems import DecodeResult, Reason
+
+
+class AlertAction(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: str = Field(min_length=1, max_length=64)
+    patient_id: str = Field(min_length=1, max_length=200)
+    action: Literal["ack", "snooze"] = "ack"
+    by: str = Field(min_length=1, max_length=200, description="Who acted (user or role).")
+    minutes: int = Field(30, ge=1, le=1440, description="Snooze length.")
+
+
+def decode_action(raw: bytes) -> AlertAction | DecodeResult:
+    """The action, or a DecodeResult whose problems say why it is not one."""
+    try:
+        return AlertAction.model_validate_json(raw)
+    except ValidationError as error:
+        result = DecodeResult(None)
+        result.reject(Reason.SCHEMA, f"not an alert action: {describe_errors(error)}")
+        return result
