@@ -10,9 +10,9 @@ BIN    := $(VENV)/bin
 ONNX   ?= cpu
 EXTRAS ?= dev,$(ONNX),train
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SOURCES := pyproject.toml $(shell find streams deploy models export -name '*.py' -o -name '*.onnx' -o -name 'manifest.json' 2>/dev/null)
+SOURCES := pyproject.toml $(shell find streams deploy models export -name '*.py' -o -name '*.onnx' -o -name 'manifest.json' -o -name '*.html' 2>/dev/null)
 
-.PHONY: demo test lint install tsdb stack-up stack-down clean
+.PHONY: demo test lint install tsdb browser stack-up stack-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ tsdb:
 	@command -v victoria-metrics >/dev/null || [ -x /usr/bin/victoria-metrics ] || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y victoria-metrics)
 
-test: install tsdb
+# Debian's chromium and playwright-core (npm) for the care-team page's browser test.
+browser:
+	@command -v npm >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm)
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+	@[ -d tests/browser/node_modules/playwright-core ] || \
+	  npm install --prefix tests/browser --no-audit --no-fund --silent
+
+test: install tsdb browser
 	$(BIN)/pytest
 
 lint: install

@@ -21,6 +21,7 @@ AGENT_MODULES: tuple[str, ...] = (
     "streams.agents.ingest",
     "streams.agents.gateway",
     "streams.agents.patients",
+    "streams.agents.alarms",
 )
 
 

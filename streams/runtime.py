@@ -23,6 +23,7 @@ class IngestStats:
     duplicates: int = 0
     late: int = 0
     alerts: int = 0
+    ticks: int = 0  # clock ticks processed (time-driven alarm transitions)
     actions: int = 0  # acknowledgements and snoozes applied
     actions_ignored: int = 0  # on alarms not open (resolved, unknown)
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -39,3 +40,4 @@ class Runtime:
     ingest: IngestStats = field(default_factory=IngestStats)
     windows: Any = None  # the worker's patient-window table, once registered
     scoring: Any = None  # the worker's ModelScoring, once registered
+    alert_view: Any = None  # the worker's AlertView (every alarm), once registered

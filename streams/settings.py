@@ -154,6 +154,11 @@ class InfluxSettings(_Section):
     org: str = "bedside"
     bucket: str = "bedside"
     timeout_ms: int = Field(10_000, ge=100)
+    read_api: Literal["auto", "flux", "prometheus"] = Field(
+        "auto",
+        description="How series are read back for the care-team page: flux (InfluxDB 2.x), "
+        "prometheus (VictoriaMetrics), auto (ask the server).",
+    )
 
 
 class WebSettings(_Section):

@@ -231,6 +231,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             outputs.append((key, done))
             current[key] = (event, window)
         for partition, (event, now) in ticks.items():
+            stats.ticks += 1
             if partition not in known:
                 with current_event(event):
                     keys = [k for k in windows.keys() if partition_of(k) == partition]

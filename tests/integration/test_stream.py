@@ -16,10 +16,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from stream_helpers import produce, read_topic
 
 from deploy.stack import LocalStack
-from streams.broker import client_options
 from streams.pipeline import PatientPipeline
 from streams.schemas.observation import Format, Kind, Observation
 from streams.settings import Settings, StreamSettings
@@ -61,24 +60,6 @@ def day_of(patient: str, rng: random.Random, minutes: int = 120) -> list[dict[st
     return records
 
 
-async def produce(
-    settings: Settings, records: list[dict[str, Any]], *, rate: float | None = None
-) -> None:
-    producer = AIOKafkaProducer(linger_ms=5, **client_options(settings.kafka))
-    await producer.start()
-    try:
-        for index, record in enumerate(records):
-            topic = (
-                settings.topics.glucose if record["code"] == "99504-3" else settings.topics.vitals
-            )
-            await producer.send(topic, orjson.dumps(record), key=record["patient_id"].encode())
-            if rate and index % 50 == 49:
-                await asyncio.sleep(50 / rate)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 def window(worker: Any, patient: str) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(
@@ -105,31 +86,6 @@ def wait_windows(worker: Any, expected: dict[str, int], timeout: float = 90) -> 
         f"windows incomplete after {timeout} s: "
         f"{ {p: w and w['summary']['events'] for p, w in found.items()} }"
     )
-
-
-async def read_topic(
-    settings: Settings,
-    topic: str,
-    keys: set[str],
-    until: Callable[[dict[str, list[dict[str, Any]]]], bool],
-    timeout: float = 60,
-) -> dict[str, list[dict[str, Any]]]:
-    consumer = AIOKafkaConsumer(
-        topic, auto_offset_reset="earliest", group_id=None, **client_options(settings.kafka)
-    )
-    await consumer.start()
-    found: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until(found):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    key = (record.key or b"").decode()
-                    if key in keys:
-                        found[key].append(orjson.loads(record.value))
-    finally:
-        await consumer.stop()
-    return found
 
 
 def expected_alerts(records: list[dict[str, Any]]) -> set[str]:

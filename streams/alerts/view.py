@@ -1,0 +1,92 @@
+"""Every worker's view of all alarms, from the alerts topic (all partitions, no group).
+
+The care-team page, ``GET /v1/alerts`` and ``POST /v1/alerts/{id}/ack`` answer from it on any
+worker, whichever worker owns the patient. It reads the topic from the beginning at start,
+keeps the latest event of each alarm (the open ones and a bounded memory of resolved ids)
+and hands every new event to the page's live subscribers (server-sent events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from mode import Service
+
+from ..broker import client_options
+from ..settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+RESOLVED_MEMORY = 100_000
+
+
+class AlertView(Service):
+    """Latest state per alert id; subscribers get each event as it arrives."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kafka, self.topic = kafka, topic
+        self.open: dict[str, dict[str, Any]] = {}
+        self.resolved: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.events = 0
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def apply(self, event: dict[str, Any]) -> None:
+        alert_id = event["alert_id"]
+        self.events += 1
+        if event["state"] == "resolved":
+            self.open.pop(alert_id, None)
+            self.resolved[alert_id] = event
+            while len(self.resolved) > RESOLVED_MEMORY:
+                self.resolved.popitem(last=False)
+        else:
+            self.open[alert_id] = event
+        for queue in list(self.subscribers):
+            if queue.full():  # a stalled page: drop it, it reconnects and reloads
+                self.subscribers.discard(queue)
+            else:
+                queue.put_nowait(event)
+
+    def get(self, alert_id: str) -> dict[str, Any] | None:
+        return self.open.get(alert_id) or self.resolved.get(alert_id)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
+        self.subscribers.add(queue)
+        return queue
+
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            self.topic,
+            group_id=None,
+            auto_offset_reset="earliest",
+            **client_options(self.kafka),
+        )
+        await self._consumer.start()
+        self.add_future(self._follow())
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        while not self.should_stop:
+            batches = await self._consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        self.apply(orjson.loads(record.value))
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        log.warning(
+                            "alert view: unreadable record at %s[%d]@%d",
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                        )
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None

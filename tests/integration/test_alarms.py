@@ -1,0 +1,245 @@
+"""Alarms on the real stack: the alert view, acknowledgements (HTTP, topic, browser), SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from stream_helpers import produce, read_topic, send_raw
+
+from streams.settings import Settings
+
+TOKEN = "care-team-secret"
+BROWSER = Path(__file__).parents[1] / "browser"
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+
+
+def cgm(patient: str, minutes_ago: float, value: float) -> dict[str, Any]:
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
+    return {
+        "patient_id": patient,
+        "code": "99504-3",
+        "value": value,
+        "unit": "mg/dL",
+        "effective_at": at.isoformat(),
+        "source": "test",
+        "event_id": f"{patient}-{minutes_ago}",
+    }
+
+
+def falling_to_low(patient: str) -> list[dict[str, Any]]:
+    return [cgm(patient, 15 - 5 * i, v) for i, v in enumerate([110, 66, 62, 60])]
+
+
+def call(
+    worker: Any,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    token: str | None = TOKEN,
+) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"{worker.url}{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def open_alert(worker: Any, patient: str, kind: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = call(worker, "GET", "/v1/alerts")
+        assert status == 200
+        for alert in body["open"]:
+            if alert["patient_id"] == patient and alert["kind"] == kind:
+                return alert
+        time.sleep(0.5)
+    raise AssertionError(f"no open {kind} alert for {patient} in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def worker(spawn_worker: Callable[..., Any]) -> Any:
+    started = spawn_worker(
+        BEDSIDE_WEB__TOKEN=TOKEN, BEDSIDE_SCORING__MODELS="[]", BEDSIDE_STREAM__TICK_INTERVAL_S="1"
+    )
+    started.wait_ready()
+    return started
+
+
+def test_acknowledged_over_http_once_the_broker_has_it(
+    worker: Any, stack_settings: Settings
+) -> None:
+    patient = f"ack-http-{uuid.uuid4().hex[:6]}"
+    asyncio.run(produce(stack_settings, falling_to_low(patient)))
+    alert = open_alert(worker, patient, "low")
+    assert alert["transition"] == "opened" and "below" in alert["reason"]
+    assert alert["evidence"]["recent_cgm"][-1]["mg_dl"] in (62, 60)
+    assert (
+        call(worker, "POST", f"/v1/alerts/{alert['alert_id']}/ack", {"by": "nurse-7"}, token=None)[
+            0
+        ]
+        == 401
+    )
+    status, body = call(worker, "POST", f"/v1/alerts/{alert['alert_id']}/ack", {"by": "nurse-7"})
+    assert status == 202 and body["patient_id"] == patient
+    found = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            {patient},
+            lambda f: any(e["transition"] == "acknowledged" for e in f[patient]),
+        )
+    )
+    ack = next(e for e in found[patient] if e["transition"] == "acknowledged")
+    assert (ack["alert_id"], ack["by"], ack["state"]) == (
+        alert["alert_id"],
+        "nurse-7",
+        "acknowledged",
+    )
+    assert open_alert(worker, patient, "low")["state"] in ("acknowledged", "open")
+
+
+def test_unknown_ids_get_404_and_bad_bodies_400(worker: Any, stack_settings: Settings) -> None:
+    status, body = call(worker, "POST", "/v1/alerts/0123456789abcdef01234567/ack", {})
+    assert status == 404 and "no alert" in body["detail"]
+    patient = f"ack-bad-{uuid.uuid4().hex[:6]}"
+    asyncio.run(produce(stack_settings, falling_to_low(patient)))
+    alert = open_alert(worker, patient, "low")
+    status, _ = call(worker, "POST", f"/v1/alerts/{alert['alert_id']}/snooze", {"minutes": -5})
+    assert status == 400
+
+
+def test_actions_on_the_topic_and_invalid_ones_dead_lettered(
+    worker: Any, stack_settings: Settings
+) -> None:
+    patient = f"ack-topic-{uuid.uuid4().hex[:6]}"
+    asyncio.run(produce(stack_settings, falling_to_low(patient)))
+    alert = open_alert(worker, patient, "low")
+    action = {
+        "alert_id": alert["alert_id"],
+        "patient_id": patient,
+        "action": "snooze",
+        "by": "charge-nurse",
+        "minutes": 45,
+    }
+    asyncio.run(
+        send_raw(
+            stack_settings, stack_settings.topics.alert_acks, patient.encode(), orjson.dumps(action)
+        )
+    )
+    asyncio.run(
+        send_raw(
+            stack_settings, stack_settings.topics.alert_acks, patient.encode(), b'{"alert_id": "x"}'
+        )
+    )
+    found = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            {patient},
+            lambda f: any(e["transition"] == "snoozed" for e in f[patient]),
+        )
+    )
+    snoozed = next(e for e in found[patient] if e["transition"] == "snoozed")
+    assert (snoozed["by"], snoozed["minutes"], snoozed["state"]) == ("charge-nurse", 45, "snoozed")
+    letters = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.deadletter,
+            {patient},
+            lambda f: any(
+                d["source_topic"] == stack_settings.topics.alert_acks for d in f[patient]
+            ),
+        )
+    )
+    letter = next(
+        d for d in letters[patient] if d["source_topic"] == stack_settings.topics.alert_acks
+    )
+    assert letter["reason"] == "schema" and "not an alert action" in letter["message"]
+
+
+def test_ticks_reach_every_owned_partition(worker: Any) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{worker.url}/stats", timeout=5) as response:
+            if json.loads(response.read())["ticks"] >= 8:
+                return
+        time.sleep(1)
+    raise AssertionError("fewer than 8 ticks processed in 30 s")
+
+
+def test_server_sent_events_and_series_for_the_page(worker: Any, stack_settings: Settings) -> None:
+    patient = f"sse-{uuid.uuid4().hex[:6]}"
+    request = urllib.request.Request(f"{worker.url}/v1/alerts/stream?token={TOKEN}")
+    with urllib.request.urlopen(request, timeout=30) as stream:
+        asyncio.run(produce(stack_settings, falling_to_low(patient)))
+        deadline = time.monotonic() + 30
+        event = None
+        while time.monotonic() < deadline and event is None:
+            line = stream.readline().decode()
+            if line.startswith("data: "):
+                candidate = json.loads(line[6:])
+                event = candidate if candidate["patient_id"] == patient else None
+    assert event is not None and event["kind"] == "low"
+    deadline = time.monotonic() + 30  # the time-series server makes writes readable in ~s
+    values: list[float] = []
+    while time.monotonic() < deadline and len(values) < 4:
+        status, body = call(worker, "GET", f"/v1/patients/{patient}/series?hours=2")
+        assert status == 200
+        values = sorted(v for _, v in body["glucose"].get("99504-3", []))
+        time.sleep(1)
+    assert values == [60, 62, 66, 110]
+
+
+def test_care_team_page_in_a_real_browser(worker: Any, stack_settings: Settings) -> None:
+    """Open /ui in headless chromium, see the alert appear, acknowledge it, find the ack."""
+    if not (BROWSER / "node_modules" / "playwright-core").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=BROWSER, check=True)
+    patient = f"ui-{uuid.uuid4().hex[:6]}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "care-team-page.png"
+    page = subprocess.Popen(
+        [
+            "node",
+            str(BROWSER / "care_team_page.mjs"),
+            f"{worker.url}/ui#token={TOKEN}",
+            patient,
+            str(shot),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)  # the page is open and listening before the alert exists
+    asyncio.run(produce(stack_settings, falling_to_low(patient)))
+    out, err = page.communicate(timeout=120)
+    assert page.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["ok"] and "below" in result["reason"]
+    acks = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alert_acks,
+            {patient},
+            lambda f: bool(f[patient]),
+        )
+    )
+    assert acks[patient][0]["by"] == "care-team page" and acks[patient][0]["action"] == "ack"
+    assert shot.stat().st_size > 5000

@@ -1,0 +1,68 @@
+"""Helpers the integration tests share: produce native JSON records, read a topic back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.broker import client_options
+from streams.settings import Settings
+
+
+async def produce(
+    settings: Settings, records: list[dict[str, Any]], *, rate: float | None = None
+) -> None:
+    """Native records to the glucose (CGM code) or vitals topic, keyed by patient."""
+    producer = AIOKafkaProducer(linger_ms=5, **client_options(settings.kafka))
+    await producer.start()
+    try:
+        for index, record in enumerate(records):
+            topic = (
+                settings.topics.glucose if record["code"] == "99504-3" else settings.topics.vitals
+            )
+            await producer.send(topic, orjson.dumps(record), key=record["patient_id"].encode())
+            if rate and index % 50 == 49:
+                await asyncio.sleep(50 / rate)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def send_raw(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
+    producer = AIOKafkaProducer(**client_options(settings.kafka))
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    keys: set[str],
+    until: Callable[[dict[str, list[dict[str, Any]]]], bool],
+    timeout: float = 60,
+) -> dict[str, list[dict[str, Any]]]:
+    """Records of ``keys`` from the beginning until ``until(found)`` (or the timeout)."""
+    consumer = AIOKafkaConsumer(
+        topic, auto_offset_reset="earliest", group_id=None, **client_options(settings.kafka)
+    )
+    await consumer.start()
+    found: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(found):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    key = (record.key or b"").decode()
+                    if key in keys:
+                        found[key].append(orjson.loads(record.value))
+    finally:
+        await consumer.stop()
+    return found
