@@ -22,6 +22,7 @@ AGENT_MODULES: tuple[str, ...] = (
     "streams.agents.gateway",
     "streams.agents.patients",
     "streams.agents.alarms",
+    "streams.agents.metrics",
 )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .alerts import quality
 from .alerts.policy import lifecycle, render, stale_conditions, transitions
 from .rules.glucose import GlucoseTargets
 from .schemas.observation import Observation
@@ -26,7 +27,7 @@ from .scoring.families import ModelRequest, ServingModel
 from .scoring.rules import default_scorers
 from .settings import StreamSettings
 from .sinks.lines import escape_tag, observation_line
-from .windows.patient import Applied, PatientWindow
+from .windows.patient import CGM_CODE, Applied, PatientWindow
 
 
 @dataclass
@@ -40,6 +41,8 @@ class PatientOutput:
     rule_scores: list[Score] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     profile: PatientProfile = field(default_factory=PatientProfile)
+    quality: list[dict[str, Any]] = field(default_factory=list)  # alarm-quality judgements
+    cgm_inserted: int = 0
 
 
 def risk_lines(patient_id: str, t_ms: int, scores: list[Score]) -> list[str]:
@@ -128,6 +131,9 @@ class PatientPipeline:
                 output.lines.append(observation_line(observation))
             if outcome is Applied.INSERTED:
                 inserted.append(observation)
+                if observation.code == CGM_CODE:
+                    output.cgm_inserted += 1
+                    self._judge(output, observation)
                 fresh.clear()
                 reacting.update(i for i, s in enumerate(self.scorers) if s.reacts_to(observation))
             following = ordered[index + 1] if index + 1 < len(ordered) else None
@@ -142,8 +148,7 @@ class PatientPipeline:
                 for event in transitions(
                     window, scored, profile, self.model_kinds, self.vitals_stale_ms
                 ):
-                    events.append(event)
-                    output.lines.append(alert_line(event, window.watermark))
+                    self._record(output, event, events)
                 reacting.clear()
         if not applied[Applied.INSERTED]:
             return output
@@ -178,8 +183,7 @@ class PatientPipeline:
             for event in transitions(
                 window, primary, profile, self.model_kinds, self.vitals_stale_ms
             ):
-                events.append(event)
-                output.lines.append(alert_line(event, window.watermark))
+                self._record(output, event, events)
         scores = output.rule_scores + model_scores
         t_ms = window.watermark
         output.lines.extend(risk_lines(window.patient_id, t_ms, scores))
@@ -192,6 +196,29 @@ class PatientPipeline:
             }
         )
         output.alerts = [orjson.dumps(event) for event in events]
+
+    def _record(
+        self, output: PatientOutput, event: dict[str, Any], events: list[dict[str, Any]]
+    ) -> None:
+        window = output.window
+        events.append(event)
+        output.lines.append(alert_line(event, window.watermark))
+        if event["kind"] == "predicted_low" and event["transition"] == "opened":
+            quality.on_prediction(window.predictions, window.watermark)
+
+    def _judge(self, output: PatientOutput, observation: Observation) -> None:
+        window = output.window
+        t = int(observation.effective_at.timestamp()) * 1000
+        judgements, window.cgm_low = quality.on_cgm(
+            window.predictions,
+            window.recent_predictions,
+            window.cgm_low,
+            t,
+            float(observation.value),
+        )
+        for judgement in judgements:
+            output.quality.append(judgement)
+            output.lines.append(quality.quality_line(window.patient_id, "predicted_low", judgement))
 
     # -- time and care-team actions (no observations) -------------------------------------
     @staticmethod

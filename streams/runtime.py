@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .alerts.quality import QualityStats
 from .settings import Settings
 from .windows.patient import Applied
 
@@ -41,3 +42,4 @@ class Runtime:
     windows: Any = None  # the worker's patient-window table, once registered
     scoring: Any = None  # the worker's ModelScoring, once registered
     alert_view: Any = None  # the worker's AlertView (every alarm), once registered
+    quality: QualityStats = field(default_factory=QualityStats)  # live predicted_low quality

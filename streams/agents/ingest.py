@@ -208,6 +208,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 current[key] = (event, output.window)
                 known.setdefault(event.message.partition, set()).add(key)
                 stats.count(output.applied)
+                runtime.quality.cgm_readings += output.cgm_inserted
+                for judgement in output.quality:
+                    runtime.quality.add(judgement)
         # one scoring round for the whole batch: the micro-batcher groups it across patients
         requests = [r for _, output in outputs for r in output.requests]
         if requests:

@@ -65,6 +65,10 @@ class PatientWindow:
     alarms: dict[str, Alarm] = field(default_factory=dict)  # kind -> the alarm's state
     alarm_history: dict[str, list[int]] = field(default_factory=dict)  # kind -> debounce bits
     arrived_at: int = 0  # wall clock (ms) when the patient's latest data was processed
+    # live alarm quality (streams.alerts.quality): predicted lows awaiting their truth
+    predictions: list[int] = field(default_factory=list)
+    recent_predictions: list[int] = field(default_factory=list)
+    cgm_low: bool = False
     events: int = 0  # observations inserted
     duplicates: int = 0
     late: int = 0
@@ -207,6 +211,7 @@ class PatientWindow:
             {k: a.to_list() for k, a in self.alarms.items()},
             self.alarm_history,
             [self.events, self.duplicates, self.late, self.arrived_at],
+            [self.predictions, self.recent_predictions, self.cgm_low],
         ]
         packed: bytes = msgpack.packb(data)
         return packed
@@ -218,7 +223,7 @@ class PatientWindow:
             msg = f"unknown PatientWindow format {data[0]}"
             raise ValueError(msg)
         (_, patient_id, watermark, cgm, vitals, labs, last_seen, baselines, alarms, history,
-         counts) = data  # fmt: skip
+         counts, quality) = data  # fmt: skip
         window = cls(patient_id, watermark)
         window.cgm = {t // CGM_SLOT_MS: (t, v) for t, v in window._unpack(cgm)}
         window.vitals = {code: window._unpack(packed) for code, packed in vitals.items()}
@@ -228,4 +233,5 @@ class PatientWindow:
         window.alarms = {k: Alarm.from_list(a) for k, a in alarms.items()}
         window.alarm_history = history
         window.events, window.duplicates, window.late, window.arrived_at = counts
+        window.predictions, window.recent_predictions, window.cgm_low = quality
         return window

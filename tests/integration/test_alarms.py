@@ -175,6 +175,22 @@ def test_actions_on_the_topic_and_invalid_ones_dead_lettered(
     assert letter["reason"] == "schema" and "not an alert action" in letter["message"]
 
 
+def test_prometheus_metrics(worker: Any) -> None:
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples["bedside_records_total"] > 0
+    assert samples['bedside_alert_actions_total{result="applied"}'] >= 2
+    assert any(k.startswith("bedside_consumer_lag{") for k in samples)
+    assert samples['bedside_open_alerts{severity="warning"}'] >= 1
+    assert "# TYPE bedside_dead_letters_total counter" in text
+
+
 def test_ticks_reach_every_owned_partition(worker: Any) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -1,0 +1,176 @@
+"""``GET /metrics``: the worker's figures in the Prometheus text format (version 0.0.4).
+
+Throughput and outcomes as counters (take ``rate()``), consumer lag per owned partition,
+model-call latency and batch sizes, dead letters by reason, open alarms by severity and the
+live alarm quality of predictive lows. Counters restart at zero with the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from ..runtime import Runtime
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _labels(labels: dict[str, Any]) -> str:
+    if not labels:
+        return ""
+    body = ",".join(
+        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in labels.items()
+    )
+    return "{" + body + "}"
+
+
+class Exposition:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def metric(
+        self, name: str, kind: str, help_: str, samples: Iterable[tuple[dict[str, Any], float]]
+    ) -> None:
+        self.lines += [f"# HELP bedside_{name} {help_}", f"# TYPE bedside_{name} {kind}"]
+        for labels, value in samples:
+            self.lines.append(f"bedside_{name}{_labels(labels)} {float(value)!r}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def consumer_lag(app: faust.App) -> list[tuple[dict[str, Any], float]]:
+    """highwater - next offset to read, per partition this worker owns (best effort)."""
+    samples: list[tuple[dict[str, Any], float]] = []
+    try:
+        consumer = app.consumer
+        for tp in sorted(app.assignor.assigned_actives()):
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust keeps no public copy
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = (read + 1) if read is not None else 0
+            labels = {"topic": tp.topic, "partition": tp.partition}
+            samples.append((labels, max(0, highwater - position)))
+    except Exception:  # noqa: BLE001 - metrics never break the worker
+        log.debug("consumer lag unavailable", exc_info=True)
+    return samples
+
+
+def render(app: faust.App, runtime: Runtime) -> str:
+    stats = runtime.ingest
+    out = Exposition()
+    out.metric("records_total", "counter", "Ingest records consumed.", [({}, stats.records)])
+    out.metric("observations_total", "counter", "Observations decoded.", [({}, stats.observations)])
+    out.metric(
+        "observations_applied_total",
+        "counter",
+        "Observations by outcome in the window.",
+        [
+            ({"outcome": "inserted"}, stats.inserted),
+            ({"outcome": "duplicate"}, stats.duplicates),
+            ({"outcome": "late"}, stats.late),
+        ],
+    )
+    out.metric(
+        "dead_letters_total",
+        "counter",
+        "Records dead-lettered, by reason.",
+        [({"reason": r}, n) for r, n in sorted(stats.dead_letters.items())],
+    )
+    out.metric("http_requests_total", "counter", "Gateway requests.", [({}, stats.http_requests)])
+    out.metric(
+        "rerouted_total",
+        "counter",
+        "Records republished to their patient's partition.",
+        [({}, stats.rerouted)],
+    )
+    out.metric(
+        "alert_events_total", "counter", "Alarm transitions published.", [({}, stats.alerts)]
+    )
+    out.metric(
+        "alert_actions_total",
+        "counter",
+        "Care-team actions on alarms.",
+        [({"result": "applied"}, stats.actions), ({"result": "ignored"}, stats.actions_ignored)],
+    )
+    out.metric("ticks_total", "counter", "Clock ticks processed.", [({}, stats.ticks)])
+    out.metric(
+        "consumer_lag", "gauge", "Records not yet read, per owned partition.", consumer_lag(app)
+    )
+    if runtime.scoring is not None:
+        batches = runtime.scoring.batcher.stats
+        out.metric(
+            "model_windows_total",
+            "counter",
+            "Windows scored, per model.",
+            [({"model": k}, s.windows) for k, s in batches.items()],
+        )
+        out.metric(
+            "model_calls_total",
+            "counter",
+            "Model calls (batches), per model.",
+            [({"model": k}, s.calls) for k, s in batches.items()],
+        )
+        out.metric(
+            "model_call_seconds_sum",
+            "counter",
+            "Time inside model calls.",
+            [({"model": k}, s.seconds) for k, s in batches.items()],
+        )
+        quantiles = []
+        for key, s in batches.items():
+            ordered = sorted(s.latencies)
+            for q in (0.5, 0.99):
+                if ordered:
+                    value = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+                    quantiles.append(({"model": key, "quantile": q}, value))
+        out.metric(
+            "model_call_seconds", "summary", "Latency of model calls (last 1000).", quantiles
+        )
+        out.metric(
+            "model_errors_total",
+            "counter",
+            "Failed model calls.",
+            [({"model": k}, s.errors) for k, s in batches.items()],
+        )
+    if runtime.alert_view is not None:
+        by_severity: dict[str, int] = {}
+        for event in runtime.alert_view.open.values():
+            by_severity[event["severity"]] = by_severity.get(event["severity"], 0) + 1
+        out.metric(
+            "open_alerts",
+            "gauge",
+            "Open (unresolved) alarms, every patient.",
+            [({"severity": k}, v) for k, v in sorted(by_severity.items())],
+        )
+    figures = runtime.quality.figures()
+    kind = {"kind": "predicted_low"}
+    for name, help_ in (
+        ("precision", "Share of judged predictive alarms followed by a low within 30 min."),
+        ("recall", "Share of low events warned 0-30 min ahead."),
+        ("false_per_patient_day", "False predictive alarms per patient-day of CGM."),
+        ("median_lead_min", "Median warning time before low events, minutes."),
+    ):
+        value = figures[name]
+        out.metric(f"alarm_{name}", "gauge", help_, [(kind, value)] if value is not None else [])
+    out.metric(
+        "alarm_judged_total",
+        "counter",
+        "Predictive alarms judged against the truth.",
+        [(kind, figures["predictions_judged"] or 0)],
+    )
+    return out.text()
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.text(render(app, runtime), content_type="text/plain; version=0.0.4")
