@@ -22,6 +22,7 @@ from .alerts import quality
 from .alerts.policy import lifecycle, render, stale_conditions, transitions
 from .rules.glucose import GlucoseTargets
 from .schemas.observation import Observation
+from .scoring import explain
 from .scoring.base import PatientProfile, Score, Scorer
 from .scoring.families import ModelRequest, ServingModel
 from .scoring.rules import default_scorers
@@ -170,13 +171,21 @@ class PatientPipeline:
         """Model scores (``results`` in ``output.requests`` order; None = not scored),
         model-driven alerts, the risk event and the score lines."""
         window, profile = output.window, output.profile
-        model_scores = [
-            request.model.family.to_score(
-                result, request.model.manifest, window, request.model.score_name
-            )
-            for request, result in zip(output.requests, results, strict=True)
-            if result is not None
-        ]
+        model_scores = []
+        for request, result in zip(output.requests, results, strict=True):
+            if result is None:
+                continue
+            model = request.model
+            score = model.family.to_score(result, model.manifest, window, model.score_name)
+            threshold = score.details.get("threshold")
+            if (
+                model.role == "primary"
+                and threshold is not None
+                and (score.value or 0) >= threshold
+            ):
+                # why: only for scores that alert, so the stream pays for it rarely
+                score.details["drivers"] = explain.drivers(model.family.name, request.x, model.run)
+            model_scores.append(score)
         primary = [s for s in model_scores if not s.name.endswith("_shadow")]
         events = output.events
         if primary:

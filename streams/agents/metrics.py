@@ -51,7 +51,7 @@ def consumer_lag(app: faust.App) -> list[tuple[dict[str, Any], float]]:
     try:
         consumer = app.consumer
         for tp in sorted(app.assignor.assigned_actives()):
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust keeps no public copy
+            read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]  # no public copy
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue

@@ -173,8 +173,16 @@ def glucose_model_conditions(score: Score, profile: PatientProfile) -> list[Cond
         "p_urgent_low_30": d.get("p_urgent_low_30"),
         "threshold": threshold,
         "recent_cgm": d.get("recent", []),
+        "drivers": d.get("drivers", []),
     }
-    return [Condition("predicted_low", reason, evidence, score.value, score.version)]
+    return [
+        Condition("predicted_low", reason + _driven_by(d), evidence, score.value, score.version)
+    ]
+
+
+def _driven_by(details: dict[str, Any]) -> str:
+    drivers = details.get("drivers") or []
+    return f" Driven by: {', '.join(str(x['signal']) for x in drivers)}." if drivers else ""
 
 
 VITAL_NAMES = {
@@ -200,9 +208,14 @@ def deterioration_conditions(score: Score) -> list[Condition]:
     horizon = score.details.get("horizon_h") or 12
     reason = (
         f"Risk of deterioration within {horizon} h is {score.value:.2f} (alerts at >= "
-        f"{threshold:.2f}). Latest: {shown}. Review the patient."
+        f"{threshold:.2f}). Latest: {shown}.{_driven_by(score.details)} Review the patient."
     )
-    evidence = {"p_deterioration": score.value, "threshold": threshold, "latest": latest}
+    evidence = {
+        "p_deterioration": score.value,
+        "threshold": threshold,
+        "latest": latest,
+        "drivers": score.details.get("drivers", []),
+    }
     return [Condition("deterioration", reason, evidence, score.value, score.version)]
 
 

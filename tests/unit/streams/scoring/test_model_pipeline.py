@@ -86,6 +86,9 @@ def test_a_falling_glucose_raises_a_model_driven_predicted_low(scoring: ModelSco
     (alert,) = [a for a in alerts if a["kind"] == "predicted_low"]
     assert alert["rule_or_model_version"] == "glucose@1.0.0"
     assert "likely to fall below 70 mg/dL within 30 min" in alert["reason"]
+    drivers = alert["evidence"]["drivers"]  # occlusion: what drove the risk
+    assert drivers and drivers[0]["contribution"] > 0
+    assert f"Driven by: {drivers[0]['signal']}" in alert["reason"]
     assert alert["evidence"]["recent_cgm"][-1]["mg_dl"] == 78
     assert "glucose" in scores  # the rules (AR2 among them) are still published
 
@@ -125,6 +128,16 @@ def test_deterioration_model_alerts_with_the_vitals_that_drove_it(scoring: Model
     (alert,) = [a for a in alerts if a["kind"] == "deterioration"]
     assert alert["severity"] == "urgent" and alert["rule_or_model_version"] == "deterioration@1.0.0"
     assert "heart rate 127/min" in alert["reason"]
+    signals = [d["signal"] for d in alert["evidence"]["drivers"]]
+    assert signals and set(signals) <= {
+        "heart rate",
+        "respiratory rate",
+        "spo2",
+        "systolic bp",
+        "temperature",
+        "consciousness",
+        "supplemental oxygen",
+    }
 
 
 def test_a_failed_model_call_still_publishes_the_rules(scoring: ModelScoring) -> None:
