@@ -132,8 +132,8 @@ def test_deterioration_model_alerts_with_the_vitals_that_drove_it(scoring: Model
     assert signals and set(signals) <= {
         "heart rate",
         "respiratory rate",
-        "spo2",
-        "systolic bp",
+        "SpO2",
+        "systolic BP",
         "temperature",
         "consciousness",
         "supplemental oxygen",
