@@ -111,12 +111,14 @@ def worker(**options: Any) -> None:
 
     from .app import create_app
     from .broker import BrokerUnavailableError
+    from .patients import PatientSettingsError
+    from .scoring.onnx import ModelError
 
     settings = settings_from_options(**options)
     logging.basicConfig(level=settings.worker.log_level.upper())
     try:
         app = create_app(settings)
-    except BrokerUnavailableError as exc:
+    except (BrokerUnavailableError, PatientSettingsError, ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     Worker(app, loglevel=settings.worker.log_level, quiet=True).execute_from_commandline()
 

@@ -20,6 +20,7 @@ import orjson
 
 from .alerts import quality
 from .alerts.policy import lifecycle, render, stale_conditions, transitions
+from .patients import load_patient_settings
 from .rules.glucose import GlucoseTargets
 from .schemas.observation import Observation
 from .scoring import explain
@@ -82,6 +83,7 @@ class PatientPipeline:
         )
         self.lateness_ms = settings.allowed_lateness_s * 1000
         self.vitals_stale_ms = settings.vitals_stale_s * 1000
+        self.patients = load_patient_settings(settings.patient_settings_file)
         self._scale2 = frozenset(settings.spo2_scale2_patients)
         self.set_models(models)
 
@@ -93,10 +95,14 @@ class PatientPipeline:
         )
 
     def profile(self, patient_id: str) -> PatientProfile:
-        targets = self.settings.glucose_targets.get(patient_id)
+        own = self.patients.get(patient_id)
+        targets = (own and own.glucose_targets) or self.settings.glucose_targets.get(patient_id)
+        scale = (own and own.spo2_scale) or (2 if patient_id in self._scale2 else 1)
+        quiet = own.quiet_hours if own else None
         return PatientProfile(
-            spo2_scale=2 if patient_id in self._scale2 else 1,
+            spo2_scale=scale,
             glucose=GlucoseTargets(**targets.model_dump()) if targets else GlucoseTargets(),
+            quiet=quiet.contains if quiet else None,
         )
 
     def process(
@@ -246,7 +252,8 @@ class PatientPipeline:
         """Time passed without data: stale-data alarms, snooze expiry, re-alerts, escalation."""
         now = self.patient_time(window, wall_ms)
         evaluated = stale_conditions(window, now, self.vitals_stale_ms)
-        return self._control_output(window, lifecycle(window).evaluate(evaluated, now))
+        quiet = self.profile(window.patient_id).is_quiet(now)
+        return self._control_output(window, lifecycle(window).evaluate(evaluated, now, quiet=quiet))
 
     def act(
         self,

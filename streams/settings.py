@@ -243,6 +243,11 @@ class StreamSettings(_Section):
     glucose_targets: dict[str, GlucoseTargetSettings] = Field(
         default_factory=dict, description="JSON: patient id -> glucose thresholds in mg/dL."
     )
+    patient_settings_file: Path | None = Field(
+        None,
+        description="JSON file: patient id -> glucose targets, SpO2 scale, quiet hours "
+        "(see streams/patients.py); read at start, validated.",
+    )
 
 
 ModelName = Literal["glucose", "deterioration"]

@@ -316,7 +316,8 @@ def transitions(
     now = window.watermark
     evaluated = detect(window, scores, profile, model_kinds)
     evaluated.update(stale_conditions(window, now, vitals_stale_ms))
-    return [render(e) for e in lifecycle(window).evaluate(evaluated, now)]
+    events = lifecycle(window).evaluate(evaluated, now, quiet=profile.is_quiet(now))
+    return [render(e) for e in events]
 
 
 def lifecycle(window: PatientWindow) -> Lifecycle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,6 +17,10 @@ class PatientProfile:
 
     spo2_scale: int = 1  # 2 for patients with hypercapnic respiratory failure
     glucose: GlucoseTargets = GlucoseTargets()
+    quiet: Callable[[int], bool] | None = None  # the patient's quiet hours, at a time (ms)
+
+    def is_quiet(self, t_ms: int) -> bool:
+        return self.quiet is not None and self.quiet(t_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,82 @@
+"""Per-patient settings from a file: validation, precedence, quiet hours."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from streams.cli import main
+from streams.patients import PatientSettingsError, QuietHours, load_patient_settings
+from streams.pipeline import PatientPipeline
+from streams.settings import StreamSettings
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "patients.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_file_settings_win_and_quiet_hours_apply(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {
+            "p1": {
+                "glucose_targets": {"urgent_low": 60, "low": 80, "high": 200, "urgent_high": 300},
+                "spo2_scale": 2,
+                "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/London"},
+            }
+        },
+    )
+    settings = StreamSettings(
+        patient_settings_file=path,
+        spo2_scale2_patients=[],
+        glucose_targets={"p1": {"low": 75, "urgent_low": 55}},
+    )
+    profile = PatientPipeline(settings).profile("p1")
+    assert profile.glucose.low == 80 and profile.spo2_scale == 2
+    night = int(datetime(2026, 1, 15, 23, 30, tzinfo=UTC).timestamp() * 1000)
+    day = int(datetime(2026, 1, 15, 12, 0, tzinfo=UTC).timestamp() * 1000)
+    assert profile.is_quiet(night) and not profile.is_quiet(day)
+    assert not PatientPipeline(settings).profile("p2").is_quiet(night)
+
+
+def test_quiet_hours_in_the_patients_time_zone() -> None:
+    hours = QuietHours(start="22:00", end="07:00", timezone="Asia/Tokyo")
+    # 14:00 UTC is 23:00 in Tokyo
+    assert hours.contains(int(datetime(2026, 1, 15, 14, 0, tzinfo=UTC).timestamp() * 1000))
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"p1": {"glucose_targets": {"low": 40}}}, "p1.glucose_targets"),
+        ({"p1": {"spo2_scale": 3}}, "p1.spo2_scale"),
+        (
+            {"p1": {"quiet_hours": {"start": "22:00", "end": "7", "timezone": "Mars/Base"}}},
+            "p1.quiet_hours",
+        ),
+        ({"p1": {"snooze_everything": True}}, "p1.snooze_everything"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, data: object, words: str) -> None:
+    with pytest.raises(PatientSettingsError, match=words.replace(".", r"\.")):
+        load_patient_settings(write(tmp_path, data))
+
+
+def test_the_worker_refuses_a_bad_file_with_a_clear_message(tmp_path: Path) -> None:
+    path = write(tmp_path, {"p1": {"spo2_scale": 3}})
+    result = CliRunner().invoke(
+        main,
+        ["worker"],
+        env={
+            "BEDSIDE_STREAM__PATIENT_SETTINGS_FILE": str(path),
+            "BEDSIDE_KAFKA__PROFILE": "kafka",
+        },
+    )
+    assert result.exit_code != 0
+    assert "patient settings file" in result.output and "p1.spo2_scale" in result.output
