@@ -50,10 +50,10 @@ stack-up: install tsdb
 stack-down:
 	$(BIN)/bedside stack down
 
-# Starts the local stack and a worker; Ctrl-C stops both.
+# The stack, a worker with the shipped models, a simulated cohort and a live console;
+# Ctrl-C stops everything it started.
 demo: install tsdb
-	$(BIN)/bedside stack up
-	@trap '$(BIN)/bedside stack down' EXIT; $(BIN)/bedside worker || [ $$? -eq 130 ]
+	$(BIN)/bedside demo || [ $$? -eq 130 ]
 
 clean: stack-down
 	rm -rf $(VENV) .bedside build *.egg-info

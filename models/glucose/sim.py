@@ -23,6 +23,7 @@ are passed to the solver as a plain object instead of a pandas row: same output,
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -75,7 +76,7 @@ def _meal_plan(rng: np.random.Generator, days: int, body_weight: float, group: s
     return sorted(meals)
 
 
-def simulate_patient(name: str, days: int, seed: int) -> PatientTrace:
+def simulate_patient(name: str, days: float, seed: int) -> PatientTrace:
     """Simulate ``days`` of one virtual patient; deterministic for a seed."""
     with warnings.catch_warnings():  # simglucose and gym import pkg_resources and distutils
         warnings.simplefilter("ignore")
@@ -95,10 +96,11 @@ def simulate_patient(name: str, days: int, seed: int) -> PatientTrace:
     carb_sd = 0.35 if group == "adolescent" else 0.25
     p_missed = {"adolescent": 0.15, "adult": 0.05, "child": 0.08}[group]
 
-    total = days * DAY_MIN
+    total = int(days * DAY_MIN)
+    whole_days = math.ceil(days)
     carbs = np.zeros(total + 1)
     pending_boluses: list[tuple[int, float]] = []
-    for t, grams in _meal_plan(rng, days, float(row.BW), group):
+    for t, grams in _meal_plan(rng, whole_days, float(row.BW), group):
         if t < 0 or t >= total:
             continue
         carbs[t] += grams
@@ -107,7 +109,7 @@ def simulate_patient(name: str, days: int, seed: int) -> PatientTrace:
         delay = int(rng.uniform(15, 60)) if rng.random() < 0.15 else 0
         pending_boluses.append((t + delay, grams * rng.lognormal(0, carb_sd)))
     sensitivity = np.ones(total + 1)
-    for day in range(days):
+    for day in range(whole_days):
         base = day * DAY_MIN
         sensitivity[base : base + DAY_MIN] *= rng.uniform(0.85, 1.2)
         if rng.random() < 0.35:  # exercise in the afternoon or evening

@@ -73,7 +73,8 @@ def glucose_conditions(
         if value >= threshold + margin:
             return False
         if value < threshold:
-            add(kind, f"Glucose {value:.0f} mg/dL at {at} is below {words} {threshold:.0f} mg/dL.")
+            what = f"{words} {threshold:.0f}" if words else f"{threshold:.0f}"
+            add(kind, f"Glucose {value:.0f} mg/dL at {at} is below {what} mg/dL.")
         else:
             add(
                 kind,
@@ -87,7 +88,8 @@ def glucose_conditions(
         if value <= threshold - margin:
             return False
         if value > threshold:
-            add(kind, f"Glucose {value:.0f} mg/dL at {at} is above {words} {threshold:.0f} mg/dL.")
+            what = f"{words} {threshold:.0f}" if words else f"{threshold:.0f}"
+            add(kind, f"Glucose {value:.0f} mg/dL at {at} is above {what} mg/dL.")
         else:
             add(
                 kind,

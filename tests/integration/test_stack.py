@@ -32,7 +32,7 @@ def test_up_twice_is_harmless(
     pids = [s.pid for s in local_stack.status()]
     result = run_bedside("stack", "up", env=stack_env_vars)
     assert "already running" in result.stdout
-    assert "0 created, 7 present" in result.stdout
+    assert "0 created, 8 present" in result.stdout
     assert [s.pid for s in local_stack.status()] == pids
 
 

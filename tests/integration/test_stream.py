@@ -54,7 +54,7 @@ def day_of(patient: str, rng: random.Random, minutes: int = 120) -> list[dict[st
     """CGM every 5 min with a dip below 54 mg/dL, heart rate every 5 min."""
     records = []
     for minute in range(0, minutes, 5):
-        dip = 85 * max(0.0, 1 - abs(minute - minutes / 2) / 25)
+        dip = 95 * max(0.0, 1 - abs(minute - minutes / 2) / 40)  # 3 readings below 54
         records.append(cgm_record(patient, minute, round(130 - dip + rng.uniform(-3, 3), 1)))
         records.append(hr_record(patient, minute + 1, round(72 + rng.uniform(-5, 5), 1)))
     return records
