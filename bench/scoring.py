@@ -18,44 +18,16 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-
+from deploy.bench import BATCHES, per_call
 from streams.broker import ensure_bedside_topics
-from streams.scoring.features import CONTRACTS
 from streams.scoring.onnx import SHIPPED_MODELS, ModelError, OnnxModel
 from streams.settings import get_settings
-
-BATCHES = (1, 8, 64, 256, 1024)
-
-
-def per_call(model: OnnxModel, batch: int, seconds: float = 1.0) -> dict[str, float]:
-    contract = CONTRACTS[model.manifest.feature_contract.name]
-    x = np.random.default_rng(0).normal(size=(batch, contract.steps, len(contract.channels)))
-    x = x.astype(np.float32)
-    for _ in range(3):
-        model.run(x)
-    times = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < 5:
-        started = time.perf_counter()
-        model.run(x)
-        times.append(time.perf_counter() - started)
-    times.sort()
-    median = statistics.median(times)
-    return {
-        "batch": batch,
-        "seq_per_s": batch / median,
-        "ms_per_call_p50": median * 1000,
-        "ms_per_call_p99": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
-    }
 
 
 def call_table(providers: list[str]) -> list[dict[str, object]]:

@@ -238,3 +238,33 @@ def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
     run_demo(
         settings, patients=patients, hours=hours, speed=speed, fmt=fmt, state_dir=settings.stack.dir
     )
+
+
+@click.command()
+@click.option(
+    "--events", type=int, default=40_000, show_default=True, help="Records for the end-to-end runs."
+)
+@click.option("--patients", type=int, default=1000, show_default=True)
+@click.option(
+    "--rate", type=float, default=2000.0, show_default=True, help="Records/s for the latency run."
+)
+@click.option("--parts-only", is_flag=True, help="Only the in-process parts (no stack needed).")
+@click.option(
+    "--json-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON here.",
+)
+def bench(events: int, patients: int, rate: float, parts_only: bool, json_out: Path | None) -> None:
+    """Benchmark the pipeline and its parts; prints a table and a JSON line."""
+    import json
+
+    from .bench import run, table
+
+    result = run(events, patients, rate, parts_only)
+    for line in table(result):
+        click.echo(line)
+    text = json.dumps(result, default=float)
+    click.echo(text)
+    if json_out is not None:
+        json_out.write_text(text + "\n")

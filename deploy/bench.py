@@ -1,0 +1,257 @@
+"""``bedside bench``: the whole pipeline and its parts, reproducibly, as a table and JSON.
+
+Parts (in process): decode per format, window update with the rules, each shipped model per
+batch size, time-series writes (needs the stack). Whole (needs ``bedside stack up``): one
+worker's events/s on pre-produced records, produce -> alert latency at a fixed rate, one vs
+two workers in a group. Synthetic and simulated patients only; fresh topics per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streams.broker import ensure_bedside_topics
+from streams.ingest.decode import decode_record
+from streams.pipeline import PatientPipeline
+from streams.scoring.features import CONTRACTS
+from streams.scoring.onnx import SHIPPED_MODELS, OnnxModel
+from streams.settings import Settings, get_settings
+
+from .benchkit import latency, produce, records, run_workers
+
+BATCHES = (1, 8, 64, 256, 1024)
+
+
+def per_call(model: OnnxModel, batch: int, seconds: float = 1.0) -> dict[str, float]:
+    """Sequences/s and per-call latency (p50, p99) of one model at one batch size."""
+    contract = CONTRACTS[model.manifest.feature_contract.name]
+    x = np.random.default_rng(0).normal(size=(batch, contract.steps, len(contract.channels)))
+    x = x.astype(np.float32)
+    for _ in range(3):
+        model.run(x)
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 5:
+        started = time.perf_counter()
+        model.run(x)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    median = statistics.median(times)
+    return {
+        "batch": batch,
+        "seq_per_s": batch / median,
+        "ms_per_call_p50": median * 1000,
+        "ms_per_call_p99": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+    }
+
+
+def decode_rates(seconds: float = 1.0) -> dict[str, float]:
+    from .simulate import build_cohort, encode
+
+    cohort = build_cohort(6, 6, seed=5)
+    cgm = [r for r in cohort.readings if r.code == "99504-3"][:500]
+    received = datetime.now(UTC)
+    out = {}
+    for fmt in ("native", "fhir", "nightscout"):
+        raws = [(encode(r, fmt, 0, f"b{i}"), r.patient_id.encode()) for i, r in enumerate(cgm)]
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            for raw, key in raws:
+                decode_record(raw, received_at=received, key=key)
+            n += len(raws)
+        out[fmt] = n / (time.perf_counter() - started)
+    return out
+
+
+def window_rate(settings: Settings, patients: int = 100, steps: int = 288) -> tuple[float, float]:
+    """(observations/s through windows + rules, mean stored window bytes) in process."""
+    from streams.schemas.observation import Format, Kind, Observation
+
+    pipeline = PatientPipeline(settings.stream)
+    start = datetime.now(UTC) - timedelta(hours=24)
+    batches = []
+    for p in range(patients):
+        obs = []
+        for step in range(steps):
+            at = start + timedelta(minutes=5 * step)
+            for code, kind, value in (
+                ("99504-3", Kind.GLUCOSE, 110.0 + step % 30),
+                ("8867-4", Kind.VITAL, 72.0 + p % 9),
+            ):
+                obs.append(
+                    Observation(
+                        patient_id=f"w{p}",
+                        kind=kind,
+                        code=code,
+                        value=value,
+                        unit="x",
+                        effective_at=at,
+                        received_at=at,
+                        source="b",
+                        event_id=f"{p}-{code}-{step}",
+                        format=Format.NATIVE,
+                    )
+                )
+        batches.append(obs)
+    started = time.perf_counter()
+    sizes = []
+    for p, obs in enumerate(batches):
+        window = None
+        for chunk in range(0, len(obs), 20):
+            window = pipeline.process(f"w{p}", window, obs[chunk : chunk + 20]).window
+        sizes.append(len(window.to_bytes()) if window else 0)
+    elapsed = time.perf_counter() - started
+    return patients * steps * 2 / elapsed, statistics.mean(sizes)
+
+
+def influx_rate(settings: Settings, points: int = 50_000) -> float | None:
+    from streams.sinks.influx import InfluxSink
+
+    async def write() -> float:
+        sink = InfluxSink(settings.influx)
+        await sink.start()
+        try:
+            run = uuid.uuid4().hex[:6]
+            lines = [
+                f"bench,run={run},patient_id=p{i % 500} value={i}.0 {1_700_000_000_000 + i}"
+                for i in range(points)
+            ]
+            started = time.perf_counter()
+            for start in range(0, points, 5000):
+                await sink.write(lines[start : start + 5000])
+            return points / (time.perf_counter() - started)
+        finally:
+            await sink.stop()
+
+    try:
+        return asyncio.run(write())
+    except Exception:  # noqa: BLE001 - reported as not measured
+        return None
+
+
+def whole(settings: Settings, events: int, patients: int, rate: float) -> dict[str, Any]:
+    """End-to-end events/s with one and two workers, and latency at ``rate``."""
+    run = uuid.uuid4().hex[:6]
+    work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
+    bedside = [str(Path(sys.executable).parent / "bedside"), "worker"]
+    items = records(patients, max(2, events // patients), datetime.now(UTC) - timedelta(hours=1))
+    base = {**os.environ, "BEDSIDE_WORKER__LOG_LEVEL": "warning"}
+    out: dict[str, Any] = {"events": len(items)}
+    for workers in (1, 2):
+        prefix = f"bench.{run}.w{workers}."
+        topics = get_settings(topics={"prefix": prefix}).topics
+        asyncio.run(ensure_bedside_topics(settings.kafka, topics))
+        asyncio.run(produce(settings, {"glucose": topics.glucose, "vitals": topics.vitals}, items))
+        group = f"bench-{run}-{workers}"
+        specs = [
+            (
+                {
+                    **base,
+                    "BEDSIDE_TOPICS__PREFIX": prefix,
+                    "BEDSIDE_WORKER__APP_ID": group,
+                    "BEDSIDE_WORKER__DATA_DIR": str(work / f"{group}-{i}"),
+                    "BEDSIDE_WEB__PORT": str(6095 + i),
+                },
+                6095 + i,
+                work / f"{group}-{i}.log",
+            )
+            for i in range(workers)
+        ]
+        out[f"workers_{workers}_events_per_s"] = run_workers(bedside, specs, len(items))
+    prefix = f"bench.{run}.lat."
+    lat_settings = get_settings(topics={"prefix": prefix})
+    asyncio.run(ensure_bedside_topics(settings.kafka, lat_settings.topics))
+    env = {
+        **base,
+        "BEDSIDE_TOPICS__PREFIX": prefix,
+        "BEDSIDE_WORKER__APP_ID": f"bench-lat-{run}",
+        "BEDSIDE_WEB__PORT": "6097",
+    }
+    import subprocess
+    import urllib.request
+
+    with open(work / "latency.log", "wb") as log:
+        worker = subprocess.Popen(bedside, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:6097/ready", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        measured = sorted(asyncio.run(latency(settings, lat_settings, patients, rate, 20)))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    if measured:
+        out["latency_p50_ms"] = statistics.median(measured)
+        out["latency_p99_ms"] = measured[min(len(measured) - 1, int(0.99 * len(measured)))]
+        out["latency_alerts"] = len(measured)
+    return out
+
+
+def run(events: int, patients: int, rate: float, parts_only: bool) -> dict[str, Any]:
+    settings = get_settings()
+    result: dict[str, Any] = {"bench": "bedside", "decode_records_per_s": decode_rates()}
+    result["window_events_per_s"], result["window_bytes_per_patient"] = window_rate(settings)
+    result["scoring"] = [
+        {"model": model.key, "provider": model.provider, **per_call(model, batch, 0.5)}
+        for name in ("glucose", "deterioration")
+        for model in [OnnxModel(sorted((SHIPPED_MODELS / name).iterdir())[-1])]
+        for batch in BATCHES
+    ]
+    if not parts_only:
+        result["influx_points_per_s"] = influx_rate(settings)
+        result.update(whole(settings, events, patients, rate))
+    return result
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    rows = [
+        (f"decode {fmt}, records/s", f"{v:,.0f}")
+        for fmt, v in result["decode_records_per_s"].items()
+    ]
+    rows += [
+        ("window + rules, events/s (in process)", f"{result['window_events_per_s']:,.0f}"),
+        (
+            "window bytes per patient (a day of CGM + HR)",
+            f"{result['window_bytes_per_patient']:,.0f}",
+        ),
+    ]
+    rows += [
+        (
+            f"{s['model']} batch {s['batch']}, seq/s (ms/call)",
+            f"{s['seq_per_s']:,.0f} ({s['ms_per_call_p50']:.2f})",
+        )
+        for s in result["scoring"]
+    ]
+    if "influx_points_per_s" in result:
+        value = result["influx_points_per_s"]
+        rows.append(
+            (
+                "time-series writes, points/s",
+                "n/a (stack down)" if value is None else f"{value:,.0f}",
+            )
+        )
+    for key, label in (
+        ("workers_1_events_per_s", "end to end, 1 worker, events/s"),
+        ("workers_2_events_per_s", "end to end, 2 workers, events/s"),
+        ("latency_p50_ms", "produce -> alert latency p50, ms"),
+        ("latency_p99_ms", "produce -> alert latency p99, ms"),
+    ):
+        if key in result:
+            rows.append((label, f"{result[key]:,.0f}"))
+    width = max(len(name) for name, _ in rows)
+    return [f"{name:<{width}}  {value:>18}" for name, value in rows]

@@ -1,0 +1,178 @@
+"""Benchmark building blocks shared by ``bedside bench`` and the scripts in ``bench/``.
+
+Records of synthetic patients, producing them, starting workers on them and reading their
+``/stats``, and the produce -> alert latency at a fixed rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.broker import client_options
+from streams.settings import Settings
+
+
+def records(patients: int, per_patient: int, start: datetime) -> list[tuple[str, bytes, bytes]]:
+    out = []
+    for step in range(per_patient // 2):
+        at = (start + timedelta(seconds=step)).isoformat()
+        for p in range(patients):
+            pid = f"bench-{p:05d}"
+            glucose = 60.0 if (step + p) % 10 == 0 else 110.0 + (p % 7)
+            for code, unit, value, kind in (
+                ("99504-3", "mg/dL", glucose, "glucose"),
+                ("8867-4", "/min", 70.0 + p % 20, "vitals"),
+            ):
+                body = {
+                    "patient_id": pid,
+                    "code": code,
+                    "value": value,
+                    "unit": unit,
+                    "effective_at": at,
+                    "source": "bench",
+                    "event_id": f"{pid}-{code}-{step}",
+                }
+                out.append((kind, pid.encode(), orjson.dumps(body)))
+    return out
+
+
+async def produce(
+    settings: Settings,
+    topic_of: dict[str, str],
+    items: list[tuple[str, bytes, bytes]],
+    rate: float | None = None,
+) -> None:
+    producer = AIOKafkaProducer(
+        linger_ms=10, max_batch_size=256 * 1024, **client_options(settings.kafka)
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for index, (kind, key, value) in enumerate(items):
+            if rate and index % 100 == 0:
+                ahead = index / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await producer.send(topic_of[kind], value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def stats(port: int) -> dict[str, int]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as response:
+            return dict(json.loads(response.read()))
+    except OSError:
+        return {}
+
+
+def run_worker(argv: list[str], env: dict[str, str], port: int, expected: int, log: Path) -> float:
+    """Start a worker on pre-produced records; events/s from first to last processed."""
+    return run_workers(argv, [(env, port, log)], expected)
+
+
+def run_workers(
+    argv: list[str], workers: list[tuple[dict[str, str], int, Path]], expected: int
+) -> float:
+    """Start workers (one group) on pre-produced records; their summed events/s from the first
+    processed record to the last."""
+    processes = []
+    for env, _, log in workers:
+        with open(log, "wb") as out:
+            processes.append(subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT))
+    try:
+        first_at = first_count = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            for process, (_, _, log) in zip(processes, workers, strict=True):
+                if process.poll() is not None:
+                    msg = f"worker exited: see {log}"
+                    raise SystemExit(msg)
+            done = sum(stats(port).get("observations", 0) for _, port, _ in workers)
+            now = time.perf_counter()
+            if done and first_at is None:
+                first_at, first_count = now, done
+            if done >= expected and first_at is not None and first_count is not None:
+                return (done - first_count) / max(now - first_at, 1e-9)
+            time.sleep(0.05)
+        msg = "workers did not finish in 600 s"
+        raise SystemExit(msg)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+async def latency(
+    settings: Settings, env_settings: Settings, patients: int, rate: float, seconds: int
+) -> list[float]:
+    topics = env_settings.topics
+    topic_of = {"glucose": topics.glucose, "vitals": topics.vitals}
+    consumer = AIOKafkaConsumer(
+        topics.alerts, group_id=None, auto_offset_reset="latest", **client_options(settings.kafka)
+    )
+    await consumer.start()
+    latencies: list[float] = []
+    sent_at: dict[tuple[str, str], float] = {}  # (patient, event time) -> produce wall time
+
+    async def collect() -> None:
+        while True:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                now = datetime.now(UTC)
+                for record in batch:
+                    event = orjson.loads(record.value)
+                    if event["state"] == "open" and event["kind"] in ("low", "urgent_low"):
+                        at = event["evidence"]["recent_cgm"][-1]["at"]
+                        sent = sent_at.get((event["patient_id"], at))
+                        if sent is not None:
+                            latencies.append((now.timestamp() - sent) * 1000)
+
+    task = asyncio.create_task(collect())
+    producer = AIOKafkaProducer(linger_ms=5, **client_options(settings.kafka))
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        sent = 0
+        for step in range(seconds * int(rate) // (2 * patients)):
+            for p in range(patients):
+                at = datetime.now(UTC).replace(microsecond=0)
+                pid = f"lat-{p:05d}"
+                glucose = 60.0 if (step + p) % 10 == 0 else 110.0
+                for kind, code, unit, value in (
+                    ("glucose", "99504-3", "mg/dL", glucose),
+                    ("vitals", "8867-4", "/min", 72.0),
+                ):
+                    body = {
+                        "patient_id": pid,
+                        "code": code,
+                        "value": value,
+                        "unit": unit,
+                        "effective_at": at.isoformat(),
+                        "source": "bench",
+                        "event_id": f"{pid}-{code}-{step}",
+                    }
+                    if kind == "glucose":
+                        sent_at[(pid, at.isoformat())] = time.time()
+                    await producer.send(topic_of[kind], orjson.dumps(body), key=pid.encode())
+                    sent += 1
+                    ahead = sent / rate - (time.perf_counter() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+        await producer.flush()
+        await asyncio.sleep(3)
+    finally:
+        await producer.stop()
+        task.cancel()
+        await consumer.stop()
+    return latencies
