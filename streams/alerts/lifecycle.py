@@ -50,6 +50,8 @@ POLICIES: dict[str, KindPolicy] = {
     "predicted_low": KindPolicy("warning", 1, 1, 2, realert_min=30),
     "high": KindPolicy("info", 2, 3, 2, realert_min=120),
     "urgent_high": KindPolicy("critical", 2, 3, 2, realert_min=30, escalate_after_min=30),
+    "falling_fast": KindPolicy("warning", 2, 3, 2, realert_min=30),
+    "rising_fast": KindPolicy("info", 2, 3, 2, realert_min=120),
     "news2_medium": KindPolicy("urgent", realert_min=60, escalate_after_min=30),
     "news2_high": KindPolicy("critical", realert_min=15, escalate_after_min=10),
     "deterioration": KindPolicy("urgent", realert_min=60, escalate_after_min=30),

@@ -18,6 +18,8 @@ glucose alarm keeps holding within 5 mg/dL of its threshold, 10 for highs: hyste
 | ``news2_medium`` | NEWS2 5-6, or 3 in a single parameter | urgent |
 | ``news2_high`` | NEWS2 >= 7 | critical |
 | ``deterioration`` | deterioration model's probability >= its manifest's threshold | urgent |
+| ``falling_fast`` | CGM falling >= 2 mg/dL/min while low <= CGM < 120 (range-gated) | warning |
+| ``rising_fast`` | CGM rising >= 3 mg/dL/min above 200 | info |
 | ``cgm_stale_15`` | a CGM patient's last reading 15-30 min old | info |
 | ``cgm_stale_30`` | ... 30 min old or more | warning |
 | ``vitals_stale`` | no vital sign for ``stream.vitals_stale_s`` (6 h) | warning |
@@ -36,7 +38,13 @@ from ..scoring.base import PatientProfile, Score
 from ..windows.patient import CGM_CODE, PatientWindow
 from .lifecycle import Finding, Lifecycle
 
-GLUCOSE_KINDS = ("urgent_low", "low", "predicted_low", "high", "urgent_high")
+GLUCOSE_KINDS = (
+    "urgent_low", "low", "predicted_low", "high", "urgent_high", "falling_fast", "rising_fast"
+)  # fmt: skip
+# rate-of-change alarms only where the rate matters: a fast fall from a high value is the
+# treatment working, a fast fall towards a low is not (Dexcom-style range gating)
+FALL_RATE, FALL_GATE = -2.0, 120.0  # mg/dL/min, below this glucose
+RISE_RATE, RISE_GATE = 3.0, 200.0  # mg/dL/min, above this glucose
 NEWS2_KINDS = ("news2_medium", "news2_high")
 MODEL_KINDS = {"glucose_model": ("predicted_low",), "deterioration_model": ("deterioration",)}
 STALE_KINDS = ("cgm_stale_15", "cgm_stale_30", "vitals_stale")
@@ -113,6 +121,19 @@ def glucose_conditions(
         )
     if not above("urgent_high", t.urgent_high, "the urgent-high threshold"):
         above("high", t.high, "")
+    rate = score.details.get("rate_mg_dl_per_min")
+    if rate is not None and rate <= FALL_RATE and t.low <= value < FALL_GATE:
+        add(
+            "falling_fast",
+            f"Glucose {value:.0f} mg/dL at {at} is falling {-rate:.1f} "
+            f"mg/dL/min (alarm at {-FALL_RATE:.0f} or faster below {FALL_GATE:.0f} mg/dL).",
+        )
+    if rate is not None and rate >= RISE_RATE and value > RISE_GATE:
+        add(
+            "rising_fast",
+            f"Glucose {value:.0f} mg/dL at {at} is rising {rate:.1f} mg/dL/min "
+            f"(alarm at {RISE_RATE:.0f} or faster above {RISE_GATE:.0f} mg/dL).",
+        )
     return found
 
 

@@ -120,3 +120,19 @@ def test_news2_max_age_comes_from_settings() -> None:
     later = pipeline.process("syn-p1", first.window, [vital("8867-4", 20, 70)])
     [news2] = [s for s in orjson.loads(later.risk or b"{}")["scores"] if s["name"] == "news2"]
     assert "respiratory_rate" in news2["missing"]  # 20 min old, over the 10 min limit
+
+
+def test_rate_of_change_alarms_are_range_gated_and_debounced() -> None:
+    # falling 3 mg/dL/min towards the low range: alarms after two readings
+    falling = run(
+        PatientPipeline(StreamSettings()),
+        [[cgm(5 * i, v)] for i, v in enumerate([150, 135, 120, 105, 90])],
+    )
+    opened = [e for e in falling if e["transition"] == "opened" and e["kind"] == "falling_fast"]
+    assert len(opened) == 1 and "falling 3.0 mg/dL/min" in opened[0]["reason"]
+    # the same fall from a high value (treatment working) does not alarm
+    high = run(
+        PatientPipeline(StreamSettings()),
+        [[cgm(5 * i, v)] for i, v in enumerate([260, 245, 230, 215, 200])],
+    )
+    assert not [e for e in high if e["kind"] == "falling_fast"]
