@@ -132,7 +132,7 @@ async def latency(
                 now = datetime.now(UTC)
                 for record in batch:
                     event = orjson.loads(record.value)
-                    if event["state"] == "open" and event["kind"] in ("low", "urgent_low"):
+                    if event["transition"] == "opened" and event["kind"] in ("low", "urgent_low"):
                         at = event["evidence"]["recent_cgm"][-1]["at"]
                         sent = sent_at.get((event["patient_id"], at))
                         if sent is not None:
@@ -148,7 +148,7 @@ async def latency(
             for p in range(patients):
                 at = datetime.now(UTC).replace(microsecond=0)
                 pid = f"lat-{p:05d}"
-                glucose = 60.0 if (step + p) % 10 == 0 else 110.0
+                glucose = 60.0 if (step + p) % 10 in (0, 1) else 110.0  # opens on 2 of 3
                 for kind, code, unit, value in (
                     ("glucose", "99504-3", "mg/dL", glucose),
                     ("vitals", "8867-4", "/min", 72.0),
