@@ -220,7 +220,7 @@ def replay(file: Path | None, mimic_demo: bool, speed: float) -> None:
     show_default=True,
     help="Hours of simulated data.",
 )
-@click.option("--speed", type=float, default=60.0, show_default=True)
+@click.option("--speed", type=float, default=120.0, show_default=True)
 @click.option(
     "--format",
     "fmt",
