@@ -73,8 +73,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     partitioner = DefaultPartitioner()
     all_partitions = list(range(topics.partitions))
     runtime.windows = windows
-    # partition -> patients whose windows live there (built from the table on the first tick)
+    # partition -> patients whose windows live there: what this worker processed, joined
+    # with a scan of the table on the partition's first tick (windows from before a restart)
     known: dict[int, set[bytes]] = {}
+    scanned: set[int] = set()
 
     def partition_of(key: bytes) -> int:
         return int(partitioner(key, all_partitions, all_partitions))
@@ -98,6 +100,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget(app: faust.App, revoked: set[object], **kwargs: object) -> None:
         known.clear()  # rebuilt from the table on the next tick of each owned partition
+        scanned.clear()
 
     @app.agent(source, name="bedside.ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -235,11 +238,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             current[key] = (event, window)
         for partition, (event, now) in ticks.items():
             stats.ticks += 1
-            if partition not in known:
+            if partition not in scanned:
                 with current_event(event):
                     keys = [k for k in windows.keys() if partition_of(k) == partition]
-                known[partition] = set(keys)
-            for key in known[partition]:
+                known.setdefault(partition, set()).update(keys)
+                scanned.add(partition)
+            for key in known.get(partition, ()):
                 window = load(event, key)
                 if window is None:
                     continue
