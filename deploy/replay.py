@@ -13,8 +13,6 @@ it ends now, and ``--speed`` compresses the time between records.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +26,8 @@ from streams.ingest.decode import decode_record
 from streams.schemas.codes import CATALOGUE
 from streams.schemas.observation import Kind
 from streams.settings import Settings
+
+from .simulate import Pacer
 
 
 def file_records(path: Path) -> Iterator[bytes]:
@@ -126,13 +126,9 @@ async def send_all(
     producer = AIOKafkaProducer(linger_ms=20, **client_options(settings.kafka))
     await producer.start()
     try:
-        wall0, first = time.perf_counter(), items[0][0] if items else 0
+        pacer = Pacer(producer, speed, items[0][0] if items else 0)
         for t, topic, value, key in items:
-            if speed > 0:
-                ahead = (t - first) / 1000 / speed - (time.perf_counter() - wall0)
-                if ahead > 0:
-                    await producer.flush()
-                    await asyncio.sleep(ahead)
+            await pacer.wait(t)
             await producer.send(topic, value, key=key)
         await producer.flush()
     finally:

@@ -233,6 +233,22 @@ def plan(
     return out
 
 
+class Pacer:
+    """Holds a producer to ``speed`` x real time over simulated (event) milliseconds."""
+
+    def __init__(self, producer: AIOKafkaProducer, speed: float, first_ms: int) -> None:
+        self.producer, self.speed, self.first = producer, speed, first_ms
+        self.wall0 = time.perf_counter()
+
+    async def wait(self, t_ms: int) -> None:
+        if self.speed <= 0:
+            return
+        ahead = (t_ms - self.first) / 1000 / self.speed - (time.perf_counter() - self.wall0)
+        if ahead > 0:
+            await self.producer.flush()  # what is due goes out before we sleep
+            await asyncio.sleep(ahead)
+
+
 async def publish(
     settings: Settings,
     cohort: Cohort,
@@ -248,16 +264,11 @@ async def publish(
     await producer.start()
     sent = 0
     try:
-        wall0 = time.perf_counter()
-        first = the_plan.sends[0][0] if the_plan.sends else 0
+        pacer = Pacer(producer, speed, the_plan.sends[0][0] if the_plan.sends else 0)
         for t, topic, key, value, at in the_plan.sends:
             if stop is not None and stop.is_set():
                 break
-            if speed > 0:
-                ahead = (t - first) / 1000 / speed - (time.perf_counter() - wall0)
-                if ahead > 0:
-                    await producer.flush()
-                    await asyncio.sleep(ahead)
+            await pacer.wait(t)
             await producer.send(topic, value, key=key)
             sent += 1
             if at:
