@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,38 @@ def save_checkpoint(path: Path, model: nn.Module, **metadata: Any) -> None:
         },
         path,
     )
+
+
+def save_trained(
+    out: Path,
+    model: nn.Module,
+    *,
+    kind: str,
+    contract: Any,
+    contract_hash: str,
+    data: dict[str, Any],
+    result: dict[str, Any],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """Checkpoint a trained model with its size, data description and training history."""
+    from .nets import gru_flops, parameter_count
+
+    summary = {
+        "parameters": parameter_count(model),
+        "flops_per_sequence": gru_flops(model, contract.steps),
+        **result,
+    }
+    save_checkpoint(
+        out,
+        model,
+        kind=kind,
+        contract=contract.name,
+        contract_hash=contract_hash,
+        data=data,
+        training=summary,
+        train_config=dataclasses.asdict(config),
+    )
+    return summary
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

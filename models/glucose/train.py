@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ from torch import nn
 
 from streams.scoring.features import GLUCOSE, GLUCOSE_CENTER, contract_hash
 
-from ..nets import GlucoseGRU, gru_flops, parameter_count
-from ..training import TrainConfig, fit, save_checkpoint
+from ..nets import GlucoseGRU
+from ..training import TrainConfig, fit, save_trained
 from .dataset import TEST_PATIENTS, VALIDATION_PATIENTS, GlucoseSamples, cohort, samples, split_of
 from .sim import PATIENTS
 
@@ -72,19 +71,13 @@ def train(
         "test_patients": list(TEST_PATIENTS),
         "samples": {k: int(len(v.x)) for k, v in parts.items()},
     }
-    summary = {
-        "parameters": parameter_count(model),
-        "flops_per_sequence": gru_flops(model, GLUCOSE.steps),
-        **result,
-    }
-    save_checkpoint(
+    return save_trained(
         out,
         model,
         kind="glucose",
-        contract=GLUCOSE.name,
+        contract=GLUCOSE,
         contract_hash=contract_hash(GLUCOSE),
         data=data,
-        training=summary,
-        train_config=asdict(config),
+        result=result,
+        config=config,
     )
-    return summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,8 @@ from torch import nn
 
 from streams.scoring.features import VITALS, contract_hash
 
-from ..nets import DeteriorationGRU, gru_flops, parameter_count
-from ..training import TrainConfig, fit, save_checkpoint
+from ..nets import DeteriorationGRU
+from ..training import TrainConfig, fit, save_trained
 from .dataset import HORIZON_H, VitalsSamples, cohort, split_of
 
 
@@ -59,19 +58,13 @@ def train(
         "split": "by patient: 70 % train, 10 % validation, 20 % test",
         "samples": {part: int((split == part).sum()) for part in ("train", "validation", "test")},
     }
-    summary = {
-        "parameters": parameter_count(model),
-        "flops_per_sequence": gru_flops(model, VITALS.steps),
-        **result,
-    }
-    save_checkpoint(
+    return save_trained(
         out,
         model,
         kind="deterioration",
-        contract=VITALS.name,
+        contract=VITALS,
         contract_hash=contract_hash(VITALS),
         data=data,
-        training=summary,
-        train_config=asdict(config),
+        result=result,
+        config=config,
     )
-    return summary

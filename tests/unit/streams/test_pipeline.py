@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
+from factories import cgm, vital
 
 from streams.pipeline import PatientPipeline
-from streams.schemas.observation import Format, Kind, Observation, stable_event_id
+from streams.schemas.observation import Observation
 from streams.settings import StreamSettings
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
-
-
-def cgm(minutes: float, value: float, patient: str = "syn-p1") -> Observation:
-    at = T0 + timedelta(minutes=minutes)
-    return Observation(
-        patient_id=patient,
-        kind=Kind.GLUCOSE,
-        code="99504-3",
-        value=value,
-        unit="mg/dL",
-        effective_at=at,
-        received_at=at,
-        source="t",
-        event_id=stable_event_id(patient, "99504-3", at, value, "t"),
-        format=Format.NATIVE,
-    )
-
-
-def vital(code: str, minutes: float, value: float, patient: str = "syn-p1") -> Observation:
-    at = T0 + timedelta(minutes=minutes)
-    return Observation(
-        patient_id=patient,
-        kind=Kind.VITAL,
-        code=code,
-        value=value,
-        unit="x",
-        effective_at=at,
-        received_at=at,
-        source="t",
-        event_id=stable_event_id(patient, code, at, value, "t"),
-        format=Format.NATIVE,
-    )
 
 
 def run(pipeline: PatientPipeline, batches: list[list[Observation]]) -> list[dict[str, object]]:

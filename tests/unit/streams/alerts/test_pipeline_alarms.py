@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+import factories
 import orjson
 
 from streams.pipeline import PatientPipeline
-from streams.schemas.observation import Format, Kind, Observation, stable_event_id
+from streams.schemas.observation import Observation
 from streams.settings import StreamSettings
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -16,19 +17,7 @@ MIN = 60_000
 
 
 def cgm(minutes: float, value: float) -> Observation:
-    at = T0 + timedelta(minutes=minutes)
-    return Observation(
-        patient_id="p",
-        kind=Kind.GLUCOSE,
-        code="99504-3",
-        value=value,
-        unit="mg/dL",
-        effective_at=at,
-        received_at=at,
-        source="t",
-        event_id=stable_event_id("p", "99504-3", at, value, "t"),
-        format=Format.NATIVE,
-    )
+    return factories.cgm(minutes, value, patient="p")
 
 
 def transitions(output) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import factories
 
 from streams.alerts.quality import QualityStats, on_cgm, quality_line
 from streams.pipeline import PatientPipeline
-from streams.schemas.observation import Format, Kind, Observation, stable_event_id
+from streams.schemas.observation import Observation
 from streams.settings import StreamSettings
 
 MIN = 60_000
@@ -54,22 +54,9 @@ def test_figures_and_lines() -> None:
 
 
 def test_the_pipeline_judges_its_own_predictive_alarms() -> None:
-    t0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
     def cgm(i: int, value: float) -> Observation:
-        at = t0 + timedelta(minutes=5 * i)
-        return Observation(
-            patient_id="p",
-            kind=Kind.GLUCOSE,
-            code="99504-3",
-            value=value,
-            unit="mg/dL",
-            effective_at=at,
-            received_at=at,
-            source="t",
-            event_id=stable_event_id("p", "99504-3", at, value, "t"),
-            format=Format.NATIVE,
-        )
+        return factories.cgm(5 * i, value, patient="p")
 
     pipeline, window, judged = PatientPipeline(StreamSettings()), None, []
     for i, value in enumerate([140, 125, 108, 92, 80, 71, 66, 62]):
