@@ -234,6 +234,7 @@ def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
 
     from .demo import run_demo
 
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # probing a starting broker
     settings = get_settings()
     run_demo(
         settings, patients=patients, hours=hours, speed=speed, fmt=fmt, state_dir=settings.stack.dir
