@@ -152,10 +152,11 @@ class PatientPipeline:
                 for i in sorted(reacting):
                     fresh[i] = self.scorers[i].score(window, profile)
                 scored = [s for i in sorted(reacting) if (s := fresh[i])]
+                at = int(observation.effective_at.timestamp()) * 1000
                 for event in transitions(
-                    window, scored, profile, self.model_kinds, self.vitals_stale_ms
+                    window, scored, profile, self.model_kinds, self.vitals_stale_ms, now=at
                 ):
-                    self._record(output, event, events)
+                    self._record(output, event, events, at)
                 reacting.clear()
         if not applied[Applied.INSERTED]:
             return output
@@ -198,7 +199,7 @@ class PatientPipeline:
             for event in transitions(
                 window, primary, profile, self.model_kinds, self.vitals_stale_ms
             ):
-                self._record(output, event, events)
+                self._record(output, event, events, window.watermark)
         scores = output.rule_scores + model_scores
         t_ms = window.watermark
         output.lines.extend(risk_lines(window.patient_id, t_ms, scores))
@@ -213,13 +214,16 @@ class PatientPipeline:
         output.alerts = [orjson.dumps(event) for event in events]
 
     def _record(
-        self, output: PatientOutput, event: dict[str, Any], events: list[dict[str, Any]]
+        self,
+        output: PatientOutput,
+        event: dict[str, Any],
+        events: list[dict[str, Any]],
+        t_ms: int,
     ) -> None:
-        window = output.window
         events.append(event)
-        output.lines.append(alert_line(event, window.watermark))
+        output.lines.append(alert_line(event, t_ms))
         if event["kind"] == "predicted_low" and event["transition"] == "opened":
-            quality.on_prediction(window.predictions, window.watermark)
+            quality.on_prediction(output.window.predictions, t_ms)
 
     def _judge(self, output: PatientOutput, observation: Observation) -> None:
         window = output.window

@@ -264,3 +264,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         for key, (event, window) in current.items():  # only then the new state
             with current_event(event):
                 windows[key] = window.to_bytes()
+        # Faust commits offsets without waiting for table writes (their changelog records
+        # are buffered): flush them before this batch's events are acknowledged, or a worker
+        # killed after a commit could come back without this batch's windows
+        await app.producer.flush()

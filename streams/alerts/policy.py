@@ -334,9 +334,13 @@ def transitions(
     profile: PatientProfile,
     model_kinds: frozenset[str] = frozenset(),
     vitals_stale_ms: int = 6 * 3_600_000,
+    now: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Alarm events implied by new scores at the window's newest event time."""
-    now = window.watermark
+    """Alarm events implied by new scores at event time ``now`` (default: the newest).
+
+    Rules pass the time of the reading they evaluate, so an alarm's id and opening time do
+    not depend on how the patient's topics interleaved on the way in."""
+    now = window.watermark if now is None else now
     evaluated = detect(window, scores, profile, model_kinds)
     evaluated.update(stale_conditions(window, now, vitals_stale_ms))
     events = lifecycle(window).evaluate(evaluated, now, quiet=profile.is_quiet(now))
