@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from deploy.bench import BATCHES, per_call
+from deploy.benchkit import produce, records, run_worker
 from streams.broker import ensure_bedside_topics
 from streams.scoring.onnx import SHIPPED_MODELS, ModelError, OnnxModel
 from streams.settings import get_settings
@@ -48,9 +49,6 @@ def call_table(providers: list[str]) -> list[dict[str, object]]:
 
 
 def stream_ratio(events: int, patients: int) -> dict[str, float]:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from stream import produce, records, run_worker, stats  # noqa: F401 - sibling script
-
     settings = get_settings()
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-scoring-"))

@@ -21,15 +21,13 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.benchkit import latency, produce, records, run_worker, stats
+from deploy.benchkit import measure_latency, p50_p99, produce, records, run_worker
 from streams.broker import ensure_bedside_topics, ensure_topics
 from streams.settings import get_settings
 
@@ -109,23 +107,18 @@ def main() -> None:
         "BEDSIDE_TOPICS__PREFIX": lat_prefix,
         "BEDSIDE_WORKER__APP_ID": f"bench-lat-{run}",
     }
-    with open(work / "latency.log", "wb") as out:
-        worker = subprocess.Popen(
-            [bedside, "worker"], env=lat_env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        while not stats(6082):
-            time.sleep(0.2)
-        time.sleep(2)
-        lat = asyncio.run(
-            latency(settings, lat_settings, args.patients, args.rate, args.latency_seconds)
-        )
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-    lat.sort()
-    p50 = statistics.median(lat) if lat else float("nan")
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+    lat = measure_latency(
+        [bedside, "worker"],
+        lat_env,
+        6082,
+        work / "latency.log",
+        settings,
+        lat_settings,
+        args.patients,
+        args.rate,
+        args.latency_seconds,
+    )
+    p50, p99 = p50_p99(lat)
 
     # (d) state bytes per patient (windows as the table stores them)
     from streams.pipeline import PatientPipeline

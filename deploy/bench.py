@@ -28,7 +28,7 @@ from streams.scoring.features import CONTRACTS
 from streams.scoring.onnx import SHIPPED_MODELS, OnnxModel
 from streams.settings import Settings, get_settings
 
-from .benchkit import latency, produce, records, run_workers
+from .benchkit import measure_latency, p50_p99, produce, records, run_workers
 
 BATCHES = (1, 8, 64, 256, 1024)
 
@@ -178,26 +178,11 @@ def whole(settings: Settings, events: int, patients: int, rate: float) -> dict[s
         "BEDSIDE_WORKER__APP_ID": f"bench-lat-{run}",
         "BEDSIDE_WEB__PORT": "6097",
     }
-    import subprocess
-    import urllib.request
-
-    with open(work / "latency.log", "wb") as log:
-        worker = subprocess.Popen(bedside, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen("http://127.0.0.1:6097/ready", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        measured = sorted(asyncio.run(latency(settings, lat_settings, patients, rate, 20)))
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    measured = measure_latency(
+        bedside, env, 6097, work / "latency.log", settings, lat_settings, patients, rate, 20
+    )
     if measured:
-        out["latency_p50_ms"] = statistics.median(measured)
-        out["latency_p99_ms"] = measured[min(len(measured) - 1, int(0.99 * len(measured)))]
+        out["latency_p50_ms"], out["latency_p99_ms"] = p50_p99(measured)
         out["latency_alerts"] = len(measured)
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import subprocess
 import time
 import urllib.request
@@ -176,3 +177,39 @@ async def latency(
         task.cancel()
         await consumer.stop()
     return latencies
+
+
+def p50_p99(values: list[float]) -> tuple[float, float]:
+    """Median and 99th percentile (nearest rank); NaN for no values."""
+    if not values:
+        return float("nan"), float("nan")
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def measure_latency(
+    argv: list[str],
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    settings: Settings,
+    lat_settings: Settings,
+    patients: int,
+    rate: float,
+    seconds: int,
+) -> list[float]:
+    """Start a worker, wait until it is ready, run ``latency`` against it, stop it."""
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        return asyncio.run(latency(settings, lat_settings, patients, rate, seconds))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from streams.broker import client_options
 from streams.settings import Settings
 
+from .benchkit import p50_p99
 from .simulate import Cohort, Plan, build_cohort, plan, publish
 
 HORIZON_S = {"predicted_low": 30 * 60, "low": 30 * 60, "deterioration": 12 * 3600}
@@ -232,7 +233,7 @@ async def _live(settings: Settings, url: str, cohort: Cohort, the_plan: Plan, sp
 
 def summary(console: Console, cohort: Cohort, the_plan: Plan, url: str) -> None:
     stats = _get(f"{url}/stats") or {}
-    latencies = sorted(console.latencies)
+    latencies = console.latencies
     quality = alarm_quality(console.opened, cohort.truth)
     click.echo("\n== Bedside demo summary ==")
     click.echo(
@@ -256,9 +257,9 @@ def summary(console: Console, cohort: Cohort, the_plan: Plan, url: str) -> None:
             f"  median lead {'n/a' if lead is None else f'{lead:.0f} min'}"
         )
     if latencies:
-        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        p50, p99 = p50_p99(latencies)
         click.echo(
-            f"produce -> alert latency: p50 {statistics.median(latencies):,.0f} ms, "
+            f"produce -> alert latency: p50 {p50:,.0f} ms, "
             f"p99 {p99:,.0f} ms ({len(latencies)} CGM alerts)"
         )
     click.echo(f"care-team page: {url}/ui  (ground truth: .bedside/demo-truth.jsonl)")

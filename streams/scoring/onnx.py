@@ -10,7 +10,6 @@ refused: it was trained on inputs this code does not produce.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +199,3 @@ class ModelStore:
             }
             for name, loaded in self.loaded.items()
         }
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
