@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 
 import faust
-from faust.worker import Worker
 
-from streams.app import create_app
+from streams.app import create_app, run_worker
 from streams.settings import get_settings
 
 
@@ -55,4 +54,4 @@ async def stats(web: faust.web.View, request: faust.web.Request) -> faust.web.Re
 
 
 if __name__ == "__main__":
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    run_worker(app, "warning")

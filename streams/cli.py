@@ -107,9 +107,7 @@ def main() -> None:
 )
 def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
-    from faust.worker import Worker
-
-    from .app import create_app
+    from .app import create_app, run_worker
     from .broker import BrokerUnavailableError
     from .patients import PatientSettingsError
     from .scoring.onnx import ModelError
@@ -120,7 +118,7 @@ def worker(**options: Any) -> None:
         app = create_app(settings)
     except (BrokerUnavailableError, PatientSettingsError, ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
-    Worker(app, loglevel=settings.worker.log_level, quiet=True).execute_from_commandline()
+    run_worker(app, settings.worker.log_level)
 
 
 def run() -> None:

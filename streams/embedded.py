@@ -35,6 +35,8 @@ import faust
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from .consumer import BatchDelivery
+
 log = logging.getLogger(__name__)
 
 TRANSPORT_SCHEME = "tansu"
@@ -204,8 +206,8 @@ class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return fixed
 
 
-class TansuConsumer(faust_aiokafka.Consumer):
-    """Consumer that runs :class:`TansuConsumerThread`."""
+class TansuConsumer(BatchDelivery, faust_aiokafka.Consumer):
+    """Consumer that runs :class:`TansuConsumerThread`, with Bedside's batch delivery."""
 
     def _new_consumer_thread(self) -> TansuConsumerThread:
         return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -200,9 +200,11 @@ class IngestSettings(_Section):
     max_entries: int = Field(
         1000, ge=1, description="Bundle entries or list items over this count are rejected."
     )
-    batch_size: int = Field(1000, ge=1, description="Records decoded and written per batch.")
-    batch_within_s: float = Field(
-        0.05, gt=0, description="Longest wait to fill a batch before processing it."
+    batch_size: int = Field(
+        10_000,
+        ge=1,
+        description="Most records fetched and processed as one batch (whatever has arrived, "
+        "up to this many; Faust's broker_max_poll_records).",
     )
 
 

@@ -1,18 +1,21 @@
 """The patient stream: ingest topics in; windows, scores, alerts, time series out.
 
-Per batch (``take_events``): decode every record (dead-lettering what fails: each record
+The patient topics bypass Faust's per-record stream: ``streams.consumer`` hands this module
+each fetched batch (up to ``ingest.batch_size`` records) as one list. Per batch: decode
+every record (dead-lettering what fails: each record
 yields observations or a dead-letter record, never neither); group observations by patient;
 load each patient's window once, apply, score, derive alerts; write all points to the
 time-series server and send risk, alert and dead-letter records; only when the server
 accepted the points and the broker every record, store the new windows (one table write
-per patient per batch) and let Faust acknowledge the batch's offsets. A crash before that
+per patient per batch), flush their changelog and acknowledge the batch's records, whose
+offsets Faust then commits. A crash before that
 replays the batch: points are idempotent and alert ids stable.
 
 An observation whose patient hashes to another partition than the record's (a Bundle with
 several patients, a mis-keyed record) is republished keyed by its patient, so each
 patient's window lives in exactly one partition.
 
-The same agent consumes, co-partitioned with the ingest topics, the care teams' actions
+The same handler consumes, co-partitioned with the ingest topics, the care teams' actions
 (``alert-acks``) and clock ticks (``ticks``, one per owned partition every
 ``stream.tick_interval_s``, sent by each worker's timer): acknowledgements, snoozes,
 re-alerts, escalations and stale-data alarms change windows in the same ordered,
@@ -22,6 +25,7 @@ exactly-stored way as observations do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -30,10 +34,11 @@ from datetime import UTC, datetime
 import faust
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
-from faust.types import EventT
+from faust.types import EventT, Message
 
 from ..alerts.actions import AlertAction, decode_action
-from ..faust_compat import current_event, raw_topic
+from ..consumer import acknowledge, deliver_batches
+from ..faust_compat import current_event
 from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.problems import DeadLetter, DecodeResult
 from ..pipeline import PatientOutput, PatientPipeline
@@ -52,7 +57,6 @@ log = logging.getLogger(__name__)
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Subscribe the patient agent to the ingest topics, alert actions and ticks."""
     topics = settings.topics
-    source = raw_topic(app, *topics.patient_stream)
     topic_of_kind = {Kind.VITAL: topics.vitals, Kind.GLUCOSE: topics.glucose, Kind.LAB: topics.labs}
     windows = app.Table(
         "patient-windows",
@@ -78,6 +82,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     known: dict[int, set[bytes]] = {}
     scanned: set[int] = set()
 
+    @functools.lru_cache(maxsize=1 << 17)  # murmur2 is pure Python: once per patient
     def partition_of(key: bytes) -> int:
         return int(partitioner(key, all_partitions, all_partitions))
 
@@ -102,18 +107,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         known.clear()  # rebuilt from the table on the next tick of each owned partition
         scanned.clear()
 
-    @app.agent(source, name="bedside.ingest")
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            settings.ingest.batch_size, within=settings.ingest.batch_within_s
-        )
-        async for events in batches:
-            await process_batch(events)
-
     async def dead_letter(
-        result: DecodeResult, event: EventT[bytes], value: bytes, received_at: datetime
+        result: DecodeResult, message: Message, value: bytes, received_at: datetime
     ) -> Awaitable[object]:
-        message = event.message
         key = message.key if isinstance(message.key, bytes) else None
         letter = DeadLetter.build(
             result,
@@ -137,7 +133,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             topics.deadletter, key=key, value=letter.model_dump_json().encode()
         )
 
-    async def process_batch(events: Sequence[EventT[bytes]]) -> None:
+    async def process_batch(messages: Sequence[Message]) -> None:
         received_at = datetime.now(UTC)
         wall_ms = int(received_at.timestamp() * 1000)
         pending: list[Awaitable[object]] = []
@@ -145,37 +141,40 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         groups: dict[int, tuple[EventT[bytes], dict[str, list[Observation]]]] = {}
         actions: list[tuple[EventT[bytes], AlertAction]] = []
         ticks: dict[int, tuple[EventT[bytes], int]] = {}
-        for event in events:
-            message = event.message
+        for message in messages:
             value = message.value if isinstance(message.value, bytes) else b""
             key = message.key if isinstance(message.key, bytes) else None
-            if message.topic == topics.ticks:
-                ticks[message.partition] = (event, wall_ms)
+            topic = message.topic
+            if topic == topics.ticks:
+                ticks[message.partition] = (event_of(message), wall_ms)
                 continue
-            if message.topic == topics.alert_acks:
+            if topic == topics.alert_acks:
                 action = decode_action(value)
                 if isinstance(action, DecodeResult):
-                    pending.append(await dead_letter(action, event, value, received_at))
+                    pending.append(await dead_letter(action, message, value, received_at))
                 elif partition_of(action.patient_id.encode()) != message.partition:
                     stats.rerouted += 1
                     pending.append(
                         await records.send(topics.alert_acks, action.patient_id.encode(), value)
                     )
                 else:
-                    actions.append((event, action))
+                    actions.append((event_of(message), action))
                 continue
             result = decode_record(
                 value,
                 received_at=received_at,
-                topic_kind=kinds.get(message.topic),
+                topic_kind=kinds.get(topic),
                 key=key,
                 limits=limits,
             )
             stats.records += 1
             stats.observations += len(result.observations)
             if result.problems:
-                pending.append(await dead_letter(result, event, value, received_at))
-            patients = groups.setdefault(message.partition, (event, {}))[1]
+                pending.append(await dead_letter(result, message, value, received_at))
+            group = groups.get(message.partition)
+            if group is None:
+                group = groups[message.partition] = (event_of(message), {})
+            patients = group[1]
             for observation in result.observations:
                 pid = observation.patient_id.encode()
                 if partition_of(pid) != message.partition:
@@ -189,7 +188,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                         )
                     )
                     continue
-                patients.setdefault(observation.patient_id, []).append(observation)
+                observations = patients.get(observation.patient_id)
+                if observations is None:
+                    patients[observation.patient_id] = [observation]
+                else:
+                    observations.append(observation)
 
         current: dict[bytes, tuple[EventT[bytes], PatientWindow]] = {}  # windows touched
 
@@ -265,6 +268,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             with current_event(event):
                 windows[key] = window.to_bytes()
         # Faust commits offsets without waiting for table writes (their changelog records
-        # are buffered): flush them before this batch's events are acknowledged, or a worker
+        # are buffered): flush them before this batch's records are acknowledged, or a worker
         # killed after a commit could come back without this batch's windows
         await app.producer.flush()
+        acknowledge(app.consumer, messages)
+
+    def event_of(message: Message) -> EventT[bytes]:
+        """An event of the record's partition: Faust's tables take the partition from it."""
+        return faust.Event(app, message.key, message.value, None, message)
+
+    deliver_batches(app, topics.patient_stream, process_batch)

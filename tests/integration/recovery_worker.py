@@ -15,9 +15,8 @@ import os
 from pathlib import Path
 
 import faust
-from faust.worker import Worker
 
-from streams.app import create_app
+from streams.app import create_app, run_worker
 from streams.faust_compat import current_event
 from streams.settings import get_settings
 
@@ -63,4 +62,4 @@ async def write_dump() -> None:
 
 
 if __name__ == "__main__":
-    Worker(app, loglevel="info", quiet=True).execute_from_commandline()
+    run_worker(app, "info")

@@ -40,7 +40,7 @@ def test_embedded_profile_selects_tansu_transport_and_tuning() -> None:
 
 def test_kafka_profile_keeps_faust_defaults() -> None:
     options = faust_options(get_settings(), BrokerProfile.KAFKA)
-    assert options["broker"] == ["kafka://127.0.0.1:9092"]
+    assert options["broker"] == ["bedside://127.0.0.1:9092"]  # aiokafka + batch delivery
     assert "broker_session_timeout" not in options
     assert "processing_guarantee" not in options
 
@@ -55,3 +55,27 @@ def test_tansu_scheme_resolves_to_the_profile_transport() -> None:
 
     assert by_url("tansu://127.0.0.1:9092") is embedded.TansuTransport
     assert embedded.TansuTransport.Consumer is embedded.TansuConsumer
+
+
+def test_both_transports_deliver_the_patient_topics_in_batches() -> None:
+    from faust.transport import by_url
+
+    from streams import consumer
+
+    assert by_url("bedside://127.0.0.1:9092") is consumer.Transport
+    for transport in (consumer.Transport, embedded.TansuTransport):
+        assert issubclass(transport.Consumer, consumer.BatchDelivery)
+    assert options_size_limit() == get_settings().ingest.batch_size
+
+
+def options_size_limit() -> int:
+    return int(faust_options(get_settings(), BrokerProfile.KAFKA)["broker_max_poll_records"])
+
+
+def test_the_replaced_drain_loop_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams import consumer
+
+    consumer.check_consumer_internals()
+    monkeypatch.setattr(consumer, "DRAIN_DIGEST", "0" * 64)
+    with pytest.raises(consumer.IncompatibleConsumerError, match="_drain_messages changed"):
+        consumer.check_consumer_internals()

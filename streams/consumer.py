@@ -1,0 +1,185 @@
+"""Faust's consumer, handing the patient stream's topics over one fetched batch at a time.
+
+Faust delivers every record to its streams on its own: per record the consumer's drain loop
+races the delivery against a rebalance (``wait_first``: two tasks), the conductor builds an
+``Event`` and puts it on a channel queue, the agent's stream takes it off again and
+acknowledges it. On the development box that path alone tops out near 11k records/s
+(``bench/stream.py``, "Faust floor"), below what the patient pipeline does in process.
+
+This consumer keeps everything else of Faust: group membership and assignment, table
+recovery and changelogs, the offset commits of acknowledged records, the per-record path for
+every other topic. It changes one thing: the records of topics registered with
+:func:`deliver_batches` go, as one list per fetch, to their handler, which must
+acknowledge each one when its effects are safe (:func:`acknowledge`); only acknowledged
+offsets are committed. The handler runs in the drain loop, so while it works (or waits on a
+database outage) nothing more is fetched: that is the stream's backpressure. A handler that
+raises crashes the worker rather than skipping records.
+
+Records fetched before a rebalance but handled after it (a new generation) are dropped
+unacknowledged, as Faust's streams drop them: they are fetched again from the committed
+offset by whichever worker owns the partition now.
+
+The drain loop it replaces is pinned by source digest (:func:`check_consumer_internals`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import Message
+
+if TYPE_CHECKING:
+    BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+else:
+    BatchHandler = Callable
+
+log = logging.getLogger(__name__)
+
+TRANSPORT_SCHEME = "bedside"
+
+# app -> topic name -> handler of that topic's records (an app registers before it starts)
+_handlers: weakref.WeakKeyDictionary[faust.App, dict[str, BatchHandler]] = (
+    weakref.WeakKeyDictionary()
+)
+
+# SHA-256 of the whitespace-normalised source of Faust's drain loop, which this module
+# replaces: if Faust changes it, re-read it and carry the change over before updating this.
+DRAIN_DIGEST = "d8199efd69caed303ddd3261271f88aea75c6e63b1d6cda3585bad1ed9f395a9"
+
+
+class IncompatibleConsumerError(RuntimeError):
+    """The installed Faust's drain loop is not the one this module was written against."""
+
+
+def source_digest(function: Callable[..., Any]) -> str:
+    source = inspect.getsource(function)
+    normalised = "\n".join(line.strip() for line in source.splitlines() if line.strip())
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def check_consumer_internals() -> None:
+    actual = source_digest(FaustConsumer._drain_messages)
+    if actual != DRAIN_DIGEST:
+        msg = (
+            f"faust-streaming {faust.__version__}: Consumer._drain_messages changed (sha256 "
+            f"{actual}); re-verify streams/consumer.py against it"
+        )
+        raise IncompatibleConsumerError(msg)
+
+
+def deliver_batches(app: faust.App, topics: Iterable[str], handler: BatchHandler) -> None:
+    """Subscribe ``app`` to ``topics`` (raw bytes) and hand their records to ``handler``."""
+    names = tuple(topics)
+    channel = app.topic(
+        *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    app.topics.add(channel)
+    registered = _handlers.setdefault(app, {})
+    for name in names:
+        registered[name] = handler
+
+
+def acknowledge(consumer: Any, messages: Iterable[Message]) -> None:
+    """Mark handled records safe to commit."""
+    ack = consumer.ack
+    for message in messages:
+        ack(message)
+
+
+def current(consumer: Any, messages: Sequence[Message]) -> list[Message]:
+    """The records still of the consumer's generation; the others are forgotten, unacked."""
+    app = consumer.app
+    generation = app.consumer_generation_id
+    active = app.flow_control.is_active()
+    kept = [m for m in messages if active and m.generation_id == generation]
+    if len(kept) < len(messages):
+        for message in messages:
+            if not active or message.generation_id != generation:
+                consumer._unacked_messages.discard(message)
+        log.info("dropped %d records fetched before a rebalance", len(messages) - len(kept))
+    return kept
+
+
+class BatchDelivery:
+    """Mixin for Faust's aiokafka ``Consumer``: batch delivery of registered topics."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # noqa: C901, PLR0912, PLR0915
+        consumer: Any = self
+        handlers = _handlers.get(consumer.app)
+        if not handlers:
+            await FaustConsumer._drain_messages(consumer, fetcher)
+            return
+        # Faust's loop (faust/transport/consumer.py), with records of the registered
+        # topics collected per handler and handed over after each fetch
+        callback = consumer.callback
+        getmany = consumer.getmany
+        consumer_should_stop = consumer._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = consumer._read_offset.__getitem__
+        set_read_offset = consumer._read_offset.__setitem__
+        set_flag = consumer.diag.set_flag
+        unset_flag = consumer.diag.unset_flag
+        commit_every = consumer._commit_every
+        acks_enabled_for = consumer.app.topics.acks_enabled_for
+        unacked = consumer._unacked_messages
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                batches: dict[BatchHandler, list[Message]] = {}
+                await consumer.sleep(0)
+                if consumer.should_stop:
+                    continue
+                async for tp, message in getmany(timeout=1.0):
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is not None and offset < r_offset:
+                        continue
+                    gap = offset - (r_offset or 0)
+                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                        await consumer._add_gap(tp, r_offset + 1, offset)
+                    handler = handlers.get(message.topic)
+                    if handler is None:
+                        await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
+                    else:
+                        message.tracked = True  # a rebalance waits for it to be acked
+                        unacked.add(message)
+                        batches.setdefault(handler, []).append(message)
+                    set_read_offset(tp, offset)
+                unset_flag(CONSUMER_FETCHING)
+                for handler, messages in batches.items():
+                    kept = current(consumer, messages)
+                    if kept:
+                        await handler(kept)
+                if commit_every is not None and consumer._n_acked >= commit_every:
+                    consumer._n_acked = 0
+                    await consumer.commit()
+        except consumer.consumer_stopped_errors:
+            if consumer.transport.app.should_stop:
+                log.info("broker stopped the consumer, shutting down")
+                return
+            raise
+        except BaseException:
+            if not consumer.transport.app.should_stop:
+                log.exception("the patient stream's batch handler failed; stopping the worker")
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+
+class Consumer(BatchDelivery, faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with batch delivery."""
+
+
+class Transport(faust_aiokafka.Transport):
+    """Faust transport for ``bedside://`` URLs (any Kafka): aiokafka with batch delivery."""
+
+    Consumer = Consumer

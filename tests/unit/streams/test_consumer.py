@@ -1,0 +1,80 @@
+"""Batch delivery's bookkeeping on a real (unstarted) Faust app and consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+
+import faust
+import pytest
+from faust.types import Message
+
+from streams.consumer import acknowledge, current, deliver_batches
+
+TOPIC = "bedside.test"
+
+
+@pytest.fixture
+def app() -> Iterator[faust.App]:
+    """An app that never connects (nothing is started), on a loop closed afterwards."""
+    before = {id(o) for o in _loops()}
+    loop = asyncio.new_event_loop()
+    yield faust.App("consumer-test", broker="bedside://127.0.0.1:1", autodiscover=False, loop=loop)
+    # the unstarted app's services opened event loops of their own (a stop would close them)
+    for leftover in _loops():
+        if id(leftover) not in before and not leftover.is_running():
+            leftover.close()
+
+
+def _loops() -> list[asyncio.AbstractEventLoop]:
+    return [
+        o for o in gc.get_objects() if isinstance(o, asyncio.BaseEventLoop) and not o.is_closed()
+    ]
+
+
+def _messages(app: faust.App, generation: int, n: int = 3) -> list[Message]:
+    consumer = app.consumer
+    out = []
+    for offset in range(n):
+        message = Message(
+            TOPIC, 0, offset, 0.0, 0, None, b"k", b"v", None, generation_id=generation
+        )
+        message.tracked = True
+        consumer._unacked_messages.add(message)  # as the drain loop does
+        out.append(message)
+    return out
+
+
+def test_registered_topics_are_subscribed_and_routed(app: faust.App) -> None:
+
+    async def handler(messages: object) -> None: ...
+
+    deliver_batches(app, [TOPIC, "bedside.other"], handler)
+    assert {TOPIC, "bedside.other"} <= {t for channel in app.topics for t in channel.topics}
+
+
+def test_records_of_an_older_generation_are_dropped_unacked(app: faust.App) -> None:
+    app.consumer_generation_id = 2
+    app.flow_control.resume()
+    old, new = _messages(app, 1), _messages(app, 2)
+    kept = current(app.consumer, old + new)
+    assert kept == new
+    assert not any(m.acked for m in old)
+    assert set(app.consumer._unacked_messages) == set(new)  # a rebalance waits for these only
+
+
+def test_nothing_is_kept_while_flow_is_suspended(app: faust.App) -> None:
+    app.flow_control.suspend()
+    messages = _messages(app, app.consumer_generation_id)
+    assert current(app.consumer, messages) == []
+    assert not app.consumer._unacked_messages
+
+
+def test_acknowledged_records_become_committable(app: faust.App) -> None:
+    app.topics.add(app.topic(TOPIC))
+    app.topics._acking_topics.add(TOPIC)
+    messages = _messages(app, app.consumer_generation_id)
+    acknowledge(app.consumer, messages)
+    assert all(m.acked for m in messages)
+    assert sorted(app.consumer._acked[messages[0].tp]) == [0, 1, 2]
