@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from .scoring.families import ModelRequest, ServingModel
 from .scoring.rules import default_scorers
 from .settings import StreamSettings
 from .sinks.lines import escape_tag, observation_line
+from .timefmt import iso
 from .windows.patient import CGM_CODE, Applied, PatientWindow
 
 
@@ -127,20 +127,26 @@ class PatientPipeline:
         reacting: set[int] = set()  # scorers touched by the current event time
         fresh: dict[int, Score | None] = {}  # scores of the window as it is now
         inserted: list[Observation] = []
+        lateness, max_samples = self.lateness_ms, self.settings.max_vital_samples
+        lines = output.lines
         for index, observation in enumerate(ordered):
-            outcome = window.apply(
-                observation,
-                allowed_lateness_ms=self.lateness_ms,
-                max_vital_samples=self.settings.max_vital_samples,
+            t_ms = int(observation.effective_at.timestamp() * 1000)
+            outcome = window.apply_value(
+                observation.code,
+                observation.kind,
+                t_ms,
+                float(observation.value),
+                allowed_lateness_ms=lateness,
+                max_vital_samples=max_samples,
             )
             applied[outcome] += 1
             if outcome is not Applied.DUPLICATE:  # late ones are still written to InfluxDB
-                output.lines.append(observation_line(observation))
+                lines.append(observation_line(observation, t_ms))
             if outcome is Applied.INSERTED:
                 inserted.append(observation)
                 if observation.code == CGM_CODE:
                     output.cgm_inserted += 1
-                    self._judge(output, observation)
+                    self._judge(output, observation, t_ms)
                 fresh.clear()
                 reacting.update(i for i, s in enumerate(self.scorers) if s.reacts_to(observation))
             following = ordered[index + 1] if index + 1 < len(ordered) else None
@@ -152,7 +158,7 @@ class PatientPipeline:
                 for i in sorted(reacting):
                     fresh[i] = self.scorers[i].score(window, profile)
                 scored = [s for i in sorted(reacting) if (s := fresh[i])]
-                at = int(observation.effective_at.timestamp()) * 1000
+                at = t_ms // 1000 * 1000  # the window's resolution: whole seconds
                 for event in transitions(
                     window, scored, profile, self.model_kinds, self.vitals_stale_ms, now=at
                 ):
@@ -206,7 +212,7 @@ class PatientPipeline:
         output.risk = orjson.dumps(
             {
                 "patient_id": window.patient_id,
-                "event_time": datetime.fromtimestamp(t_ms / 1000, tz=UTC).isoformat(),
+                "event_time": iso(t_ms),
                 "scores": [s.as_dict() for s in scores],
                 "inputs": window.summary(),
             }
@@ -225,9 +231,9 @@ class PatientPipeline:
         if event["kind"] == "predicted_low" and event["transition"] == "opened":
             quality.on_prediction(output.window.predictions, t_ms)
 
-    def _judge(self, output: PatientOutput, observation: Observation) -> None:
+    def _judge(self, output: PatientOutput, observation: Observation, t_ms: int) -> None:
         window = output.window
-        t = int(observation.effective_at.timestamp()) * 1000
+        t = t_ms // 1000 * 1000
         judgements, window.cgm_low = quality.on_cgm(
             window.predictions,
             window.recent_predictions,

@@ -130,9 +130,13 @@ class Lifecycle:
     ) -> list[dict[str, Any]]:
         """Apply one evaluation of ``evaluated`` kinds (None: the condition does not hold)."""
         events: list[dict[str, Any]] = []
+        history, alarms = self.history, self.alarms
         for kind, finding in evaluated.items():
+            if finding is None and kind not in alarms and not any(history.get(kind, ())):
+                # nothing held, holds or is pending: a 0 would change no future decision
+                continue
             policy = POLICIES[kind]
-            bits = self.history.setdefault(kind, [])
+            bits = history.setdefault(kind, [])
             bits.append(1 if finding is not None else 0)
             del bits[: max(0, len(bits) - policy.m)]
             alarm = self.alarms.get(kind)

@@ -31,10 +31,10 @@ published on the risk topic. Shadow models never alert.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from ..scoring.base import PatientProfile, Score
+from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .lifecycle import Finding, Lifecycle
 
@@ -53,10 +53,6 @@ MINUTE_MS = 60_000
 Condition = Finding  # what a detector returns for a kind whose condition holds
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
-
-
 def glucose_conditions(
     score: Score, profile: PatientProfile, open_kinds: frozenset[str] = frozenset()
 ) -> list[Condition]:
@@ -64,16 +60,22 @@ def glucose_conditions(
     if value is None:
         return []
     t = profile.glucose
-    recent = score.details.get("recent", [])
-    evidence: dict[str, Any] = {
-        "recent_cgm": recent,
-        "rate_mg_dl_per_min": score.details.get("rate_mg_dl_per_min"),
-    }
+    details = score.details
+    rate = details.get("rate_mg_dl_per_min")
+    if (
+        not open_kinds.intersection(GLUCOSE_KINDS)
+        and t.low <= value <= t.high
+        and not details.get("predicted_low_at")
+        and (rate is None or (rate > FALL_RATE and rate < RISE_RATE))
+    ):
+        return []  # in range, steady, no glucose alarm open: nothing to build
+    recent = details.get("recent", [])
     at = recent[-1]["at"] if recent else ""
     found: list[Condition] = []
 
     def add(kind: str, reason: str, extra: dict[str, Any] | None = None) -> None:
-        found.append(Condition(kind, reason, {**evidence, **(extra or {})}, value, score.version))
+        evidence = {"recent_cgm": recent, "rate_mg_dl_per_min": rate, **(extra or {})}
+        found.append(Condition(kind, reason, evidence, value, score.version))
 
     def below(kind: str, threshold: float, words: str) -> bool:
         """Below the threshold, or (open alarm) within the hysteresis margin above it."""
@@ -121,7 +123,6 @@ def glucose_conditions(
         )
     if not above("urgent_high", t.urgent_high, "the urgent-high threshold"):
         above("high", t.high, "")
-    rate = score.details.get("rate_mg_dl_per_min")
     if rate is not None and rate <= FALL_RATE and t.low <= value < FALL_GATE:
         add(
             "falling_fast",
@@ -141,6 +142,8 @@ def news2_conditions(score: Score) -> list[Condition]:
     if score.value is None:
         return []
     total = int(score.value)
+    if total < 5 and not score.details.get("single_parameter_3"):
+        return []
     parameters: dict[str, int] = score.details.get("parameters", {})
     scored = ", ".join(
         f"{name.replace('_', ' ')} {points}" for name, points in parameters.items() if points
@@ -250,39 +253,35 @@ def stale_conditions(
     last_cgm = window.last_seen.get(CGM_CODE)
     if last_cgm is not None:
         minutes = (now - last_cgm) / MINUTE_MS
-        evidence = {"last_cgm_at": _iso(last_cgm), "minutes_without_cgm": round(minutes)}
-        reason = f"No CGM reading for {minutes:.0f} min (last at {_iso(last_cgm)})."
-        evaluated["cgm_stale_15"] = (
-            Condition("cgm_stale_15", reason, evidence, minutes, "staleness-1")
-            if 15 <= minutes < 30
-            else None
-        )
-        evaluated["cgm_stale_30"] = (
-            Condition(
-                "cgm_stale_30",
-                reason + " Check the sensor and the patient.",
-                evidence,
-                minutes,
-                "staleness-1",
-            )
-            if minutes >= 30
-            else None
-        )
-    vital_times = [samples[-1][0] for samples in window.vitals.values() if samples]
-    if vital_times:
-        last = max(vital_times)
-        hours = (now - last) / 3_600_000
-        evaluated["vitals_stale"] = (
-            Condition(
-                "vitals_stale",
-                f"No vital signs for {hours:.1f} h (last at {_iso(last)}).",
-                {"last_vitals_at": _iso(last)},
-                hours,
-                "staleness-1",
-            )
-            if now - last >= vitals_stale_ms
-            else None
-        )
+        evaluated["cgm_stale_15"] = evaluated["cgm_stale_30"] = None
+        if minutes >= 15:
+            evidence = {"last_cgm_at": iso(last_cgm), "minutes_without_cgm": round(minutes)}
+            reason = f"No CGM reading for {minutes:.0f} min (last at {iso(last_cgm)})."
+            if minutes < 30:
+                evaluated["cgm_stale_15"] = Condition(
+                    "cgm_stale_15", reason, evidence, minutes, "staleness-1"
+                )
+            else:
+                evaluated["cgm_stale_30"] = Condition(
+                    "cgm_stale_30",
+                    reason + " Check the sensor and the patient.",
+                    evidence,
+                    minutes,
+                    "staleness-1",
+                )
+    if window.vitals:
+        last = max((samples[-1][0] for samples in window.vitals.values() if samples), default=None)
+        if last is not None:
+            evaluated["vitals_stale"] = None
+            if now - last >= vitals_stale_ms:
+                hours = (now - last) / 3_600_000
+                evaluated["vitals_stale"] = Condition(
+                    "vitals_stale",
+                    f"No vital signs for {hours:.1f} h (last at {iso(last)}).",
+                    {"last_vitals_at": iso(last)},
+                    hours,
+                    "staleness-1",
+                )
     return evaluated
 
 
@@ -325,7 +324,7 @@ def detect(
 
 def render(event: dict[str, Any]) -> dict[str, Any]:
     """A lifecycle event as published: times as ISO 8601 UTC."""
-    return {**event, "opened_at": _iso(event["opened_at"]), "event_time": _iso(event["event_time"])}
+    return {**event, "opened_at": iso(event["opened_at"]), "event_time": iso(event["event_time"])}
 
 
 def transitions(

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from ..schemas.codes import CONSCIOUSNESS_ALIASES, CONSCIOUSNESS_LEVELS
+from ..schemas.codes import CATALOGUE, CONSCIOUSNESS_ALIASES, CONSCIOUSNESS_LEVELS
 from ..schemas.observation import Format, Kind
 from .normalise import Measurement, json_objects, normalise, validation_problem
 from .problems import DecodeResult, Reason
@@ -48,15 +48,78 @@ def consciousness_value(value: float | str) -> float | None:
     return float(value)
 
 
+# the fields a device sends; anything else (the gateway's provenance fields, unknown keys)
+# takes the validating path
+_DEVICE_FIELDS = frozenset(
+    {"patient_id", "code", "value", "unit", "effective_at", "source", "event_id"}
+)
+_NUMBER = (int, float)
+
+
+def _lean(item: dict[str, Any], pointer: str) -> Measurement | None:
+    """The common, well-formed device object checked without pydantic, or None: then the
+    validating path decides (and words the problem). Stricter than the schema, never looser:
+    ``tests/unit/streams/ingest/test_native_lean.py`` compares both paths."""
+    if not item.keys() <= _DEVICE_FIELDS:
+        return None
+    pid, code = item.get("patient_id"), item.get("code")
+    value: Any = item.get("value")
+    unit, at = item.get("unit"), item.get("effective_at")
+    source, event_id = item.get("source", "unknown"), item.get("event_id")
+    if (
+        type(pid) is not str
+        or not 0 < len(pid) <= 128
+        or not pid.isprintable()
+        or type(code) is not str
+        or code not in CATALOGUE
+        or code == CONSCIOUSNESS
+        or type(value) not in _NUMBER
+        or type(unit) is not str
+        or len(unit) > 64
+        or type(source) is not str
+        or len(source) > 256
+        or not source.isprintable()
+        or (event_id is not None and (type(event_id) is not str or not 0 < len(event_id) <= 256))
+        or type(at) is not str
+        or len(at) < 20
+        or at[4] != "-"
+        or at[7] != "-"
+        or at[10] not in "Tt"
+    ):
+        return None
+    try:
+        effective_at = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    if effective_at.tzinfo is None:
+        return None
+    return Measurement(pid, code, float(value), unit, effective_at, source, event_id, pointer)
+
+
 def decode_native(
     document: Any,
     *,
     received_at: datetime,
     topic_kind: Kind | None,
     result: DecodeResult,
+    lean: bool = True,
 ) -> None:
-    """Append the observations (or problems) of a native object or list to ``result``."""
+    """Append the observations (or problems) of a native object or list to ``result``.
+
+    ``lean``: try the pydantic-free check of well-formed device objects first (the hot path);
+    False validates everything with the schema."""
     for pointer, item in json_objects(document, result, "a native observation"):
+        measurement = _lean(item, pointer) if lean else None
+        if measurement is not None:
+            result.add(
+                normalise(
+                    measurement,
+                    fmt=Format.NATIVE,
+                    received_at=received_at,
+                    topic_kind=topic_kind,
+                )
+            )
+            continue
         try:
             native = NativeObservation.model_validate(item)
         except ValidationError as exc:

@@ -47,7 +47,11 @@ class Measurement:
 
 
 def normalise(
-    m: Measurement, *, fmt: Format, received_at: datetime, topic_kind: Kind | None
+    m: Measurement,
+    *,
+    fmt: Format,
+    received_at: datetime,
+    topic_kind: Kind | None,
 ) -> Observation | Problem:
     """An :class:`Observation` in canonical code and unit, or the problem that prevents it.
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
 
 from ..schemas.observation import Kind, Observation
+from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .base import Score
 from .features import window_glucose_input, window_vitals_input
@@ -23,10 +23,6 @@ from .manifest import Manifest
 
 Role = Literal["primary", "shadow"]
 HORIZONS_MIN = (15, 30, 45, 60)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -57,9 +53,9 @@ def _glucose_score(
                 str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast, strict=True)
             },
             "threshold": manifest.thresholds.get("p_low_30"),
-            "at": _iso(t),
+            "at": iso(t),
             "current_mg_dl": current,
-            "recent": [{"at": _iso(at), "mg_dl": v} for at, v in series[-3:]],
+            "recent": [{"at": iso(at), "mg_dl": v} for at, v in series[-3:]],
         },
     )
 
@@ -68,7 +64,7 @@ def _deterioration_score(
     outputs: list[np.ndarray], manifest: Manifest, window: PatientWindow, name: str
 ) -> Score:
     latest = {
-        code: {"at": _iso(samples[-1][0]), "value": samples[-1][1]}
+        code: {"at": iso(samples[-1][0]), "value": samples[-1][1]}
         for code, samples in window.vitals.items()
         if samples
     }

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
 
 from ..rules import glucose as g
+from ..rules.news2 import VERSION as NEWS2_VERSION
 from ..rules.news2 import Vitals, news2_score
 from ..schemas.observation import Kind, Observation
+from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .base import PatientProfile, Score
 
 RESPIRATORY_RATE, SPO2_CODES, O2_FLOW, FIO2 = "9279-1", ("2708-6", "59408-5"), "3151-8", "3150-0"
 SYSTOLIC, PULSE, CONSCIOUSNESS, TEMPERATURE = "8480-6", "8867-4", "67775-7", "8310-5"
 GLUCOSE_RULES_VERSION = "glucose-rules-1"
+AR2_STEPS = 6  # 30 min: the predictive-low horizon
 
 
 def _ms_to_dt(ms: int) -> datetime:
@@ -31,47 +36,69 @@ class News2Scorer:
         self.max_age_ms = max_age_ms
 
     def score(self, window: PatientWindow, profile: PatientProfile) -> Score | None:
-        if not window.vitals:
+        vitals = window.vitals
+        if not vitals:
             return None
-        now = window.watermark
+        oldest = window.watermark - self.max_age_ms
 
-        def latest(code: str) -> float | None:
-            sample = window.latest_vital(code, max_age_ms=self.max_age_ms, now=now)
-            return None if sample is None else sample[1]
+        def latest(code: str) -> tuple[int, float] | None:
+            samples = vitals.get(code)
+            return samples[-1] if samples and samples[-1][0] >= oldest else None
 
-        spo2_samples = [
-            s
-            for c in SPO2_CODES
-            if (s := window.latest_vital(c, max_age_ms=self.max_age_ms, now=now)) is not None
+        spo2_samples = [s for c in SPO2_CODES if (s := latest(c)) is not None]
+        values = [
+            None if (s := latest(code)) is None else s[1]
+            for code in (
+                RESPIRATORY_RATE,
+                O2_FLOW,
+                FIO2,
+                SYSTOLIC,
+                PULSE,
+                CONSCIOUSNESS,
+                TEMPERATURE,
+            )
         ]
-        flow, fio2 = latest(O2_FLOW), latest(FIO2)
-        on_oxygen = (
-            None if flow is None and fio2 is None else bool((flow or 0) > 0 or (fio2 or 21) > 21)
+        total, details = _news2(
+            profile.spo2_scale, max(spo2_samples)[1] if spo2_samples else None, *values
         )
-        consciousness = latest(CONSCIOUSNESS)
-        vitals = Vitals(
-            respiratory_rate=latest(RESPIRATORY_RATE),
-            spo2=max(spo2_samples)[1] if spo2_samples else None,
-            on_oxygen=on_oxygen,
-            systolic_bp=latest(SYSTOLIC),
-            pulse=latest(PULSE),
-            consciousness=None if consciousness is None else int(consciousness),
-            temperature=latest(TEMPERATURE),
-        )
-        result = news2_score(vitals, spo2_scale=profile.spo2_scale)
-        return Score(
-            self.name,
-            result.version,
-            float(result.total),
-            {
-                "band": result.band.value,
-                "single_parameter_3": result.single_parameter_3,
-                "parameters": result.parameters,
-                "missing": list(result.missing),
-                "spo2_scale": result.spo2_scale,
-                "inputs": {k: getattr(vitals, k) for k in Vitals.__slots__},
-            },
-        )
+        return Score(self.name, NEWS2_VERSION, total, dict(details))
+
+
+@lru_cache(maxsize=1 << 14)
+def _news2(
+    spo2_scale: int,
+    spo2: float | None,
+    respiratory_rate: float | None,
+    flow: float | None,
+    fio2: float | None,
+    systolic: float | None,
+    pulse: float | None,
+    consciousness: float | None,
+    temperature: float | None,
+) -> tuple[float, dict[str, Any]]:
+    """NEWS2 total and details of one set of latest values (a pure function: cached, since
+    a patient's latest vitals repeat across evaluations; callers copy the details)."""
+    on_oxygen = (
+        None if flow is None and fio2 is None else bool((flow or 0) > 0 or (fio2 or 21) > 21)
+    )
+    vitals = Vitals(
+        respiratory_rate=respiratory_rate,
+        spo2=spo2,
+        on_oxygen=on_oxygen,
+        systolic_bp=systolic,
+        pulse=pulse,
+        consciousness=None if consciousness is None else int(consciousness),
+        temperature=temperature,
+    )
+    result = news2_score(vitals, spo2_scale=spo2_scale)
+    return float(result.total), {
+        "band": result.band.value,
+        "single_parameter_3": result.single_parameter_3,
+        "parameters": result.parameters,
+        "missing": list(result.missing),
+        "spo2_scale": result.spo2_scale,
+        "inputs": {k: getattr(vitals, k) for k in Vitals.__slots__},
+    }
 
 
 class GlucoseScorer:
@@ -83,15 +110,15 @@ class GlucoseScorer:
         return observation.code == CGM_CODE
 
     def score(self, window: PatientWindow, profile: PatientProfile) -> Score | None:
-        series = window.cgm_series()
-        if not series:
-            return None
         # rate of change looks back 15 min, AR2 at two readings: the last 20 min suffice
-        recent = [(t, v) for t, v in series[-5:] if series[-1][0] - t <= 20 * 60_000]
+        recent = window.recent_cgm(20 * 60_000)
+        if not recent:
+            return None
         readings = [g.Reading(_ms_to_dt(t), v) for t, v in recent]
         latest = readings[-1]
-        forecast = g.ar2_forecast(readings, steps=6) or []
-        predicted = g.ar2_predicted_low(readings, threshold=profile.glucose.low)
+        forecast = g.ar2_forecast(readings, steps=AR2_STEPS) or []
+        # g.ar2_predicted_low over the same 30 min, without forecasting twice
+        predicted = next((p for p in forecast if p.mg_dl < profile.glucose.low), None)
         rate = g.rate_of_change(readings)
         return Score(
             self.name,
@@ -105,7 +132,7 @@ class GlucoseScorer:
                 if forecast
                 else None,
                 "predicted_low_at": predicted.at.isoformat() if predicted else None,
-                "recent": [{"at": r.at.isoformat(), "mg_dl": r.mg_dl} for r in readings[-3:]],
+                "recent": [{"at": iso(t), "mg_dl": v} for t, v in recent[-3:]],
             },
         )
 

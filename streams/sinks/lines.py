@@ -20,9 +20,10 @@ def escape_tag(value: str) -> str:
     return value.translate(_TAG_ESCAPES)
 
 
-def observation_line(observation: Observation) -> str:
-    """One observation as a line of line protocol."""
-    ts = int(observation.effective_at.timestamp() * 1000)
+def observation_line(observation: Observation, ts: int | None = None) -> str:
+    """One observation as a line of line protocol (``ts``: its event time in ms, if known)."""
+    if ts is None:
+        ts = int(observation.effective_at.timestamp() * 1000)
     return (
         f"{MEASUREMENTS[observation.kind]},patient_id={escape_tag(observation.patient_id)},"
         f"code={escape_tag(observation.code)} value={float(observation.value)!r} {ts}"

@@ -152,6 +152,17 @@ class PatientWindow:
         """CGM readings of the last 4 h, oldest first."""
         return [self.cgm[slot] for slot in sorted(self.cgm)]
 
+    def recent_cgm(self, span_ms: int) -> list[tuple[int, float]]:
+        """CGM readings no older than ``span_ms`` before the newest one, oldest first."""
+        if not self.cgm:
+            return []
+        newest = max(self.cgm)
+        latest = self.cgm[newest][0]
+        found = (
+            self.cgm.get(slot) for slot in range(newest - span_ms // CGM_SLOT_MS - 1, newest + 1)
+        )
+        return [r for r in found if r is not None and latest - r[0] <= span_ms]
+
     def latest_vital(self, code: str, *, max_age_ms: int, now: int) -> tuple[int, float] | None:
         samples = self.vitals.get(code)
         if not samples or now - samples[-1][0] > max_age_ms:
