@@ -3,15 +3,20 @@
 BENCH_MODE=naive (default): the naive per-event agent the stream is compared with,
 JSON -> faust.Record -> one table write per event. BENCH_MODE=floor: a ``take_events``
 agent that only counts, i.e. what Faust's consumer and stream machinery cost alone.
+BENCH_MODE=batch: Bedside's batch delivery (streams/consumer.py) to a handler that only
+counts and acknowledges: the floor of the patient stream's consumer path.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import faust
+from faust.types import Message
 
 from streams.app import create_app, run_worker
+from streams.consumer import acknowledge, deliver_batches
 from streams.settings import get_settings
 
 
@@ -31,7 +36,16 @@ counts = app.Table("naive-counts", default=int, partitions=int(os.environ["BENCH
 seen = {"events": 0}
 
 
-if os.environ.get("BENCH_MODE", "naive") == "floor":
+MODE = os.environ.get("BENCH_MODE", "naive")
+if MODE == "batch":
+
+    async def count_batch(messages: Sequence[Message]) -> None:
+        seen["events"] += len(messages)
+        acknowledge(app.consumer, messages)
+
+    deliver_batches(app, [os.environ["BENCH_TOPIC"]], count_batch)
+
+elif MODE == "floor":
     raw = app.topic(os.environ["BENCH_TOPIC"], value_type=bytes, value_serializer="raw")
 
     @app.agent(raw)

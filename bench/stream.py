@@ -4,9 +4,11 @@
 
 1. Throughput: the same pre-produced native records (CGM and heart rate, 1,000 patients)
    consumed by (a) the naive per-event Faust agent (JSON -> faust.Record -> one table
-   write), (a2) a ``take_events`` agent that only counts (Faust's own floor) and (b) a
-   Bedside worker (decode, windows, NEWS2/glucose rules, alerts, risk
-   events, InfluxDB writes, one table write per patient per batch). Events/s from the
+   write), (a2) a ``take_events`` agent that only counts (Faust's own floor), (a3) Bedside's
+   batch delivery to a handler that only counts (the floor of the stream's consumer path),
+   (b) a Bedside worker (decode, windows, NEWS2/glucose rules, ONNX models, alerts, risk
+   events, InfluxDB writes, one table write per patient per batch) and (b2) the same worker
+   with the models off. Events/s from the
    worker's first processed record to the last; the ratio is measured in the same run.
 2. Latency: records produced at a fixed rate (event time = produce time) whose glucose
    crosses the low threshold every 10th reading; p50/p99 of (alert received - event time).
@@ -84,6 +86,22 @@ def main() -> None:
         work / "floor.log",
     )
 
+    # (a3) the floor of Bedside's consumer path: batch delivery to a handler that only counts
+    batch_floor = run_worker(
+        [sys.executable, str(HERE / "naive_worker.py"), "worker"],
+        {
+            **base_env,
+            "BENCH_TOPIC": naive_topic,
+            "BENCH_MODE": "batch",
+            "BENCH_PARTITIONS": str(settings.topics.partitions),
+            "BEDSIDE_WORKER__APP_ID": f"bench-batch-{run}",
+            "BEDSIDE_WEB__PORT": "6085",
+        },
+        6085,
+        n,
+        work / "batch.log",
+    )
+
     # (b) Bedside's stream on its own topics
     prefix = f"bench.{run}."
     stream_settings = get_settings(topics={"prefix": prefix})
@@ -97,6 +115,26 @@ def main() -> None:
         "BEDSIDE_WEB__PORT": "6082",
     }
     bedside_rate = run_worker([bedside, "worker"], stream_env, 6082, n, work / "stream.log")
+
+    # (b2) the same without the ONNX models (rules only), on fresh topics
+    rules_prefix = f"bench.{run}.rules."
+    rules_topics = get_settings(topics={"prefix": rules_prefix}).topics
+    asyncio.run(ensure_bedside_topics(settings.kafka, rules_topics))
+    asyncio.run(
+        produce(settings, {"glucose": rules_topics.glucose, "vitals": rules_topics.vitals}, items)
+    )
+    rules_rate = run_worker(
+        [bedside, "worker"],
+        {
+            **stream_env,
+            "BEDSIDE_TOPICS__PREFIX": rules_prefix,
+            "BEDSIDE_WORKER__APP_ID": f"bench-rules-{run}",
+            "BEDSIDE_SCORING__MODELS": "[]",
+        },
+        6082,
+        n,
+        work / "rules.log",
+    )
 
     # (c) latency at a fixed rate on fresh topics, worker running
     lat_prefix = f"bench.{run}.lat."
@@ -156,15 +194,21 @@ def main() -> None:
     rows = [
         ("naive Faust agent, events/s", f"{naive:,.0f}"),
         ("Faust floor (take_events agent that only counts), events/s", f"{floor:,.0f}"),
-        ("Bedside stream, events/s", f"{bedside_rate:,.0f}"),
+        (
+            "Bedside consumer floor (batch delivery that only counts), events/s",
+            f"{batch_floor:,.0f}",
+        ),
+        ("Bedside stream (models on: the default), events/s", f"{bedside_rate:,.0f}"),
         ("ratio Bedside / naive", f"{bedside_rate / naive:.1f}x"),
+        ("Bedside stream, rules only (no ONNX models), events/s", f"{rules_rate:,.0f}"),
+        ("ratio rules-only Bedside / naive", f"{rules_rate / naive:.1f}x"),
         (f"produce->alert latency p50 at {args.rate:,.0f}/s (ms)", f"{p50:,.0f}"),
         (f"produce->alert latency p99 at {args.rate:,.0f}/s (ms)", f"{p99:,.0f}"),
         ("alerts measured", str(len(lat))),
         ("window bytes/patient (24 h CGM+HR+SpO2+RR, 5 min)", f"{statistics.mean(sizes):,.0f}"),
     ]
     for name, value in rows:
-        print(f"{name:<62} {value:>10}")  # noqa: T201
+        print(f"{name:<70} {value:>10}")  # noqa: T201
     print(
         json.dumps(
             {
@@ -173,7 +217,9 @@ def main() -> None:
                 "patients": args.patients,  # noqa: T201
                 "naive_events_per_s": round(naive),
                 "faust_floor_events_per_s": round(floor),
+                "batch_floor_events_per_s": round(batch_floor),
                 "bedside_events_per_s": round(bedside_rate),
+                "bedside_rules_only_events_per_s": round(rules_rate),
                 "latency_p50_ms": round(p50),
                 "latency_p99_ms": round(p99),
                 "alerts": len(lat),

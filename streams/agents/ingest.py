@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -133,6 +134,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             topics.deadletter, key=key, value=letter.model_dump_json().encode()
         )
 
+    # windows computed by a batch whose effects are still being stored: key -> (batch, window)
+    unstored: dict[bytes, tuple[int, PatientWindow]] = {}
+    storing: dict[str, asyncio.Future[None] | None] = {"task": None}
+    batch_numbers = itertools.count()
+
     async def process_batch(messages: Sequence[Message]) -> None:
         received_at = datetime.now(UTC)
         wall_ms = int(received_at.timestamp() * 1000)
@@ -199,6 +205,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         def load(event: EventT[bytes], key: bytes) -> PatientWindow | None:
             if key in current:
                 return current[key][1]
+            if key in unstored:  # the previous batch's, still being stored
+                return unstored[key][1]
             with current_event(event):
                 stored = windows.get(key)
             return PatientWindow.from_bytes(stored) if stored else None
@@ -262,16 +270,53 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             for alert in output.alerts:
                 stats.alerts += 1
                 pending.append(await records.send(topics.alerts, key=key, value=alert))
+        # the state as of this batch, serialised now: the next batch may change the windows
+        # while this one is being stored
+        states = {key: (event, window.to_bytes()) for key, (event, window) in current.items()}
+        sequence = next(batch_numbers)
+        for key, (_, window) in current.items():
+            unstored[key] = (sequence, window)
+        # batches are stored in order: the next one is computed while this one is stored
+        previous, storing["task"] = storing["task"], None
+        if previous is not None:
+            await previous
+        task = asyncio.ensure_future(store(sequence, lines, pending, states, messages))
+        task.add_done_callback(crash_on_failure)
+        storing["task"] = task
+
+    async def store(
+        sequence: int,
+        lines: list[str],
+        pending: list[Awaitable[object]],
+        states: dict[bytes, tuple[EventT[bytes], bytes]],
+        messages: Sequence[Message],
+    ) -> None:
+        """Write a computed batch's effects; acknowledge its records only when all are safe."""
         # accepted by the time-series server and every record acknowledged by the broker
         await asyncio.gather(sink.write(lines), *pending)
-        for key, (event, window) in current.items():  # only then the new state
-            with current_event(event):
-                windows[key] = window.to_bytes()
-        # Faust commits offsets without waiting for table writes (their changelog records
-        # are buffered): flush them before this batch's records are acknowledged, or a worker
-        # killed after a commit could come back without this batch's windows
-        await app.producer.flush()
+        # only then the new state. Not through ``windows[key] = ...``: that queues the
+        # changelog record without a way to wait for it, and Faust commits offsets without
+        # waiting for those (``producer.flush()`` gives up on a queue that drains slower than
+        # one record per 100 ms): a worker killed after such a commit came back without that
+        # batch's windows. Here the records are sent and awaited before the batch's records
+        # are acknowledged.
+        changelog = []
+        for key, (event, state) in states.items():
+            with current_event(event):  # the store's partition
+                windows.data[key] = state
+            changelog.append(windows.send_changelog(event.message.partition, key, state))
+        await asyncio.gather(*changelog)
         acknowledge(app.consumer, messages)
+        for key in states:
+            if unstored.get(key, (None,))[0] == sequence:
+                del unstored[key]
+
+    def crash_on_failure(task: asyncio.Future[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.critical("storing a batch failed; stopping the worker", exc_info=exc)
+        asyncio.ensure_future(app.crash(exc))  # type: ignore[arg-type]
 
     def event_of(message: Message) -> EventT[bytes]:
         """An event of the record's partition: Faust's tables take the partition from it."""
