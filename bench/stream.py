@@ -1,6 +1,6 @@
 """End-to-end figures of the stream on the embedded stack (``bedside stack up`` first).
 
-    .venv/bin/python bench/stream.py [--events 60000] [--patients 1000] [--rate 2000]
+    .venv/bin/python bench/stream.py [--events 150000] [--patients 1000] [--rate 2000]
 
 1. Throughput: the same pre-produced native records (CGM and heart rate, 1,000 patients)
    consumed by (a) the naive per-event Faust agent (JSON -> faust.Record -> one table
@@ -38,7 +38,7 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--latency-seconds", type=int, default=30)

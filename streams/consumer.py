@@ -37,6 +37,8 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message
 
+from .faust_compat import raw_topic
+
 if TYPE_CHECKING:
     BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 else:
@@ -79,10 +81,7 @@ def check_consumer_internals() -> None:
 def deliver_batches(app: faust.App, topics: Iterable[str], handler: BatchHandler) -> None:
     """Subscribe ``app`` to ``topics`` (raw bytes) and hand their records to ``handler``."""
     names = tuple(topics)
-    channel = app.topic(
-        *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    app.topics.add(channel)
+    app.topics.add(raw_topic(app, *names))
     registered = _handlers.setdefault(app, {})
     for name in names:
         registered[name] = handler

@@ -2,7 +2,7 @@
 embedded broker profile.
 
 Faust picks a table key's store partition and changelog partition from the *current
-event*. A batch from ``take_events`` spans partitions, so before touching a patient's
+event*. A batch of the patient stream spans partitions, so before touching a patient's
 table entry the agent makes an event of that patient's partition current. Faust keeps the
 current event in the context variable ``faust.streams._current_event``;
 ``tests/unit/streams/test_faust_compat.py`` fails if that changes.

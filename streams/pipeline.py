@@ -31,6 +31,8 @@ from .sinks.lines import escape_tag, observation_line
 from .timefmt import iso
 from .windows.patient import CGM_CODE, Applied, PatientWindow
 
+DEFAULT_PROFILE = PatientProfile()
+
 
 @dataclass
 class PatientOutput:
@@ -96,6 +98,12 @@ class PatientPipeline:
 
     def profile(self, patient_id: str) -> PatientProfile:
         own = self.patients.get(patient_id)
+        if (
+            own is None
+            and patient_id not in self.settings.glucose_targets
+            and patient_id not in self._scale2
+        ):
+            return DEFAULT_PROFILE  # most patients: nothing of their own
         targets = (own and own.glucose_targets) or self.settings.glucose_targets.get(patient_id)
         scale = (own and own.spo2_scale) or (2 if patient_id in self._scale2 else 1)
         quiet = own.quiet_hours if own else None

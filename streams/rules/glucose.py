@@ -23,6 +23,10 @@ AR2_STEP = timedelta(minutes=5)
 AR2_CLAMP = (36.0, 400.0)
 AR2_MIN_INPUT = 39.0  # Nightscout: readings at or below 39 are sensor codes, not glucose
 AR2_MAX_PAIR_GAP = timedelta(minutes=5.1)
+MILLISECOND = timedelta(milliseconds=1)
+MINUTE_MS = 60_000
+AR2_STEP_MS = AR2_STEP / MILLISECOND
+AR2_MAX_PAIR_GAP_MS = AR2_MAX_PAIR_GAP / MILLISECOND
 
 
 class GlucoseLevel(StrEnum):
@@ -67,6 +71,10 @@ def glucose_level(mg_dl: float, targets: GlucoseTargets = GlucoseTargets()) -> G
     return GlucoseLevel.IN_RANGE
 
 
+def _ms(at: datetime) -> float:
+    return at.timestamp() * 1000
+
+
 def rate_of_change(
     readings: Sequence[Reading],
     *,
@@ -77,14 +85,28 @@ def rate_of_change(
 
     None when the readings in the window span less than ``min_span`` (too few to trust).
     """
-    if not readings:
+    return rate_of_change_ms(
+        [(_ms(r.at), r.mg_dl) for r in readings],
+        window_ms=window / MILLISECOND,
+        min_span_ms=min_span / MILLISECOND,
+    )
+
+
+def rate_of_change_ms(
+    points: Sequence[tuple[float, float]],
+    *,
+    window_ms: float = 15 * MINUTE_MS,
+    min_span_ms: float = 10 * MINUTE_MS,
+) -> float | None:
+    """:func:`rate_of_change` on (time in ms, mg/dL) points: the stream's hot path."""
+    if not points:
         return None
-    end = readings[-1].at
-    recent = [r for r in readings if end - r.at <= window]
-    if len(recent) < 2 or recent[-1].at - recent[0].at < min_span:
+    end = points[-1][0]
+    recent = [(t, v) for t, v in points if end - t <= window_ms]
+    if len(recent) < 2 or recent[-1][0] - recent[0][0] < min_span_ms:
         return None
-    xs = [(r.at - end).total_seconds() / 60 for r in recent]
-    ys = [r.mg_dl for r in recent]
+    xs = [(t - end) / MINUTE_MS for t, _ in recent]
+    ys = [v for _, v in recent]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mean_x) ** 2 for x in xs)
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx
@@ -92,22 +114,31 @@ def rate_of_change(
 
 def ar2_forecast(readings: Sequence[Reading], steps: int = 6) -> list[Reading] | None:
     """Nightscout's AR2 forecast, ``steps`` x 5 min ahead; None without a usable pair."""
-    if len(readings) < 2:
+    forecast = ar2_forecast_ms([(_ms(r.at), r.mg_dl) for r in readings[-2:]], steps)
+    if forecast is None:
         return None
-    previous, current = readings[-2], readings[-1]
-    if min(previous.mg_dl, current.mg_dl) <= AR2_MIN_INPUT:
+    at = readings[-1].at
+    return [Reading(at + step * AR2_STEP, v) for step, (_, v) in enumerate(forecast, 1)]
+
+
+def ar2_forecast_ms(
+    points: Sequence[tuple[float, float]], steps: int = 6
+) -> list[tuple[float, float]] | None:
+    """:func:`ar2_forecast` on (time in ms, mg/dL) points: the stream's hot path."""
+    if len(points) < 2:
         return None
-    y_curr = math.log(current.mg_dl / AR2_REFERENCE)
-    y_prev = (
-        math.log(previous.mg_dl / AR2_REFERENCE)
-        if current.at - previous.at < AR2_MAX_PAIR_GAP
-        else y_curr
-    )
+    (t_prev, previous), (t_curr, current) = points[-2], points[-1]
+    if min(previous, current) <= AR2_MIN_INPUT:
+        return None
+    y_curr = math.log(current / AR2_REFERENCE)
+    y_prev = math.log(previous / AR2_REFERENCE) if t_curr - t_prev < AR2_MAX_PAIR_GAP_MS else y_curr
     forecast = []
+    a, b = AR2_COEFFICIENTS
+    low, high = AR2_CLAMP
     for step in range(1, steps + 1):
-        y_prev, y_curr = y_curr, AR2_COEFFICIENTS[0] * y_prev + AR2_COEFFICIENTS[1] * y_curr
-        value = min(max(AR2_REFERENCE * math.exp(y_curr), AR2_CLAMP[0]), AR2_CLAMP[1])
-        forecast.append(Reading(current.at + step * AR2_STEP, value))
+        y_prev, y_curr = y_curr, a * y_prev + b * y_curr
+        value = min(max(AR2_REFERENCE * math.exp(y_curr), low), high)
+        forecast.append((t_curr + step * AR2_STEP_MS, value))
     return forecast
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -18,10 +17,6 @@ RESPIRATORY_RATE, SPO2_CODES, O2_FLOW, FIO2 = "9279-1", ("2708-6", "59408-5"), "
 SYSTOLIC, PULSE, CONSCIOUSNESS, TEMPERATURE = "8480-6", "8867-4", "67775-7", "8310-5"
 GLUCOSE_RULES_VERSION = "glucose-rules-1"
 AR2_STEPS = 6  # 30 min: the predictive-low horizon
-
-
-def _ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class News2Scorer:
@@ -114,24 +109,21 @@ class GlucoseScorer:
         recent = window.recent_cgm(20 * 60_000)
         if not recent:
             return None
-        readings = [g.Reading(_ms_to_dt(t), v) for t, v in recent]
-        latest = readings[-1]
-        forecast = g.ar2_forecast(readings, steps=AR2_STEPS) or []
+        latest = recent[-1][1]
+        forecast = g.ar2_forecast_ms(recent, steps=AR2_STEPS) or []
         # g.ar2_predicted_low over the same 30 min, without forecasting twice
-        predicted = next((p for p in forecast if p.mg_dl < profile.glucose.low), None)
-        rate = g.rate_of_change(readings)
+        predicted = next((t for t, v in forecast if v < profile.glucose.low), None)
+        rate = g.rate_of_change_ms(recent)
         return Score(
             self.name,
             GLUCOSE_RULES_VERSION,
-            latest.mg_dl,
+            latest,
             {
-                "level": g.glucose_level(latest.mg_dl, profile.glucose).value,
+                "level": g.glucose_level(latest, profile.glucose).value,
                 "rate_mg_dl_per_min": None if rate is None else round(rate, 3),
                 "ar2_version": g.AR2_VERSION,
-                "ar2_30min_min_mg_dl": round(min(p.mg_dl for p in forecast), 1)
-                if forecast
-                else None,
-                "predicted_low_at": predicted.at.isoformat() if predicted else None,
+                "ar2_30min_min_mg_dl": round(min(v for _, v in forecast), 1) if forecast else None,
+                "predicted_low_at": iso(int(predicted)) if predicted is not None else None,
                 "recent": [{"at": iso(t), "mg_dl": v} for t, v in recent[-3:]],
             },
         )

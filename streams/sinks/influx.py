@@ -62,6 +62,7 @@ class InfluxSink(Service):
             await self.on_start()
         assert self._client is not None
         writer = self._client.write_api()
+        body = "\n".join(lines)  # one string: the client serialises a list line by line
         delay = self.retry_initial_s
         attempt = 0
         while True:
@@ -69,7 +70,7 @@ class InfluxSink(Service):
                 await writer.write(
                     bucket=self.settings.bucket,
                     org=self.settings.org,
-                    record=lines,
+                    record=body,
                     # the client's WritePrecision constants are plain strings like PRECISION
                     write_precision=PRECISION,  # type: ignore[arg-type]
                 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Iterator
 
 import faust
@@ -16,21 +15,21 @@ TOPIC = "bedside.test"
 
 
 @pytest.fixture
-def app() -> Iterator[faust.App]:
-    """An app that never connects (nothing is started), on a loop closed afterwards."""
-    before = {id(o) for o in _loops()}
+def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[faust.App]:
+    """An app that never connects (nothing is started); the event loops its services open
+    in their constructors (a stop would close them) are closed afterwards."""
+    opened: list[asyncio.AbstractEventLoop] = []
+    new_event_loop = asyncio.new_event_loop
+
+    def recording() -> asyncio.AbstractEventLoop:
+        opened.append(new_event_loop())
+        return opened[-1]
+
+    monkeypatch.setattr(asyncio, "new_event_loop", recording)
     loop = asyncio.new_event_loop()
     yield faust.App("consumer-test", broker="bedside://127.0.0.1:1", autodiscover=False, loop=loop)
-    # the unstarted app's services opened event loops of their own (a stop would close them)
-    for leftover in _loops():
-        if id(leftover) not in before and not leftover.is_running():
-            leftover.close()
-
-
-def _loops() -> list[asyncio.AbstractEventLoop]:
-    return [
-        o for o in gc.get_objects() if isinstance(o, asyncio.BaseEventLoop) and not o.is_closed()
-    ]
+    for each in opened:
+        each.close()
 
 
 def _messages(app: faust.App, generation: int, n: int = 3) -> list[Message]:
