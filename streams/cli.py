@@ -109,6 +109,8 @@ def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
     from .app import create_app, run_worker
     from .broker import BrokerUnavailableError
+    from .consumer import IncompatibleConsumerError
+    from .embedded import IncompatibleFaustError
     from .patients import PatientSettingsError
     from .scoring.onnx import ModelError
 
@@ -116,7 +118,13 @@ def worker(**options: Any) -> None:
     logging.basicConfig(level=settings.worker.log_level.upper())
     try:
         app = create_app(settings)
-    except (BrokerUnavailableError, PatientSettingsError, ModelError) as exc:
+    except (
+        BrokerUnavailableError,
+        PatientSettingsError,
+        ModelError,
+        IncompatibleConsumerError,
+        IncompatibleFaustError,
+    ) as exc:
         raise click.ClickException(str(exc)) from exc
     run_worker(app, settings.worker.log_level)
 
