@@ -130,13 +130,11 @@ class Lifecycle:
     ) -> list[dict[str, Any]]:
         """Apply one evaluation of ``evaluated`` kinds (None: the condition does not hold)."""
         events: list[dict[str, Any]] = []
-        history, alarms = self.history, self.alarms
         for kind, finding in evaluated.items():
-            if finding is None and kind not in alarms and not any(history.get(kind, ())):
-                # nothing held, holds or is pending: a 0 would change no future decision
+            if finding is None and self._settled(kind):
                 continue
             policy = POLICIES[kind]
-            bits = history.setdefault(kind, [])
+            bits = self.history.setdefault(kind, [])
             bits.append(1 if finding is not None else 0)
             del bits[: max(0, len(bits) - policy.m)]
             alarm = self.alarms.get(kind)
@@ -165,6 +163,11 @@ class Lifecycle:
                 events.append(self._event(alarm, "resolved", now, state="resolved"))
         events.extend(self.tick(now, quiet=quiet))
         return events
+
+    def _settled(self, kind: str) -> bool:
+        """No alarm and nothing pending: recording that the condition does not hold would
+        change no later decision (only 1s count towards n of m), so it is skipped."""
+        return kind not in self.alarms and not any(self.history.get(kind, ()))
 
     # -- time-driven -----------------------------------------------------------------------
     def tick(self, now: int, *, quiet: bool = False) -> list[dict[str, Any]]:

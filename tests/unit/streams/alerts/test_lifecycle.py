@@ -126,3 +126,42 @@ def test_alarm_state_round_trips() -> None:
     run(life, "low", [True, True])
     alarm = life.alarms["low"]
     assert Alarm.from_list(alarm.to_list()) == alarm
+
+
+class _RecordsEverything(Lifecycle):
+    """The lifecycle without its shortcut: every evaluation is recorded."""
+
+    def _settled(self, kind: str) -> bool:
+        return False
+
+
+def test_skipping_settled_kinds_changes_no_decision() -> None:
+    """Random condition sequences (with acks, snoozes and ticks) give the same transitions
+    whether or not 'does not hold' is recorded for kinds with nothing open or pending."""
+    import random
+
+    rng = random.Random(11)
+    kinds = ["low", "urgent_low", "high", "news2_medium", "cgm_stale_15", "falling_fast"]
+    for _ in range(200):
+        fast = Lifecycle("p", {}, {})
+        full = _RecordsEverything("p", {}, {})
+        now = 0
+        for _ in range(60):
+            now += rng.choice([60_000, 300_000, 900_000])
+            step = rng.random()
+            if step < 0.8:
+                evaluated = {
+                    k: (finding(k) if rng.random() < 0.3 else None)
+                    for k in rng.sample(kinds, rng.randint(1, len(kinds)))
+                }
+                assert fast.evaluate(evaluated, now) == full.evaluate(evaluated, now)
+            elif step < 0.9:
+                assert fast.tick(now) == full.tick(now)
+            elif fast.alarms:
+                alarm = rng.choice(sorted(fast.alarms))
+                aid = fast.alarms[alarm].alert_id
+                if rng.random() < 0.5:
+                    assert fast.acknowledge(aid, "n", now) == full.acknowledge(aid, "n", now)
+                else:
+                    assert fast.snooze(aid, "n", 30, now) == full.snooze(aid, "n", 30, now)
+            assert fast.alarms.keys() == full.alarms.keys()
