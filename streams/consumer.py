@@ -19,7 +19,8 @@ Records fetched before a rebalance but handled after it (a new generation) are d
 unacknowledged, as Faust's streams drop them: they are fetched again from the committed
 offset by whichever worker owns the partition now.
 
-The drain loop it replaces is pinned by source digest (:func:`check_consumer_internals`).
+The drain loop it replaces, and the consumer methods it relies on, are pinned by source
+digest (:func:`check_consumer_internals`).
 """
 
 from __future__ import annotations
@@ -53,9 +54,16 @@ _handlers: weakref.WeakKeyDictionary[faust.App, dict[str, BatchHandler]] = (
     weakref.WeakKeyDictionary()
 )
 
-# SHA-256 of the whitespace-normalised source of Faust's drain loop, which this module
-# replaces: if Faust changes it, re-read it and carry the change over before updating this.
-DRAIN_DIGEST = "d8199efd69caed303ddd3261271f88aea75c6e63b1d6cda3585bad1ed9f395a9"
+# SHA-256 of the whitespace-normalised source of the Faust consumer methods this module
+# replaces (the drain loop) or relies on (what getmany yields, how an ack and the tracking of
+# unacknowledged records work): if Faust changes one, re-read it and carry the change over
+# before updating its digest.
+PINNED = {
+    "_drain_messages": "d8199efd69caed303ddd3261271f88aea75c6e63b1d6cda3585bad1ed9f395a9",
+    "getmany": "8cbaa23e1c2e45b69d7f656338aa797d4bf19f01916623728f457de910702bec",
+    "ack": "45963ce1acf34c73077dd36fc69e693a98914f3203d5a298fab08a67dc872012",
+    "track_message": "31091e9ad42319a9c2c49ebe649e8a0d05f291859c1a1a79ac50fef3deb25f26",
+}
 
 
 class IncompatibleConsumerError(RuntimeError):
@@ -69,11 +77,15 @@ def source_digest(function: Callable[..., Any]) -> str:
 
 
 def check_consumer_internals() -> None:
-    actual = source_digest(FaustConsumer._drain_messages)
-    if actual != DRAIN_DIGEST:
+    changed = [
+        f"Consumer.{name} (sha256 {actual})"
+        for name, expected in PINNED.items()
+        if (actual := source_digest(getattr(FaustConsumer, name))) != expected
+    ]
+    if changed:
         msg = (
-            f"faust-streaming {faust.__version__}: Consumer._drain_messages changed (sha256 "
-            f"{actual}); re-verify streams/consumer.py against it"
+            f"faust-streaming {faust.__version__}: {', '.join(changed)} changed; re-verify "
+            "streams/consumer.py against it"
         )
         raise IncompatibleConsumerError(msg)
 

@@ -4,12 +4,13 @@ The patient topics bypass Faust's per-record stream: ``streams.consumer`` hands 
 each fetched batch (up to ``ingest.batch_size`` records) as one list. Per batch: decode
 every record (dead-lettering what fails: each record
 yields observations or a dead-letter record, never neither); group observations by patient;
-load each patient's window once, apply, score, derive alerts; write all points to the
-time-series server and send risk, alert and dead-letter records; only when the server
-accepted the points and the broker every record, store the new windows (one table write
-per patient per batch), flush their changelog and acknowledge the batch's records, whose
-offsets Faust then commits. A crash before that
-replays the batch: points are idempotent and alert ids stable.
+load each patient's window once, apply, score, derive alerts, serialise the new windows.
+Then, while the next batch is computed (batches are stored in order, one at a time): write
+all points to the time-series server and send risk, alert and dead-letter records; only
+when the server accepted the points and the broker every record, store the new windows (one
+table write per patient per batch), wait for their changelog records and acknowledge the
+batch's records, whose offsets Faust then commits. A crash before that replays the batch:
+points are idempotent and alert ids stable.
 
 An observation whose patient hashes to another partition than the record's (a Bundle with
 several patients, a mis-keyed record) is republished keyed by its patient, so each
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    """Subscribe the patient agent to the ingest topics, alert actions and ticks."""
+    """Subscribe the patient handler to the ingest topics, alert actions and ticks."""
     topics = settings.topics
     topic_of_kind = {Kind.VITAL: topics.vitals, Kind.GLUCOSE: topics.glucose, Kind.LAB: topics.labs}
     windows = app.Table(

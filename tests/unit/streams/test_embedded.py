@@ -76,6 +76,6 @@ def test_the_replaced_drain_loop_is_pinned(monkeypatch: pytest.MonkeyPatch) -> N
     from streams import consumer
 
     consumer.check_consumer_internals()
-    monkeypatch.setattr(consumer, "DRAIN_DIGEST", "0" * 64)
-    with pytest.raises(consumer.IncompatibleConsumerError, match="_drain_messages changed"):
+    monkeypatch.setitem(consumer.PINNED, "_drain_messages", "0" * 64)
+    with pytest.raises(consumer.IncompatibleConsumerError, match="_drain_messages"):
         consumer.check_consumer_internals()
