@@ -11,9 +11,10 @@ recovery and changelogs, the offset commits of acknowledged records, the per-rec
 every other topic. It changes one thing: the records of topics registered with
 :func:`deliver_batches` go, as one list per fetch, to their handler, which must
 acknowledge each one when its effects are safe (:func:`acknowledge`); only acknowledged
-offsets are committed. The handler runs in the drain loop, so while it works (or waits on a
-database outage) nothing more is fetched: that is the stream's backpressure. A handler that
-raises crashes the worker rather than skipping records.
+offsets are committed. The handler runs in the drain loop, so while it works nothing more
+is fetched: a handler that waits (the patient stream waits for the previous batch to be
+stored, e.g. through a database outage) is the stream's backpressure. A handler that raises
+crashes the worker rather than skipping records.
 
 Records fetched before a rebalance but handled after it (a new generation) are dropped
 unacknowledged, as Faust's streams drop them: they are fetched again from the committed
@@ -71,6 +72,7 @@ class IncompatibleConsumerError(RuntimeError):
 
 
 def source_digest(function: Callable[..., Any]) -> str:
+    """SHA-256 of a third-party function's source, whitespace-normalised."""
     source = inspect.getsource(function)
     normalised = "\n".join(line.strip() for line in source.splitlines() if line.strip())
     return hashlib.sha256(normalised.encode()).hexdigest()

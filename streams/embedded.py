@@ -23,7 +23,6 @@ to run on a Faust/aiokafka whose internals changed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import logging
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from .consumer import BatchDelivery
+from .consumer import source_digest as consumer_source_digest
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,7 @@ def _pinned_owner(name: str) -> Any:
 def source_digest(name: str) -> str:
     """SHA-256 of a pinned third-party function's source, whitespace-normalised."""
     owner, _, attribute = name.partition(".")
-    source = inspect.getsource(getattr(_pinned_owner(owner), attribute))
-    normalised = "\n".join(line.strip() for line in source.splitlines() if line.strip())
-    return hashlib.sha256(normalised.encode()).hexdigest()
+    return consumer_source_digest(getattr(_pinned_owner(owner), attribute))
 
 
 def check_faust_internals() -> None:
