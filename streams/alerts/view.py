@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import ConsumerStoppedError
 from mode import Service
 
 from ..broker import client_options
@@ -68,12 +69,16 @@ class AlertView(Service):
             **client_options(self.kafka),
         )
         await self._consumer.start()
-        self.add_future(self._follow())
+        self.add_future(self._follow(self._consumer))
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        # the consumer is passed in: a stop right after the start (a worker told to stop as
+        # it becomes ready) clears ``self._consumer`` before this task first runs
         while not self.should_stop:
-            batches = await self._consumer.getmany(timeout_ms=500)
+            try:
+                batches = await consumer.getmany(timeout_ms=500)
+            except ConsumerStoppedError:
+                return
             for records in batches.values():
                 for record in records:
                     try:
