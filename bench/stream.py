@@ -56,85 +56,44 @@ def main() -> None:
     naive_topic = f"bench.{run}.naive"
     asyncio.run(ensure_topics(settings.kafka, [naive_topic], settings.topics.partitions))
     asyncio.run(produce(settings, {"glucose": naive_topic, "vitals": naive_topic}, items))
-    naive = run_worker(
-        [sys.executable, str(HERE / "naive_worker.py"), "worker"],
-        {
+
+    def reference(mode: str, port: int) -> float:
+        """A reference agent of naive_worker.py (BENCH_MODE) on the naive topic's records."""
+        env = {
             **base_env,
             "BENCH_TOPIC": naive_topic,
+            "BENCH_MODE": mode,
             "BENCH_PARTITIONS": str(settings.topics.partitions),
-            "BEDSIDE_WORKER__APP_ID": f"bench-naive-{run}",
-            "BEDSIDE_WEB__PORT": "6081",
-        },
-        6081,
-        n,
-        work / "naive.log",
-    )
+            "BEDSIDE_WORKER__APP_ID": f"bench-{mode}-{run}",
+            "BEDSIDE_WEB__PORT": str(port),
+        }
+        argv = [sys.executable, str(HERE / "naive_worker.py"), "worker"]
+        return run_worker(argv, env, port, n, work / f"{mode}.log")
 
+    naive = reference("naive", 6081)
     # (a2) Faust's own floor: a take_events agent that only counts, same records
-    floor = run_worker(
-        [sys.executable, str(HERE / "naive_worker.py"), "worker"],
-        {
-            **base_env,
-            "BENCH_TOPIC": naive_topic,
-            "BENCH_MODE": "floor",
-            "BENCH_PARTITIONS": str(settings.topics.partitions),
-            "BEDSIDE_WORKER__APP_ID": f"bench-floor-{run}",
-            "BEDSIDE_WEB__PORT": "6084",
-        },
-        6084,
-        n,
-        work / "floor.log",
-    )
-
+    floor = reference("floor", 6084)
     # (a3) the floor of Bedside's consumer path: batch delivery to a handler that only counts
-    batch_floor = run_worker(
-        [sys.executable, str(HERE / "naive_worker.py"), "worker"],
-        {
+    batch_floor = reference("batch", 6085)
+
+    def stream_run(name: str, **extra: str) -> tuple[float, dict[str, str]]:
+        """A Bedside worker on fresh topics holding the same records; (events/s, its env)."""
+        prefix = f"bench.{run}.{name}."
+        topics = get_settings(topics={"prefix": prefix}).topics
+        asyncio.run(ensure_bedside_topics(settings.kafka, topics))
+        asyncio.run(produce(settings, {"glucose": topics.glucose, "vitals": topics.vitals}, items))
+        env = {
             **base_env,
-            "BENCH_TOPIC": naive_topic,
-            "BENCH_MODE": "batch",
-            "BENCH_PARTITIONS": str(settings.topics.partitions),
-            "BEDSIDE_WORKER__APP_ID": f"bench-batch-{run}",
-            "BEDSIDE_WEB__PORT": "6085",
-        },
-        6085,
-        n,
-        work / "batch.log",
-    )
+            "BEDSIDE_TOPICS__PREFIX": prefix,
+            "BEDSIDE_WORKER__APP_ID": f"bench-{name}-{run}",
+            "BEDSIDE_WEB__PORT": "6082",
+            **extra,
+        }
+        return run_worker([bedside, "worker"], env, 6082, n, work / f"{name}.log"), env
 
-    # (b) Bedside's stream on its own topics
-    prefix = f"bench.{run}."
-    stream_settings = get_settings(topics={"prefix": prefix})
-    asyncio.run(ensure_bedside_topics(settings.kafka, stream_settings.topics))
-    topics = stream_settings.topics
-    asyncio.run(produce(settings, {"glucose": topics.glucose, "vitals": topics.vitals}, items))
-    stream_env = {
-        **base_env,
-        "BEDSIDE_TOPICS__PREFIX": prefix,
-        "BEDSIDE_WORKER__APP_ID": f"bench-stream-{run}",
-        "BEDSIDE_WEB__PORT": "6082",
-    }
-    bedside_rate = run_worker([bedside, "worker"], stream_env, 6082, n, work / "stream.log")
-
-    # (b2) the same without the ONNX models (rules only), on fresh topics
-    rules_prefix = f"bench.{run}.rules."
-    rules_topics = get_settings(topics={"prefix": rules_prefix}).topics
-    asyncio.run(ensure_bedside_topics(settings.kafka, rules_topics))
-    asyncio.run(
-        produce(settings, {"glucose": rules_topics.glucose, "vitals": rules_topics.vitals}, items)
-    )
-    rules_rate = run_worker(
-        [bedside, "worker"],
-        {
-            **stream_env,
-            "BEDSIDE_TOPICS__PREFIX": rules_prefix,
-            "BEDSIDE_WORKER__APP_ID": f"bench-rules-{run}",
-            "BEDSIDE_SCORING__MODELS": "[]",
-        },
-        6082,
-        n,
-        work / "rules.log",
-    )
+    # (b) Bedside's stream (models on: the default); (b2) the same without the ONNX models
+    bedside_rate, stream_env = stream_run("stream")
+    rules_rate, _ = stream_run("rules", BEDSIDE_SCORING__MODELS="[]")
 
     # (c) latency at a fixed rate on fresh topics, worker running
     lat_prefix = f"bench.{run}.lat."
