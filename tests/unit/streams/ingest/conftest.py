@@ -31,18 +31,21 @@ def decode() -> Callable[..., DecodeResult]:
     return run
 
 
+#: a well-formed native device object (heart rate)
+NATIVE: dict[str, Any] = {
+    "patient_id": "syn-001",
+    "code": "8867-4",
+    "value": 72,
+    "unit": "/min",
+    "effective_at": "2026-11-24T11:55:00Z",
+    "source": "watch-1",
+}
+
+
 @pytest.fixture
 def native() -> Callable[..., dict[str, Any]]:
     def make(**overrides: Any) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "patient_id": "syn-001",
-            "code": "8867-4",
-            "value": 72,
-            "unit": "/min",
-            "effective_at": "2026-11-24T11:55:00Z",
-            "source": "watch-1",
-        }
-        doc.update(overrides)
+        doc = {**NATIVE, **overrides}
         return {k: v for k, v in doc.items() if v is not None}
 
     return make

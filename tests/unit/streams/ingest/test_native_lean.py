@@ -13,17 +13,9 @@ from streams.ingest.native import decode_native
 from streams.ingest.problems import DecodeResult
 from streams.schemas.observation import Kind
 
-from .conftest import NOW
+from .conftest import NATIVE, NOW
 
-BASE: dict[str, Any] = {
-    "patient_id": "syn-001",
-    "code": "8867-4",
-    "value": 72,
-    "unit": "/min",
-    "effective_at": "2026-11-24T11:55:00Z",
-    "source": "watch-1",
-    "event_id": "e-1",
-}
+BASE: dict[str, Any] = {**NATIVE, "event_id": "e-1"}
 
 # per field: values that are fine, odd-but-valid or wrong (the validating path says which)
 VARIANTS: dict[str, list[Any]] = {
