@@ -31,7 +31,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -41,10 +41,7 @@ from faust.types import Message
 
 from .faust_compat import raw_topic
 
-if TYPE_CHECKING:
-    BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
-else:
-    BatchHandler = Callable
+BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 

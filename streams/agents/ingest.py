@@ -137,10 +137,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     # windows computed by a batch whose effects are still being stored: key -> (batch, window)
     unstored: dict[bytes, tuple[int, PatientWindow]] = {}
-    storing: dict[str, asyncio.Future[None] | None] = {"task": None}
+    storing: asyncio.Future[None] | None = None  # the batch being stored
     batch_numbers = itertools.count()
 
     async def process_batch(messages: Sequence[Message]) -> None:
+        nonlocal storing
         received_at = datetime.now(UTC)
         wall_ms = int(received_at.timestamp() * 1000)
         pending: list[Awaitable[object]] = []
@@ -278,12 +279,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         for key, (_, window) in current.items():
             unstored[key] = (sequence, window)
         # batches are stored in order: the next one is computed while this one is stored
-        previous, storing["task"] = storing["task"], None
+        previous, storing = storing, None
         if previous is not None:
             await previous
-        task = asyncio.ensure_future(store(sequence, lines, pending, states, messages))
-        task.add_done_callback(crash_on_failure)
-        storing["task"] = task
+        storing = asyncio.ensure_future(store(sequence, lines, pending, states, messages))
+        storing.add_done_callback(crash_on_failure)
 
     async def store(
         sequence: int,
