@@ -117,6 +117,7 @@ def decode_native(
                     fmt=Format.NATIVE,
                     received_at=received_at,
                     topic_kind=topic_kind,
+                    checked=True,
                 )
             )
             continue

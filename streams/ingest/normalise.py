@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -32,9 +31,9 @@ def json_objects(
 MAX_FUTURE = timedelta(minutes=5)
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """One value as a decoder found it, before normalisation."""
+class Measurement(NamedTuple):
+    """One value as a decoder found it, before normalisation (a tuple: built per value on
+    the ingest hot path, three times cheaper than a frozen dataclass)."""
 
     patient_id: str
     code: str
@@ -52,11 +51,15 @@ def normalise(
     fmt: Format,
     received_at: datetime,
     topic_kind: Kind | None,
+    checked: bool = False,
 ) -> Observation | Problem:
     """An :class:`Observation` in canonical code and unit, or the problem that prevents it.
 
     Codes outside the catalogue pass through (with their unit as sent) only as labs,
     i.e. on the labs topic or, over HTTP, when no topic is implied.
+    ``checked``: the decoder checked the measurement's patient id, source and event id
+    against the Observation's constraints (``native._lean``), which are then not validated
+    again.
     """
     if (
         not isinstance(m.value, (int, float))
@@ -112,6 +115,12 @@ def normalise(
         code, kind, value, unit = spec.canonical_code or spec.code, spec.kind, converted, spec.unit
     effective_at = m.effective_at.astimezone(UTC)
     event_id = m.event_id or stable_event_id(m.patient_id, code, effective_at, value, m.source)
+    if checked and spec is not None and received_at.tzinfo is not None:
+        # catalogue codes and units, a finite float, aware times: nothing left to validate
+        return Observation.checked(
+            m.patient_id, kind, code, value, unit, effective_at, received_at, m.source,
+            event_id, fmt,
+        )  # fmt: skip
     try:
         return Observation(
             patient_id=m.patient_id,

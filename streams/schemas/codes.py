@@ -8,6 +8,7 @@ mass-concentration twin so that every glucose value is in mg/dL under one code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .observation import Kind
 
@@ -174,6 +175,7 @@ UNIT_ALIASES: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=1024)  # devices repeat a few spellings; bounded for the odd ones
 def ucum(unit: str) -> str:
     """The UCUM spelling of a unit: UCUM codes pass through, known free text is mapped."""
     return UNIT_ALIASES.get(unit.strip().lower(), unit.strip())

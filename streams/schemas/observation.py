@@ -42,6 +42,40 @@ class Observation(BaseModel):
     event_id: str = Field(min_length=1, max_length=256)
     format: Format
 
+    @classmethod
+    def checked(
+        cls,
+        patient_id: str,
+        kind: Kind,
+        code: str,
+        value: float,
+        unit: str,
+        effective_at: datetime,
+        received_at: datetime,
+        source: str,
+        event_id: str,
+        format: Format,
+    ) -> Observation:
+        """An observation from values the caller has already checked against every
+        constraint above (the lean native decoder does), built without validating them
+        again: a third of the cost, on the ingest hot path. Equal to the validated one
+        (``tests/unit/streams/test_observation.py`` holds pydantic to that)."""
+        observation = cls.__new__(cls)
+        _set(observation, "__dict__", {
+            "patient_id": patient_id, "kind": kind, "code": code, "value": value,
+            "unit": unit, "effective_at": effective_at, "received_at": received_at,
+            "source": source, "event_id": event_id, "format": format,
+        })  # fmt: skip
+        _set(observation, "__pydantic_fields_set__", set(_FIELDS))
+        _set(observation, "__pydantic_extra__", None)
+        _set(observation, "__pydantic_private__", None)
+        return observation
+
+
+# what ``model_construct`` sets, without its per-field defaults and alias handling
+_set = object.__setattr__
+_FIELDS = frozenset(Observation.model_fields)
+
 
 def stable_event_id(
     patient_id: str, code: str, effective_at: datetime, value: float, source: str

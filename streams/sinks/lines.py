@@ -7,6 +7,8 @@ written twice is the same series and timestamp, so replays do not duplicate data
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ..schemas.observation import Kind, Observation
 
 PRECISION = "ms"
@@ -15,6 +17,7 @@ MEASUREMENTS = {Kind.VITAL: "vitals", Kind.GLUCOSE: "glucose", Kind.LAB: "labs"}
 _TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\\": "\\\\"})
 
 
+@lru_cache(maxsize=1 << 16)  # patient ids and codes repeat on every point
 def escape_tag(value: str) -> str:
     """Escape a tag key or value (commas, equals signs, spaces, backslashes)."""
     return value.translate(_TAG_ESCAPES)
