@@ -104,6 +104,14 @@ def run_workers(
             if done and first_at is None:
                 first_at, first_count = now, done
             if done >= expected and first_at is not None and first_count is not None:
+                if done - first_count < expected // 4:
+                    # the clock starts at the first processed record, so a run that mostly
+                    # arrived in one fetch has no span to measure
+                    msg = (
+                        f"{first_count} of {expected} records were processed before the first "
+                        "reading: too few to measure throughput; send more (--events)"
+                    )
+                    raise SystemExit(msg)
                 return (done - first_count) / max(now - first_at, 1e-9)
             time.sleep(0.05)
         msg = "workers did not finish in 600 s"
