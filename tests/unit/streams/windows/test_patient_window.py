@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from factories import T0, observation
 
-from streams.schemas.observation import Format, Kind, Observation, stable_event_id
+from streams.schemas.observation import Kind, Observation
 from streams.windows.baseline import Baseline
 from streams.windows.patient import CGM_SLOTS, Applied, PatientWindow
 
-T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 LATENESS = 2 * 3_600_000
 
 
 def obs(
     code: str, minutes: float, value: float, kind: Kind = Kind.VITAL, patient: str = "syn-w1"
 ) -> Observation:
-    at = T0 + timedelta(minutes=minutes)
-    return Observation(
-        patient_id=patient,
-        kind=kind,
-        code=code,
-        value=value,
-        unit="mg/dL" if kind is Kind.GLUCOSE else "/min",
-        effective_at=at,
-        received_at=at,
-        source="test",
-        event_id=stable_event_id(patient, code, at, value, "test"),
-        format=Format.NATIVE,
-    )
+    unit = "mg/dL" if kind is Kind.GLUCOSE else "/min"
+    return observation(patient, kind, code, minutes, value, unit=unit)
 
 
 def apply_all(observations: list[Observation], max_vital_samples: int = 288) -> PatientWindow:
