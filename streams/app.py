@@ -8,7 +8,7 @@ from typing import Any
 
 import faust
 
-from . import consumer, embedded
+from . import consumer, embedded, logsafe
 from .broker import faust_credentials, resolve_profile
 from .runtime import Runtime
 from .settings import BrokerProfile, Settings
@@ -80,7 +80,7 @@ def create_app(
     return app
 
 
-def run_worker(app: faust.App, loglevel: str) -> None:
+def run_worker(app: faust.App, loglevel: str, *, debug_libraries: bool = False) -> None:
     """Run ``app`` as a Faust worker until it is stopped.
 
     Without the terminal spinner: Faust's worker sets the root logger to DEBUG so that every
@@ -88,6 +88,7 @@ def run_worker(app: faust.App, loglevel: str) -> None:
     (~5 % of the patient stream's CPU when measured)."""
     from faust.worker import Worker
 
+    logsafe.install(loglevel, debug_libraries=debug_libraries)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None
     worker.execute_from_commandline()

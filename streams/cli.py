@@ -126,7 +126,7 @@ def worker(**options: Any) -> None:
         IncompatibleFaustError,
     ) as exc:
         raise click.ClickException(str(exc)) from exc
-    run_worker(app, settings.worker.log_level)
+    run_worker(app, settings.worker.log_level, debug_libraries=settings.worker.debug_libraries)
 
 
 def run() -> None:

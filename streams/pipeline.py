@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from .alerts import quality
+from .alerts.lifecycle import FAULT_KIND, Finding
 from .alerts.policy import lifecycle, render, stale_conditions, transitions
 from .patients import load_patient_settings
 from .rules.glucose import GlucoseTargets
@@ -269,9 +270,20 @@ class PatientPipeline:
     def tick(self, window: PatientWindow, wall_ms: int) -> PatientOutput:
         """Time passed without data: stale-data alarms, snooze expiry, re-alerts, escalation."""
         now = self.patient_time(window, wall_ms)
-        evaluated = stale_conditions(window, now, self.vitals_stale_ms)
+        evaluated: dict[str, Finding | None] = stale_conditions(window, now, self.vitals_stale_ms)
+        fault = window.alarms.get(FAULT_KIND)
+        if fault is not None and fault.state == "acknowledged":
+            evaluated[FAULT_KIND] = None  # a care team has seen it: it resolves
         quiet = self.profile(window.patient_id).is_quiet(now)
         return self._control_output(window, lifecycle(window).evaluate(evaluated, now, quiet=quiet))
+
+    def fault(
+        self, window: PatientWindow, wall_ms: int, reason: str, evidence: dict[str, Any]
+    ) -> PatientOutput:
+        """A ``monitoring_fault`` alarm: the stream could not use some of this patient's data."""
+        now = self.patient_time(window, wall_ms)
+        finding = Finding(FAULT_KIND, reason, evidence, None, "containment-1")
+        return self._control_output(window, lifecycle(window).evaluate({FAULT_KIND: finding}, now))
 
     def act(
         self,

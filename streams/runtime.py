@@ -27,6 +27,8 @@ class IngestStats:
     ticks: int = 0  # clock ticks processed (time-driven alarm transitions)
     actions: int = 0  # acknowledgements and snoozes applied
     actions_ignored: int = 0  # on alarms not open (resolved, unknown)
+    processing_errors: int = 0  # records or actions whose application failed (contained)
+    quarantined: int = 0  # patient states that could not be used (dead-lettered, reset)
     dead_letters: Counter[str] = field(default_factory=Counter)
 
     def count(self, applied: Mapping[Applied, int]) -> None:

@@ -301,6 +301,11 @@ class WorkerSettings(_Section):
     )
     data_dir: Path = Field(Path(".bedside/worker"), description="Faust data dir (RocksDB files).")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    debug_libraries: bool = Field(
+        False,
+        description="Let Faust, mode and aiokafka log at DEBUG (they print whole records, "
+        "i.e. patient data): off unless you are debugging them.",
+    )
 
 
 class StackSettings(_Section):

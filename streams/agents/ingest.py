@@ -40,9 +40,11 @@ from faust.types import EventT, Message
 
 from ..alerts.actions import AlertAction, decode_action
 from ..consumer import acknowledge, deliver_batches
+from ..containment import apply_contained, contained_tick, load_window
 from ..faust_compat import current_event
 from ..ingest.decode import IngestLimits, decode_record
-from ..ingest.problems import DeadLetter, DecodeResult
+from ..ingest.problems import DeadLetter, DecodeResult, Reason
+from ..logsafe import printable
 from ..pipeline import PatientOutput, PatientPipeline
 from ..runtime import Runtime
 from ..schemas.observation import Kind, Observation
@@ -110,15 +112,22 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         scanned.clear()
 
     async def dead_letter(
-        result: DecodeResult, message: Message, value: bytes, received_at: datetime
+        result: DecodeResult,
+        message: Message,
+        value: bytes,
+        received_at: datetime,
+        *,
+        topic: str | None = None,
+        key: bytes | None = None,
     ) -> Awaitable[object]:
-        key = message.key if isinstance(message.key, bytes) else None
+        if key is None and isinstance(message.key, bytes):
+            key = message.key
         letter = DeadLetter.build(
             result,
             value,
-            topic=message.topic,
+            topic=topic or message.topic,
             partition=message.partition,
-            offset=message.offset,
+            offset=None if topic else message.offset,
             key=key,
             received_at=received_at,
         )
@@ -135,8 +144,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             topics.deadletter, key=key, value=letter.model_dump_json().encode()
         )
 
-    # windows computed by a batch whose effects are still being stored: key -> (batch, window)
-    unstored: dict[bytes, tuple[int, PatientWindow]] = {}
+    # windows computed by a batch whose effects are still being stored:
+    # key -> (batch, window, the window's bytes as that batch stores them)
+    unstored: dict[bytes, tuple[int, PatientWindow, bytes]] = {}
     storing: asyncio.Future[None] | None = None  # the batch being stored
     batch_numbers = itertools.count()
 
@@ -147,7 +157,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         pending: list[Awaitable[object]] = []
         # partition -> (an event of it, patient -> observations)
         groups: dict[int, tuple[EventT[bytes], dict[str, list[Observation]]]] = {}
-        actions: list[tuple[EventT[bytes], AlertAction]] = []
+        origin: dict[int, Message] = {}  # id(observation) -> its record (dead letters)
+        actions: list[tuple[EventT[bytes], AlertAction, Message]] = []
         ticks: dict[int, tuple[EventT[bytes], int]] = {}
         for message in messages:
             value = message.value if isinstance(message.value, bytes) else b""
@@ -166,7 +177,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                         await records.send(topics.alert_acks, action.patient_id.encode(), value)
                     )
                 else:
-                    actions.append((event_of(message), action))
+                    actions.append((event_of(message), action, message))
                 continue
             result = decode_record(
                 value,
@@ -196,6 +207,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                         )
                     )
                     continue
+                origin[id(observation)] = message
                 observations = patients.get(observation.patient_id)
                 if observations is None:
                     patients[observation.patient_id] = [observation]
@@ -204,29 +216,101 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
         current: dict[bytes, tuple[EventT[bytes], PatientWindow]] = {}  # windows touched
 
+        def stored(event: EventT[bytes], key: bytes) -> bytes | None:
+            """The patient's state as of the previous batch (what a failure restores)."""
+            if key in unstored:
+                return unstored[key][2]
+            with current_event(event):
+                state: bytes | None = windows.get(key)
+            return state
+
         def load(event: EventT[bytes], key: bytes) -> PatientWindow | None:
             if key in current:
                 return current[key][1]
             if key in unstored:  # the previous batch's, still being stored
                 return unstored[key][1]
-            with current_event(event):
-                stored = windows.get(key)
-            return PatientWindow.from_bytes(stored) if stored else None
+            return load_window(stored(event, key))
+
+        async def quarantine(
+            event: EventT[bytes], key: bytes, state: bytes, error: str, window: PatientWindow
+        ) -> PatientOutput:
+            """Dead-letter a patient's unusable state; the patient restarts with an alarm."""
+            stats.quarantined += 1
+            log.error(
+                "patient state in %s[%d] unusable (%s): quarantined to %s, window reset",
+                windows.name,
+                event.message.partition,
+                error,
+                topics.deadletter,
+            )
+            problem = DecodeResult(format=None)
+            problem.reject(
+                Reason.STATE, f"stored patient window could not be used ({error}); reset"
+            )
+            pending.append(
+                await dead_letter(
+                    problem, event.message, state, received_at, topic=windows.name, key=key
+                )
+            )
+            return pipeline.fault(
+                window,
+                wall_ms,
+                "Monitoring fault: this patient's stored state could not be processed and was "
+                "reset; alarms restart from new readings. Review recent values by hand.",
+                {"error": error, "quarantined_to": topics.deadletter},
+            )
 
         outputs: list[tuple[bytes, PatientOutput]] = []
         for event, patients in groups.values():
             for patient_id, observations in patients.items():
                 key = patient_id.encode()
-                output = pipeline.process(
-                    patient_id, load(event, key), observations, arrived_at=wall_ms
+                applied = apply_contained(
+                    pipeline,
+                    patient_id,
+                    observations,
+                    load=functools.partial(load, event, key),
+                    stored=functools.partial(stored, event, key),
+                    arrived_at=wall_ms,
                 )
-                outputs.append((key, output))
-                current[key] = (event, output.window)
+                window = applied.window
+                assert window is not None  # apply_contained always leaves one
+                current[key] = (event, window)
                 known.setdefault(event.message.partition, set()).add(key)
-                stats.count(output.applied)
-                runtime.quality.cgm_readings += output.cgm_inserted
-                for judgement in output.quality:
-                    runtime.quality.add(judgement)
+                for output in applied.outputs:
+                    outputs.append((key, output))
+                    stats.count(output.applied)
+                    runtime.quality.cgm_readings += output.cgm_inserted
+                    for judgement in output.quality:
+                        runtime.quality.add(judgement)
+                if applied.quarantined is not None:
+                    outputs.append(
+                        (
+                            key,
+                            await quarantine(
+                                event, key, applied.quarantined, applied.error or "", window
+                            ),
+                        )
+                    )
+                if applied.failed:
+                    stats.processing_errors += len(applied.failed)
+                    log.error(
+                        "applying %d observations of a patient in %s[%d] failed (%s): "
+                        "dead-lettered, the patient's window kept as before them",
+                        len(applied.failed),
+                        event.message.topic,
+                        event.message.partition,
+                        applied.error,
+                    )
+                    for message in {
+                        id(origin[id(o)]): origin[id(o)] for o in applied.failed
+                    }.values():
+                        problem = DecodeResult(format=None)
+                        problem.reject(
+                            Reason.PROCESSING,
+                            f"applying the record failed ({applied.error}); please report",
+                        )
+                        value = message.value if isinstance(message.value, bytes) else b""
+                        pending.append(await dead_letter(problem, message, value, received_at))
         # one scoring round for the whole batch: the micro-batcher groups it across patients
         requests = [r for _, output in outputs for r in output.requests]
         if requests:
@@ -235,16 +319,31 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 if output.requests:
                     mine = results[: len(output.requests)]
                     results = results[len(output.requests) :]
-                    pipeline.finish(output, mine)
-        for event, action in actions:
+                    try:
+                        pipeline.finish(output, mine)
+                    except Exception as exc:  # noqa: BLE001 - the rule alarms still go out
+                        stats.processing_errors += 1
+                        log.error("model scores of a patient failed (%s)", type(exc).__name__)
+                        output.alerts = [orjson.dumps(e) for e in output.events]
+        for event, action, message in actions:
             key = action.patient_id.encode()
-            window = load(event, key)
-            done = window and pipeline.act(
-                window, action.alert_id, action.action, action.by, wall_ms, action.minutes
-            )
+            try:
+                window = load(event, key)
+                done = window and pipeline.act(
+                    window, action.alert_id, action.action, action.by, wall_ms, action.minutes
+                )
+            except Exception as exc:  # noqa: BLE001 - this action is refused, the rest count
+                stats.processing_errors += 1
+                problem = DecodeResult(format=None)
+                problem.reject(
+                    Reason.PROCESSING, f"applying the action failed ({type(exc).__name__})"
+                )
+                value = message.value if isinstance(message.value, bytes) else b""
+                pending.append(await dead_letter(problem, message, value, received_at))
+                continue
             if not done or window is None:
                 stats.actions_ignored += 1
-                log.info("alert action on %s ignored: not open", action.alert_id)
+                log.info("alert action on %s ignored: not open", printable(action.alert_id))
                 continue
             stats.actions += 1
             outputs.append((key, done))
@@ -257,10 +356,15 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 known.setdefault(partition, set()).update(keys)
                 scanned.add(partition)
             for key in known.get(partition, ()):
-                window = load(event, key)
-                if window is None:
+                ticked = contained_tick(pipeline, functools.partial(load, event, key), now)
+                if ticked is None:
                     continue
-                output = pipeline.tick(window, now)
+                if isinstance(ticked, str):  # the stored state makes ticks fail
+                    window = PatientWindow(key.decode("utf-8", "replace"))
+                    state = stored(event, key) or b""
+                    output = await quarantine(event, key, state, ticked, window)
+                else:
+                    window, output = ticked
                 if output.alerts:
                     outputs.append((key, output))
                     current[key] = (event, window)
@@ -277,7 +381,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         states = {key: (event, window.to_bytes()) for key, (event, window) in current.items()}
         sequence = next(batch_numbers)
         for key, (_, window) in current.items():
-            unstored[key] = (sequence, window)
+            unstored[key] = (sequence, window, states[key][1])
         # batches are stored in order: the next one is computed while this one is stored
         previous, storing = storing, None
         if previous is not None:

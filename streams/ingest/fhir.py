@@ -5,9 +5,10 @@ R4-compatible for Observation) and then mapped:
 
 - code: the first LOINC coding Bedside knows, else the first LOINC coding (labs only);
 - components (the blood-pressure panel 85354-9) become one observation each;
-- time: effectiveDateTime, effectiveInstant or effectivePeriod.start. Date-only and partial
-  dates are accepted for labs at the start of the period (UTC) and refused (reason ``time``)
-  for vitals and glucose, whose windows need the minute;
+- time: effectiveDateTime, effectiveInstant or effectivePeriod.start. Date-only and
+  year-month dates are accepted for labs at the start of the period (UTC) and refused (reason
+  ``time``) for vitals and glucose, whose windows need the minute; a bare year is refused for
+  every kind;
 - value: valueQuantity (UCUM ``code`` preferred over free-text ``unit``), valueInteger, or a
   valueCodeableConcept naming an ACVPU level;
 - patient: ``subject.reference`` (``Patient/<id>``, absolute URL, or a ``urn:uuid`` Patient
@@ -160,7 +161,9 @@ def effective_time(value: datetime | date | str | None, kind: Kind) -> datetime 
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     parts = [int(p) for p in value.split("-")]  # "YYYY" or "YYYY-MM"
-    return datetime(parts[0], parts[1] if len(parts) > 1 else 1, 1, tzinfo=UTC)
+    if len(parts) < 2:
+        return f"a bare year {str(value)!r} is too imprecise, even for a lab"
+    return datetime(parts[0], parts[1], 1, tzinfo=UTC)
 
 
 def _pick_code(codeable: Any) -> str | None:

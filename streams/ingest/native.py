@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..schemas.codes import CATALOGUE, CONSCIOUSNESS_ALIASES, CONSCIOUSNESS_LEVELS
 from ..schemas.observation import Format, Kind
@@ -33,10 +33,26 @@ class NativeObservation(BaseModel):
     effective_at: AwareDatetime
     source: str = Field("unknown", max_length=256)
     event_id: str | None = Field(None, min_length=1, max_length=256)
-    # provenance, set when the HTTP gateway republishes a normalised observation
+    # provenance, set when the HTTP gateway republishes a normalised observation.
+    # ``received_at`` is accepted and ignored: the server owns the clock (a sender's own
+    # arrival time would let it date readings years ahead and silence the patient)
     format: Format | None = None
     kind: Kind | None = None
     received_at: AwareDatetime | None = None
+
+    @field_validator("effective_at", mode="before")
+    @classmethod
+    def _iso_date_and_time(cls, value: Any) -> Any:
+        # pydantic reads numbers and digit strings ("2026") as Unix seconds: refuse them
+        if not isinstance(value, str) or not _looks_like_date_time(value):
+            msg = "effective_at must be an ISO 8601 date and time with a timezone"
+            raise ValueError(msg)
+        return value
+
+
+def _looks_like_date_time(text: str) -> bool:
+    """``YYYY-MM-DDThh:mm...``: a date and a time, never a bare number or year."""
+    return len(text) >= 16 and text[4] == "-" and text[7] == "-" and text[10] in "Tt "
 
 
 def consciousness_value(value: float | str) -> float | None:
@@ -149,7 +165,7 @@ def decode_native(
                     pointer=pointer,
                 ),
                 fmt=native.format or Format.NATIVE,
-                received_at=native.received_at or received_at,
+                received_at=received_at,
                 topic_kind=topic_kind,
             )
         )

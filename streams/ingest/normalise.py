@@ -29,6 +29,21 @@ def json_objects(
 
 #: Measurements dated further ahead of their arrival than this are refused (reason ``time``).
 MAX_FUTURE = timedelta(minutes=5)
+#: Measurements dated before this are refused (reason ``time``): no device of a patient
+#: monitored today reports them, and every time path (window offsets, series, ISO text) is
+#: sized for event times between this and arrival + ``MAX_FUTURE``.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def time_problem(effective_at: datetime, received_at: datetime) -> str | None:
+    """Why an event time is refused, or None. ``received_at`` is the server's clock."""
+    if effective_at.tzinfo is None:
+        return "time has no timezone (clinical times must be aware)"
+    if effective_at < EARLIEST:
+        return f"time is before {EARLIEST.date().isoformat()} (device clock not set?)"
+    if effective_at > received_at + MAX_FUTURE:
+        return f"time is more than {MAX_FUTURE} in the future (device clock?)"
+    return None
 
 
 class Measurement(NamedTuple):
@@ -67,14 +82,9 @@ def normalise(
         or not math.isfinite(m.value)
     ):
         return Problem(Reason.IMPLAUSIBLE, f"value for {m.code} is not a finite number", m.pointer)
-    if m.effective_at.tzinfo is None:
-        return Problem(
-            Reason.TIME, "time has no timezone (clinical times must be aware)", m.pointer
-        )
-    if m.effective_at > received_at + MAX_FUTURE:
-        return Problem(
-            Reason.TIME, f"time is more than {MAX_FUTURE} in the future (device clock?)", m.pointer
-        )
+    refused = time_problem(m.effective_at, received_at)
+    if refused is not None:
+        return Problem(Reason.TIME, refused, m.pointer)
     spec = CATALOGUE.get(m.code)
     unit = ucum(m.unit) if m.unit else None
     if spec is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +29,16 @@ class Reason(StrEnum):
     NO_VALUE = "no_value"  # no value (e.g. FHIR dataAbsentReason)
     PATIENT = "patient"  # no patient id, or it differs from the record key
     INTERNAL = "internal"  # a bug in Bedside: the record is kept for replay
+    PROCESSING = "processing"  # decoded, but applying it to the patient failed (contained)
+    STATE = "state"  # a patient's stored state could not be loaded: quarantined, reset
+
+
+#: The most original bytes a dead letter carries (base64 adds a third): with the key, the
+#: problems and the envelope it stays far below the producer's 1 MiB request limit. A longer
+#: original is truncated; ``original_bytes`` and ``original_sha256`` still describe all of it.
+MAX_ORIGINAL_BYTES = 256 * 1024
+MAX_KEY_BYTES = 1024
+MAX_PROBLEMS = 100  # the first ones; ``problems_total`` counts all
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,9 @@ class DeadLetter(BaseModel):
     key_b64: str | None
     original_b64: str
     original_bytes: int
+    original_sha256: str
+    original_truncated: bool  # original_b64 holds only the first MAX_ORIGINAL_BYTES
+    problems_total: int
     accepted_observations: int  # how many observations the same record still yielded
     received_at: AwareDatetime
 
@@ -95,18 +109,21 @@ class DeadLetter(BaseModel):
         first = result.problems[0]
         return cls(
             reason=first.reason,
-            message=first.message,
+            message=first.message[:1000],
             problems=[
-                ProblemRecord(reason=p.reason, message=p.message, pointer=p.pointer)
-                for p in result.problems
+                ProblemRecord(reason=p.reason, message=p.message[:1000], pointer=p.pointer[:200])
+                for p in result.problems[:MAX_PROBLEMS]
             ],
             format=result.format,
             source_topic=topic,
             partition=partition,
             offset=offset,
-            key_b64=base64.b64encode(key).decode() if key is not None else None,
-            original_b64=base64.b64encode(original).decode(),
+            key_b64=base64.b64encode(key[:MAX_KEY_BYTES]).decode() if key is not None else None,
+            original_b64=base64.b64encode(original[:MAX_ORIGINAL_BYTES]).decode(),
             original_bytes=len(original),
+            original_sha256=hashlib.sha256(original).hexdigest(),
+            original_truncated=len(original) > MAX_ORIGINAL_BYTES,
+            problems_total=len(result.problems),
             accepted_observations=len(result.observations),
             received_at=received_at,
         )

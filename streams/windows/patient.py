@@ -9,10 +9,13 @@ milliseconds (UTC). Contents:
 - a personal baseline per vital (:mod:`streams.windows.baseline`);
 - the alarm lifecycle's state per kind (``streams.alerts.lifecycle``), and counters.
 
-Event-time policy: an observation no older than ``allowed lateness`` behind the newest
-event time seen for the patient (the watermark) is inserted in order; an older one is
+Event-time policy, per signal (code): an observation no older than ``allowed lateness``
+behind the newest event time of its own signal is inserted in order; an older one is
 *late*: not inserted into the window (which would rewrite scores already published) but
-still written to InfluxDB and counted in ``late``. A duplicate — the same signal (code) at
+still written to InfluxDB and counted in ``late``. Lateness is per signal, not per patient:
+a backlog in which one topic runs hours ahead of another (a burst, a consumer catching up)
+delays nothing into lateness, and each signal's buffer is pruned against its own newest
+reading. The watermark (the newest event time of any signal) is the patient's clock. A duplicate — the same signal (code) at
 the same event time, which a resent ``event_id`` always is — changes nothing; so the window
 after any arrival order of the same events (within the lateness) is the same.
 
@@ -100,7 +103,8 @@ class PatientWindow:
         """``apply`` for a bare (code, kind, time, value): the dataset builders' entry."""
         # whole seconds: the resolution the window keeps (and serialises)
         t = t_ms // SECOND_MS * SECOND_MS
-        if self.watermark and t < self.watermark - allowed_lateness_ms:
+        newest = self.last_seen.get(code)
+        if newest is not None and t < newest - allowed_lateness_ms:
             self.late += 1
             return Applied.LATE
         # two decimals: the precision kept (and serialised as float32) for every signal
@@ -113,6 +117,9 @@ class PatientWindow:
             samples.insert(index, (t, value))
             if len(samples) > max_vital_samples:
                 del samples[: len(samples) - max_vital_samples]
+            horizon = samples[-1][0] - VITAL_HORIZON_MS
+            if samples[0][0] < horizon:  # each signal against its own newest reading
+                del samples[: bisect.bisect_left(samples, (horizon, float("-inf")))]
             self.baselines.setdefault(code, Baseline()).add(t, value)
         elif code == CGM_CODE:
             slot = t // CGM_SLOT_MS
@@ -121,6 +128,8 @@ class PatientWindow:
                 return self._duplicate()
             if current is None or t > current[0]:  # a slot keeps its latest reading
                 self.cgm[slot] = (t, value)
+            if newest is None or t > newest:
+                self._prune_cgm(slot)
         else:  # labs and non-CGM glucose: the latest value
             current = self.labs.get(code)
             if current is not None and current[0] == t:
@@ -131,18 +140,23 @@ class PatientWindow:
         self.last_seen[code] = max(self.last_seen.get(code, 0), t)
         if t > self.watermark:
             self.watermark = t
-            self._prune()
+            self._prune(t - allowed_lateness_ms)
         return Applied.INSERTED
 
     def _duplicate(self) -> Applied:
         self.duplicates += 1
         return Applied.DUPLICATE
 
-    def _prune(self) -> None:
-        newest_slot = self.watermark // CGM_SLOT_MS
-        for slot in [s for s in self.cgm if s <= newest_slot - CGM_SLOTS]:
-            del self.cgm[slot]
-        horizon = self.watermark - VITAL_HORIZON_MS
+    def _prune_cgm(self, newest_slot: int) -> None:
+        if self.cgm and (len(self.cgm) > CGM_SLOTS or min(self.cgm) <= newest_slot - CGM_SLOTS):
+            for slot in [s for s in self.cgm if s <= newest_slot - CGM_SLOTS]:
+                del self.cgm[slot]
+
+    def _prune(self, clock: int) -> None:
+        """Drop what fell out of every window even for a signal that lags the patient's
+        newest event time by the whole allowed lateness (``clock``)."""
+        self._prune_cgm(clock // CGM_SLOT_MS)
+        horizon = clock - VITAL_HORIZON_MS
         for samples in self.vitals.values():
             if samples and samples[0][0] < horizon:
                 del samples[: bisect.bisect_left(samples, (horizon, float("-inf")))]

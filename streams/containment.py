@@ -1,0 +1,131 @@
+"""Poison containment: one record or one patient's state never stops anyone else's alarms.
+
+The patient stream applies each patient's observations through :func:`apply_contained`.
+When the pipeline raises for a patient, the patient's window is restored to what it was
+before the batch and the observations are applied again one at a time, so only the ones
+that fail are refused (their records go to the dead-letter topic with reason
+``processing``) and the others still count. When every observation fails on a stored
+window, or the stored window cannot be loaded at all, the state is the poison: it is
+*quarantined* (its bytes go to the dead-letter topic with reason ``state``), the patient
+starts again from an empty window and a ``monitoring_fault`` alarm tells the care team.
+
+Pure with respect to I/O: the caller loads and stores windows and sends the records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .pipeline import PatientOutput, PatientPipeline
+from .schemas.observation import Observation
+from .windows.patient import PatientWindow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PatientResult:
+    """What applying one patient's observations came to."""
+
+    outputs: list[PatientOutput] = field(default_factory=list)
+    window: PatientWindow | None = None  # the window to store (None: nothing changed)
+    failed: list[Observation] = field(default_factory=list)  # refused: dead-letter them
+    quarantined: bytes | None = None  # the stored state that could not be used
+    error: str | None = None  # the exception type that caused any of the above
+
+
+def load_window(stored: bytes | None) -> PatientWindow | None:
+    """A stored window, or None for a patient seen for the first time (may raise)."""
+    return PatientWindow.from_bytes(stored) if stored else None
+
+
+def apply_contained(
+    pipeline: PatientPipeline,
+    patient_id: str,
+    observations: list[Observation],
+    *,
+    load: Callable[[], PatientWindow | None],
+    stored: Callable[[], bytes | None],
+    arrived_at: int,
+) -> PatientResult:
+    """Apply ``observations``; contain any failure to the records or the state that caused it.
+
+    ``load`` gives the patient's current window (may raise on a corrupt state); ``stored``
+    the bytes it was loaded from, to restore it after a failure."""
+    result = PatientResult()
+    try:
+        window = load()
+    except Exception as exc:  # noqa: BLE001 - a corrupt state quarantines one patient
+        _quarantine(result, stored(), exc)
+        window = None
+    else:
+        try:
+            output = pipeline.process(patient_id, window, observations, arrived_at=arrived_at)
+        except Exception as exc:  # noqa: BLE001 - contained below, record by record
+            result.error = type(exc).__name__
+            window = _restore(stored)
+        else:
+            result.outputs.append(output)
+            result.window = output.window
+            return result
+    window = _one_by_one(pipeline, patient_id, window, observations, arrived_at, result)
+    if (
+        result.quarantined is None
+        and window is not None
+        and len(result.failed) == len(observations)
+    ):
+        # nothing of this patient applies to its stored window: the state is the poison
+        _quarantine(result, stored(), None)
+        failed, result.failed = result.failed, []
+        window = _one_by_one(pipeline, patient_id, None, failed, arrived_at, result)
+    result.window = window or PatientWindow(patient_id)
+    return result
+
+
+def _one_by_one(
+    pipeline: PatientPipeline,
+    patient_id: str,
+    window: PatientWindow | None,
+    observations: list[Observation],
+    arrived_at: int,
+    result: PatientResult,
+) -> PatientWindow | None:
+    for observation in sorted(observations, key=lambda o: o.effective_at):
+        before = window.to_bytes() if window is not None else None
+        try:
+            output = pipeline.process(patient_id, window, [observation], arrived_at=arrived_at)
+        except Exception as exc:  # noqa: BLE001 - this record is refused, the rest count
+            result.error = result.error or type(exc).__name__
+            result.failed.append(observation)
+            window = load_window(before)
+            continue
+        result.outputs.append(output)
+        window = output.window
+    return window
+
+
+def _restore(stored: Callable[[], bytes | None]) -> PatientWindow | None:
+    try:
+        return load_window(stored())
+    except Exception:  # noqa: BLE001 - cannot happen for a state that loaded before
+        return None
+
+
+def _quarantine(result: PatientResult, state: bytes | None, exc: Exception | None) -> None:
+    result.quarantined = state or b""
+    if exc is not None:
+        result.error = type(exc).__name__
+
+
+def contained_tick(
+    pipeline: PatientPipeline, load: Callable[[], PatientWindow | None], wall_ms: int
+) -> tuple[PatientWindow, PatientOutput] | str | None:
+    """(window, ``pipeline.tick``'s output); None without a window; the exception type when
+    loading or ticking the window fails (the caller quarantines the patient)."""
+    try:
+        window = load()
+        return None if window is None else (window, pipeline.tick(window, wall_ms))
+    except Exception as exc:  # noqa: BLE001 - one patient's state, contained
+        return type(exc).__name__
