@@ -49,6 +49,13 @@ def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
         "web_host": settings.web.host,
         "web_port": settings.web.port,
         "autodiscover": False,
+        # Faust's own views (/router, /table/{name}/{key}, /graph, /stats, /performance)
+        # answer without any token and show table contents: off
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
         # a batch of the patient stream is what one fetch returns, up to this many records
         "broker_max_poll_records": settings.ingest.batch_size,
     }

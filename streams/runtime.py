@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .alerts.quality import QualityStats
+from .monitoring import Monitor
 from .settings import Settings
 from .windows.patient import Applied
 
@@ -19,6 +20,7 @@ class IngestStats:
     records: int = 0
     observations: int = 0
     http_requests: int = 0
+    http_unavailable: int = 0  # gateway requests answered 503 (the broker took no write)
     rerouted: int = 0
     inserted: int = 0
     duplicates: int = 0
@@ -45,3 +47,4 @@ class Runtime:
     scoring: Any = None  # the worker's ModelScoring, once registered
     alert_view: Any = None  # the worker's AlertView (every alarm), once registered
     quality: QualityStats = field(default_factory=QualityStats)  # live predicted_low quality
+    monitor: Monitor = field(default_factory=Monitor)  # is monitoring working (health agent)

@@ -19,6 +19,33 @@ ENV_PREFIX = "BEDSIDE_"
 ENV_NESTED_DELIMITER = "__"
 
 
+#: Secrets people paste from examples; refused wherever a secret is set.
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "change-me-please", "replace-me", "replace-me-please", "secret",
+     "password", "token", "example", "test", "...", "xxx", "todo", "please-change-me",
+     "your-token-here", "your-secret-here", "insecure", "default"}
+)  # fmt: skip
+MIN_WEB_TOKEN_CHARS = 32
+MIN_NIGHTSCOUT_SECRET_CHARS = 12  # Nightscout's own minimum for API_SECRET
+
+
+def secret_problem(value: str, min_chars: int) -> str | None:
+    """Why a configured secret is unusable (empty, short, a known placeholder), or None."""
+    plain = value.strip().lower()
+    if not plain:
+        return "is empty"
+    if (
+        plain in PLACEHOLDER_SECRETS
+        or plain.strip(".-_x*") == ""
+        or "change" in plain
+        and "me" in plain
+    ):
+        return "is a placeholder from an example"
+    if len(value) < min_chars:
+        return f"is shorter than {min_chars} characters"
+    return None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -75,10 +102,13 @@ class KafkaSettings(_Section):
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL") and (
-            not self.sasl_username or self.sasl_password is None
+            not self.sasl_username
+            or self.sasl_password is None
+            or secret_problem(self.sasl_password.get_secret_value(), 1)
         ):
             msg = (
-                f"security_protocol={self.security_protocol} needs sasl_username and sasl_password"
+                f"security_protocol={self.security_protocol} needs sasl_username and a real "
+                "sasl_password (not empty, not a placeholder)"
             )
             raise ValueError(msg)
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
@@ -173,6 +203,16 @@ class WebSettings(_Section):
         default_factory=dict,
         description="JSON object patient id -> Nightscout API secret (uploaders send its SHA-1).",
     )
+    publish_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest the gateway waits for the broker before answering 503.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="JSON list of host names the web server answers to (Host and Origin "
+        "headers), beside loopback names and web.host: DNS-rebinding and CSRF guard.",
+    )
 
     @property
     def is_loopback(self) -> bool:
@@ -183,11 +223,27 @@ class WebSettings(_Section):
         except ValueError:
             return False
 
+    @property
+    def hosts(self) -> frozenset[str]:
+        """Host names a request may name (Host, Origin): loopback, web.host, allowed_hosts."""
+        names = {"localhost", "127.0.0.1", "::1", self.host, *self.allowed_hosts}
+        return frozenset(n.lower().strip("[]") for n in names if n not in ("0.0.0.0", "::"))
+
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> WebSettings:
+        if self.token is not None:
+            problem = secret_problem(self.token.get_secret_value(), MIN_WEB_TOKEN_CHARS)
+            if problem:
+                msg = f"BEDSIDE_WEB__TOKEN {problem}: use a random value (openssl rand -hex 32)"
+                raise ValueError(msg)
         if not self.is_loopback and self.token is None:
             msg = f"web.host={self.host} is not loopback: set BEDSIDE_WEB__TOKEN"
             raise ValueError(msg)
+        for patient, secret in self.nightscout_secrets.items():
+            problem = secret_problem(secret.get_secret_value(), MIN_NIGHTSCOUT_SECRET_CHARS)
+            if problem:
+                msg = f"the Nightscout secret of patient {patient!r} {problem}"
+                raise ValueError(msg)
         return self
 
 
@@ -205,6 +261,15 @@ class IngestSettings(_Section):
         ge=1,
         description="Most records fetched and processed as one batch (whatever has arrived, "
         "up to this many; Faust's broker_max_poll_records).",
+    )
+    max_unstored_points: int = Field(
+        2_000_000,
+        ge=1,
+        description="Most time-series points computed but not yet accepted by the database "
+        "(an outage): beyond it the stream waits. Alarms flow until then.",
+    )
+    max_unstored_batches: int = Field(
+        10_000, ge=1, description="Most batches computed but not yet stored (see above)."
     )
 
 
@@ -237,6 +302,12 @@ class StreamSettings(_Section):
     )
     tick_interval_s: float = Field(
         30.0, gt=0, description="How often time-driven alarm transitions are evaluated."
+    )
+    degraded_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="Data not processed or stored for this long: a monitoring_degraded alert "
+        "event and /ready false.",
     )
     spo2_scale2_patients: list[str] = Field(
         default_factory=list,

@@ -29,12 +29,13 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 
 from ..alerts.actions import AlertAction
-from ..alerts.view import AlertView
+from ..alerts.view import DROPPED, AlertView
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sinks.kafka import RecordSink
 from ..sinks.reader import SeriesReader
 from .gateway import bearer_ok
+from .guard import PAGE_HEADERS, refusal
 
 SEVERITY_RANK = {"critical": 0, "urgent": 1, "warning": 2, "info": 3}
 SSE_KEEPALIVE_S = 15
@@ -84,6 +85,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     except TimeoutError:
                         await response.write(b": keep-alive\n\n")
                         continue
+                    if event is DROPPED:  # fell behind: end the stream, the page reloads
+                        await response.write(b"event: reload\ndata: {}\n\n")
+                        break
                     await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
             except (ConnectionResetError, asyncio.CancelledError):
                 pass
@@ -94,6 +98,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     async def act(self: View, request: Request, alert_id: str, action: str) -> Response:
         if not token_ok(request):
             return self.json({"error": "unauthorized"}, status=401)
+        raw = await request.read()
+        refused = refusal(request, settings.web, has_body=bool(raw.strip()))
+        if refused is not None:
+            return self.json({"error": "refused", "detail": refused[1]}, status=refused[0])
         event = view.get(alert_id)
         if event is None:
             return self.json(
@@ -104,7 +112,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 {"error": "resolved", "detail": f"alert {alert_id} is already resolved"},
                 status=409,
             )
-        raw = await request.read()
         try:
             body = orjson.loads(raw) if raw.strip() else {}
             command = AlertAction(
@@ -159,4 +166,4 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.page("/ui")
     class CareTeamPage(View):
         async def get(self, request: Request) -> Response:
-            return self.html(page)
+            return self.html(page, headers=PAGE_HEADERS)

@@ -12,7 +12,9 @@ A request is decoded exactly as the stream decodes records. If any part is inval
 is published and the answer is 400 naming every problem (a FHIR ``OperationOutcome`` on the
 FHIR routes). Otherwise each observation is published, normalised, to the ingest topic of its
 kind, keyed by patient id, and the answer (2xx) is sent only after the broker acknowledged
-every write. 401 without valid credentials, 413 over the size limit, 415 for other types.
+every write. 401 without valid credentials, 403 for a foreign Host or Origin
+(``streams.agents.guard``), 413 over the size limit, 415 for other types, 503 with
+``Retry-After`` while the broker does not take the writes.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from ..ingest.problems import DecodeResult, Problem, Reason
 from ..runtime import Runtime
 from ..schemas.observation import Format, Kind, Observation
 from ..settings import Settings
+from .guard import refusal
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
 
-JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
 
 #: OperationOutcome issue type per reason (FHIR R4 IssueType value set).
 ISSUE_CODES = {
@@ -62,6 +65,8 @@ class HttpError(Exception):
 
     CODES = {
         401: ("unauthorized", "security"),
+        403: ("forbidden", "forbidden"),
+        503: ("unavailable", "transient"),
         413: ("too_large", "too-long"),
         415: ("unsupported_media_type", "not-supported"),
         400: ("schema", "invalid"),
@@ -84,8 +89,8 @@ class HttpError(Exception):
 
 def bearer_ok(request: Request, token: bytes | None) -> bool:
     """True when no token is configured or the request carries it as a bearer token."""
-    if token is None:
-        return True
+    if not token:  # settings refuse an empty token; never read one as "no auth" here
+        return token is None
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token)
 
@@ -134,6 +139,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         if not bearer_ok(request, token):
             raise HttpError(401, "missing or invalid bearer token")
 
+    def check_front_door(request: Request) -> None:
+        refused = refusal(request, settings.web, has_body=True)
+        if refused is not None:
+            raise HttpError(*refused)
+
     def nightscout_patient(request: Request) -> str:
         given = request.headers.get("api-secret", "").strip().lower()
         for digest, patient in nightscout.items():
@@ -148,9 +158,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         raise HttpError(401, "api-secret is not the SHA-1 of a known Nightscout secret")
 
     async def read_body(request: Request) -> bytes:
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type not in JSON_TYPES:
-            raise HttpError(415, f"Content-Type must be one of {', '.join(sorted(JSON_TYPES))}")
         limit = limits.max_record_bytes
         http: Any = request  # aiohttp.web.Request under Faust's aiohttp driver
         if http.content_length is not None and http.content_length > limit:
@@ -174,6 +181,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     ) -> Response:
         runtime.ingest.http_requests += 1
         try:
+            check_front_door(request)
             patient = nightscout_patient(request) if nightscout_auth else None
             if not nightscout_auth:
                 check_bearer(request)
@@ -197,7 +205,19 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 else 400
             )
             return _error(view, status, result.problems, fhir)
-        await publish(result.observations)
+        try:
+            await asyncio.wait_for(publish(result.observations), settings.web.publish_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the broker did not take it: say so, retry
+            runtime.ingest.http_unavailable += 1
+            log.warning("gateway could not publish (%s): 503", type(exc).__name__)
+            return view.bytes(
+                orjson.dumps(
+                    HttpError(503, "the broker is not taking writes; retry later").body(fhir)
+                ),
+                status=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+                content_type="application/fhir+json" if fhir else "application/json",
+            )
         body = {
             "accepted": len(result.observations),
             "event_ids": [o.event_id for o in result.observations],

@@ -1,20 +1,59 @@
-"""Liveness and readiness endpoints on the worker's web server (probes for k8s and the stack)."""
+"""Liveness and readiness endpoints on the worker's web server (probes for k8s and the stack).
+
+``/ready`` is true only when the worker is assigned and recovered *and* monitoring works
+(``streams.monitoring``): broker reachable, database taking writes, the stream making
+progress. A probe every ``HEALTH_INTERVAL_S`` updates that state and publishes the
+``monitoring_degraded`` alert event when problems last ``stream.degraded_after_s``.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import asdict
 from typing import Any, cast
 
 import faust
+import orjson
 from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 
 from ..runtime import Runtime
 from ..settings import Settings
+from ..sinks.kafka import RecordSink
+from .metrics import consumer_lag
+
+log = logging.getLogger(__name__)
+HEALTH_INTERVAL_S = 2.0
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    """Add ``GET /health`` (alive), ``GET /ready`` (assigned, recovered), ``GET /stats``."""
+    """Add ``GET /health`` (alive), ``GET /ready`` (assigned, recovered, working), ``/stats``."""
+    monitor = runtime.monitor
+    records = RecordSink(settings.kafka)
+    app.service(records)  # type: ignore[arg-type]
+    stall_s = settings.stream.degraded_after_s
+
+    @app.timer(interval=HEALTH_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def probe() -> None:
+        """Broker reachable? Lag of the patient topics; the monitoring_degraded event."""
+        if await records.reachable(HEALTH_INTERVAL_S):
+            if monitor.broker_down_since is not None:
+                log.warning("broker reachable again")
+            monitor.broker_down_since = None
+        elif monitor.broker_down_since is None:
+            monitor.broker_down_since = time.monotonic()
+            log.error("broker unreachable: alarms cannot be published until it returns")
+        lag = consumer_lag(app, settings.topics.patient_stream)
+        monitor.lag = int(sum(value for _, value in lag))
+        problems = monitor.problems(stall_s)
+        event = monitor.transition(
+            problems, settings.stream.degraded_after_s, settings.worker.app_id, time.time()
+        )
+        if event is not None:
+            log.error("monitoring %s: %s", event["transition"], "; ".join(problems) or "ok")
+            if monitor.broker_down_since is None:
+                await records.send(settings.topics.alerts, b"*", orjson.dumps(event))
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
@@ -32,10 +71,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
         recovered = cast(TableManager, app.tables).recovery.completed.is_set()
+        problems = monitor.problems(stall_s)
         body: dict[str, Any] = {
-            "ready": bool(recovered and not app.rebalancing),
+            "ready": bool(recovered and not app.rebalancing and not problems),
             "rebalancing": bool(app.rebalancing),
             "recovered": bool(recovered),
             "assigned_partitions": len(app.assignor.assigned_actives()),
+            "problems": problems,
         }
         return web.json(body, status=200 if body["ready"] else 503)

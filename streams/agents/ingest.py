@@ -5,12 +5,18 @@ each fetched batch (up to ``ingest.batch_size`` records) as one list. Per batch:
 every record (dead-lettering what fails: each record
 yields observations or a dead-letter record, never neither); group observations by patient;
 load each patient's window once, apply, score, derive alerts, serialise the new windows.
-Then, while the next batch is computed (batches are stored in order, one at a time): write
-all points to the time-series server and send risk, alert and dead-letter records; only
-when the server accepted the points and the broker every record, store the new windows (one
-table write per patient per batch), wait for their changelog records and acknowledge the
-batch's records, whose offsets Faust then commits. A crash before that replays the batch:
-points are idempotent and alert ids stable.
+Risk, alert and dead-letter records are sent as the batch is computed. Then, while later
+batches are computed (batches are stored in order, each after the one before, up to
+``ingest.max_unstored_points`` / ``max_unstored_batches`` of them in flight): once the broker
+acknowledged every record, write all points to the time-series server; only when it
+accepted them, store the new windows (one table write per patient per batch), wait for
+their changelog records and acknowledge the batch's records, whose offsets Faust then
+commits. A crash before that replays the batch from the windows stored before it: points
+are idempotent and alert ids stable. So a database outage delays the series and the
+commits, never the alarms (until the bound is reached: then the stream waits).
+
+A record or a patient state that makes processing fail is contained to that patient
+(``streams.containment``): dead-lettered or quarantined, never a stopped worker.
 
 An observation whose patient hashes to another partition than the record's (a Bundle with
 several patients, a mis-keyed record) is republished keyed by its patient, so each
@@ -26,6 +32,7 @@ exactly-stored way as observations do.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 import logging
@@ -147,7 +154,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     # windows computed by a batch whose effects are still being stored:
     # key -> (batch, window, the window's bytes as that batch stores them)
     unstored: dict[bytes, tuple[int, PatientWindow, bytes]] = {}
-    storing: asyncio.Future[None] | None = None  # the batch being stored
+    storing: asyncio.Future[None] | None = None  # the newest batch being stored
+    inflight: collections.deque[tuple[asyncio.Future[None], int]] = collections.deque()
+    monitor = runtime.monitor
+    monitor.sink = sink
     batch_numbers = itertools.count()
 
     async def process_batch(messages: Sequence[Message]) -> None:
@@ -382,14 +392,24 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         sequence = next(batch_numbers)
         for key, (_, window) in current.items():
             unstored[key] = (sequence, window, states[key][1])
-        # batches are stored in order: the next one is computed while this one is stored
+        # batches are stored in order, each after the one before; the next one is computed
+        # (and its alarms sent) meanwhile, so a database outage delays series, not alarms
         previous, storing = storing, None
-        if previous is not None:
-            await previous
-        storing = asyncio.ensure_future(store(sequence, lines, pending, states, messages))
+        storing = asyncio.ensure_future(store(previous, sequence, lines, pending, states, messages))
         storing.add_done_callback(crash_on_failure)
+        inflight.append((storing, len(lines)))
+        monitor.unstored_points += len(lines)
+        while inflight and inflight[0][0].done():
+            inflight.popleft()
+        # bounded: beyond this much unstored work the stream waits (backpressure)
+        while inflight and (
+            monitor.unstored_points > settings.ingest.max_unstored_points
+            or len(inflight) > settings.ingest.max_unstored_batches
+        ):
+            await inflight.popleft()[0]
 
     async def store(
+        previous: asyncio.Future[None] | None,
         sequence: int,
         lines: list[str],
         pending: list[Awaitable[object]],
@@ -397,8 +417,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         messages: Sequence[Message],
     ) -> None:
         """Write a computed batch's effects; acknowledge its records only when all are safe."""
-        # accepted by the time-series server and every record acknowledged by the broker
-        await asyncio.gather(sink.write(lines), *pending)
+        # every record (alarms, risk, dead letters) acknowledged by the broker
+        await asyncio.gather(*pending)
+        if previous is not None:
+            await previous  # in order: state and offsets never overtake an earlier batch
+        # accepted by the time-series server (retried through outages)
+        await sink.write(lines)
         # only then the new state. Not through ``windows[key] = ...``: that queues the
         # changelog record without a way to wait for it, and Faust commits offsets without
         # waiting for those (``producer.flush()`` gives up on a queue that drains slower than
@@ -412,6 +436,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             changelog.append(windows.send_changelog(event.message.partition, key, state))
         await asyncio.gather(*changelog)
         acknowledge(app.consumer, messages)
+        monitor.stored(len(lines))
         for key in states:
             if unstored.get(key, (None,))[0] == sequence:
                 del unstored[key]

@@ -45,17 +45,21 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def consumer_lag(app: faust.App) -> list[tuple[dict[str, Any], float]]:
-    """highwater - next offset to read, per partition this worker owns (best effort)."""
+def consumer_lag(app: faust.App, topics: Iterable[str]) -> list[tuple[dict[str, Any], float]]:
+    """highwater - next offset to read, per owned partition of ``topics`` (the patient
+    stream's: changelogs are not lag) that has been read from (best effort)."""
     samples: list[tuple[dict[str, Any], float]] = []
+    wanted = frozenset(topics)
     try:
         consumer = app.consumer
         for tp in sorted(app.assignor.assigned_actives()):
+            if tp.topic not in wanted:
+                continue
             read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]  # no public copy
             highwater = consumer.highwater(tp)
-            if highwater is None:
+            if highwater is None or read is None:  # not read yet: no position to measure
                 continue
-            position = (read + 1) if read is not None else 0
+            position = read + 1
             labels = {"topic": tp.topic, "partition": tp.partition}
             samples.append((labels, max(0, highwater - position)))
     except Exception:  # noqa: BLE001 - metrics never break the worker
@@ -65,6 +69,8 @@ def consumer_lag(app: faust.App) -> list[tuple[dict[str, Any], float]]:
 
 def render(app: faust.App, runtime: Runtime) -> str:
     stats = runtime.ingest
+    monitor = runtime.monitor
+    sink = monitor.sink
     out = Exposition()
     out.metric("records_total", "counter", "Ingest records consumed.", [({}, stats.records)])
     out.metric("observations_total", "counter", "Observations decoded.", [({}, stats.observations)])
@@ -102,7 +108,47 @@ def render(app: faust.App, runtime: Runtime) -> str:
     )
     out.metric("ticks_total", "counter", "Clock ticks processed.", [({}, stats.ticks)])
     out.metric(
-        "consumer_lag", "gauge", "Records not yet read, per owned partition.", consumer_lag(app)
+        "consumer_lag",
+        "gauge",
+        "Records not yet read, per owned partition of the patient topics.",
+        consumer_lag(app, runtime.settings.topics.patient_stream),
+    )
+    out.metric(
+        "processing_errors_total",
+        "counter",
+        "Records or actions whose application failed (dead-lettered, worker kept running).",
+        [({}, stats.processing_errors)],
+    )
+    out.metric(
+        "quarantined_states_total",
+        "counter",
+        "Patient states that could not be used (dead-lettered, reset, monitoring_fault).",
+        [({}, stats.quarantined)],
+    )
+    out.metric(
+        "http_unavailable_total",
+        "counter",
+        "Gateway requests answered 503 (the broker took no write).",
+        [({}, stats.http_unavailable)],
+    )
+    out.metric(
+        "sink_write_failures_total",
+        "counter",
+        "Failed time-series writes (each retried).",
+        [({}, sink.write_failures if sink is not None else 0)],
+    )
+    out.metric(
+        "sink_unstored_points",
+        "gauge",
+        "Points computed but not yet accepted by the time-series database.",
+        [({}, monitor.unstored_points)],
+    )
+    problems = monitor.problems(runtime.settings.stream.degraded_after_s)
+    out.metric(
+        "monitoring_degraded",
+        "gauge",
+        "1 while monitoring is degraded (see /ready for the problems).",
+        [({}, 1 if problems else 0)],
     )
     if runtime.scoring is not None:
         batches = runtime.scoring.batcher.stats

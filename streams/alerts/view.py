@@ -23,6 +23,9 @@ from ..settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 RESOLVED_MEMORY = 100_000
+#: Put in a stalled subscriber's queue when it is dropped: its stream ends, the page
+#: reconnects and reloads the open alarms instead of showing "live" without new ones.
+DROPPED: dict[str, Any] = {"dropped": True}
 
 
 class AlertView(Service):
@@ -50,6 +53,9 @@ class AlertView(Service):
         for queue in list(self.subscribers):
             if queue.full():  # a stalled page: drop it, it reconnects and reloads
                 self.subscribers.discard(queue)
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(DROPPED)
             else:
                 queue.put_nowait(event)
 

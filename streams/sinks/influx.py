@@ -2,14 +2,16 @@
 
 ``write`` returns only once the server accepted the lines. The agent awaits it before the
 batch's offsets are acknowledged, so no offset is committed before its points were
-accepted. During an outage ``write`` retries with capped exponential backoff and the agent
-stops pulling records: consumption pauses (backpressure) and nothing is dropped.
+accepted. During an outage ``write`` retries with capped exponential backoff (logging the
+outage once, not per retry); later batches are computed and their alarms sent meanwhile, up
+to the stream's bound of unstored work, and nothing is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -39,6 +41,7 @@ class InfluxSink(Service):
         self.points_written = 0
         self.write_failures = 0
         self.blocked = False  # True while an outage holds the stream back
+        self.blocked_since: float | None = None  # monotonic time the outage began
         self._client: InfluxDBClientAsync | None = None
 
     async def on_start(self) -> None:
@@ -77,19 +80,21 @@ class InfluxSink(Service):
             except Exception as exc:  # noqa: BLE001 - any failure: hold the batch and retry
                 attempt += 1
                 self.write_failures += 1
+                if not self.blocked:  # once per outage, not per retry
+                    self.blocked_since = time.monotonic()
+                    log.error(
+                        "InfluxDB write of %d points failed (%s); retrying every <= %.0f s, "
+                        "series and commits wait, alarms still flow",
+                        len(lines),
+                        type(exc).__name__,
+                        self.retry_max_s,
+                    )
                 self.blocked = True
-                log.warning(
-                    "InfluxDB write of %d points failed (%s); retry %d in %.1f s, stream paused",
-                    len(lines),
-                    type(exc).__name__,
-                    attempt,
-                    delay,
-                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             if self.blocked:
-                log.info("InfluxDB accepts writes again after %d failed attempts", attempt)
-            self.blocked = False
+                log.warning("InfluxDB accepts writes again after %d failed attempts", attempt)
+            self.blocked, self.blocked_since = False, None
             self.points_written += len(lines)
             return

@@ -15,9 +15,10 @@ behind the newest event time of its own signal is inserted in order; an older on
 still written to InfluxDB and counted in ``late``. Lateness is per signal, not per patient:
 a backlog in which one topic runs hours ahead of another (a burst, a consumer catching up)
 delays nothing into lateness, and each signal's buffer is pruned against its own newest
-reading. The watermark (the newest event time of any signal) is the patient's clock. A duplicate — the same signal (code) at
-the same event time, which a resent ``event_id`` always is — changes nothing; so the window
-after any arrival order of the same events (within the lateness) is the same.
+reading. The watermark (the newest event time of any signal) is the patient's clock. A
+duplicate — the same signal (code) at the same event time, which a resent ``event_id``
+always is — changes nothing; so the window after any arrival order of the same events
+(within the lateness) is the same.
 
 Serialised with msgpack, times as second offsets from the watermark and values as
 float32 arrays: a few kB for a patient with a day of 5-minute vitals.
