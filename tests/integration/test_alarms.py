@@ -20,7 +20,7 @@ from stream_helpers import produce, read_topic, send_raw
 
 from streams.settings import Settings
 
-TOKEN = "care-team-secret"
+TOKEN = "care-team-secret-of-at-least-32-chars"
 BROWSER = Path(__file__).parents[1] / "browser"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 
@@ -53,7 +53,10 @@ def call(
         f"{worker.url}{path}",
         method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}"} if token else {},
+        headers={
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+            **({"Content-Type": "application/json"} if body is not None else {}),
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:

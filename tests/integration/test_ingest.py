@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.broker import client_options
 from streams.settings import Settings
 
-TOKEN = "integration-token"
+TOKEN = "integration-token-of-at-least-32-chars"
 NS_SECRET = "integration-nightscout-secret"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"

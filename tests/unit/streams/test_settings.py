@@ -72,7 +72,7 @@ def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("BEDSIDE_KAFKA__SASL_USERNAME", "bedside")
     monkeypatch.setenv("BEDSIDE_KAFKA__SASL_PASSWORD", "kafka-hunter2")
     monkeypatch.setenv("BEDSIDE_INFLUX__TOKEN", "influx-hunter2")
-    monkeypatch.setenv("BEDSIDE_WEB__TOKEN", "web-hunter2")
+    monkeypatch.setenv("BEDSIDE_WEB__TOKEN", "web-hunter2-" + "k" * 32)
     settings = get_settings()
     for text in (repr(settings), str(settings), settings.model_dump_json()):
         assert "hunter2" not in text
@@ -82,7 +82,11 @@ def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_sasl_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BEDSIDE_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
-    with pytest.raises(ValidationError, match="sasl_username and sasl_password"):
+    with pytest.raises(ValidationError, match="needs sasl_username and a real sasl_password"):
+        get_settings()
+    monkeypatch.setenv("BEDSIDE_KAFKA__SASL_USERNAME", "bedside")
+    monkeypatch.setenv("BEDSIDE_KAFKA__SASL_PASSWORD", "change-me")
+    with pytest.raises(ValidationError, match="not a placeholder"):
         get_settings()
 
 
@@ -97,8 +101,39 @@ def test_web_beyond_loopback_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("BEDSIDE_WEB__HOST", "0.0.0.0")
     with pytest.raises(ValidationError, match="BEDSIDE_WEB__TOKEN"):
         get_settings()
-    monkeypatch.setenv("BEDSIDE_WEB__TOKEN", "s3cret")
+    monkeypatch.setenv("BEDSIDE_WEB__TOKEN", "s3cret-" + "x7" * 16)
     assert not get_settings().web.is_loopback
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("s3cret", "shorter than 32"),
+        ("change-me-please", "placeholder"),
+        ("replace-me", "placeholder"),
+        ("please-change-me-" + "0" * 20, "placeholder"),
+        ("." * 40, "placeholder"),
+    ],
+)
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_empty_short_or_placeholder_web_tokens_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, token: str, why: str, host: str
+) -> None:
+    # an empty token once served every endpoint without authentication beyond loopback
+    monkeypatch.setenv("BEDSIDE_WEB__HOST", host)
+    monkeypatch.setenv("BEDSIDE_WEB__TOKEN", token)
+    with pytest.raises(ValidationError, match=why):
+        get_settings()
+
+
+def test_nightscout_secrets_must_be_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BEDSIDE_WEB__NIGHTSCOUT_SECRETS", '{"p-1": "short"}')
+    with pytest.raises(ValidationError, match="shorter than 12"):
+        get_settings()
+    monkeypatch.setenv("BEDSIDE_WEB__NIGHTSCOUT_SECRETS", '{"p-1": "a-long-enough-secret"}')
+    assert get_settings().web.nightscout_secrets["p-1"].get_secret_value()
 
 
 def test_unknown_variables_in_a_section_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,3 +36,26 @@ def test_dead_letter_carries_original_bytes_and_coordinates(decode: Decode) -> N
     assert letter.reason is Reason.TIME and "effective_at" in letter.message
     assert base64.b64decode(letter.key_b64 or "") == b"syn-1"
     assert letter.accepted_observations == 0
+
+
+def test_a_dead_letter_never_exceeds_the_producer_limit(decode: Decode) -> None:
+    # an 800 KB malformed record once made a dead letter over 1 MiB: the worker died in a loop
+    raw = b'{"patient_id": "' + b"x" * 800_000 + b'"'
+    result = decode(raw)
+    letter = DeadLetter.build(
+        result, raw, topic="bedside.labs", partition=0, offset=7, key=b"k" * 5000, received_at=NOW
+    )
+    encoded = letter.model_dump_json().encode()
+    assert len(encoded) < 512 * 1024
+    assert letter.original_truncated and letter.original_bytes == len(raw)
+    assert letter.original_sha256 == __import__("hashlib").sha256(raw).hexdigest()
+    assert raw.startswith(base64.b64decode(letter.original_b64))
+
+
+def test_a_small_dead_letter_is_complete(decode: Decode) -> None:
+    raw = b"not json"
+    letter = DeadLetter.build(
+        decode(raw), raw, topic="t", partition=0, offset=0, key=None, received_at=NOW
+    )
+    assert not letter.original_truncated and base64.b64decode(letter.original_b64) == raw
+    assert letter.problems_total == len(letter.problems) == 1

@@ -73,6 +73,41 @@ def test_late_events_are_counted_not_inserted() -> None:
     ]
 
 
+def test_lateness_is_per_signal_not_across_topics() -> None:
+    # a backlog where the vitals topic runs 3 h ahead of the glucose topic (a burst): the
+    # glucose readings are in order for their own signal and must not be classed late
+    window = apply_all([obs("8867-4", 180 + i, 80) for i in range(0, 60, 5)])
+    outcomes = [
+        window.apply(
+            obs("99504-3", i, 100 + i, Kind.GLUCOSE),
+            allowed_lateness_ms=LATENESS,
+            max_vital_samples=288,
+        )
+        for i in range(0, 60, 5)
+    ]
+    assert set(outcomes) == {Applied.INSERTED} and window.late == 0
+    assert len(window.cgm_series()) == 12
+    # ... and a glucose reading 2 h behind the newest glucose reading still is
+    late = window.apply(
+        obs("99504-3", -70, 90, Kind.GLUCOSE), allowed_lateness_ms=LATENESS, max_vital_samples=288
+    )
+    assert late is Applied.LATE
+
+
+def test_a_signal_further_behind_than_the_lateness_is_pruned() -> None:
+    window = apply_all([obs("99504-3", i, 100, Kind.GLUCOSE) for i in range(0, 30, 5)])
+    window.apply(obs("8867-4", 10 * 60, 80), allowed_lateness_ms=LATENESS, max_vital_samples=288)
+    assert not window.cgm_series()  # 4 h of CGM + 2 h lateness behind the patient's clock
+
+
+def test_the_whole_accepted_time_range_round_trips() -> None:
+    # event times from 2000 to now + 5 min (the decoders' bounds) in one window
+    first = observation("syn-w1", Kind.LAB, "4548-4", 0, 6.5, t0=T0.replace(year=2000))
+    window = apply_all([first, obs("8867-4", 0, 70)])
+    again = PatientWindow.from_bytes(window.to_bytes())
+    assert again.labs == window.labs and again.vitals == window.vitals
+
+
 def test_cgm_grid_keeps_four_hours_and_the_latest_reading_per_slot() -> None:
     readings = [obs("99504-3", i, 100 + i, Kind.GLUCOSE) for i in range(0, 6 * 60)]
     window = apply_all(readings)
