@@ -81,6 +81,7 @@ def create_app(
         chosen = resolve_profile(settings.kafka)
     app = faust.App(settings.worker.app_id, **faust_options(settings, chosen))
     runtime = runtime or Runtime(settings)
+    runtime.profile = chosen
     for module_name in agent_modules:
         importlib.import_module(module_name).register(app, settings, runtime)
     log.info("app %s built with the %s broker profile", settings.worker.app_id, chosen.value)
@@ -95,7 +96,12 @@ def run_worker(app: faust.App, loglevel: str, *, debug_libraries: bool = False) 
     (~5 % of the patient stream's CPU when measured)."""
     from faust.worker import Worker
 
+    class BedsideWorker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            logsafe.limit_repeats(logger.handlers)
+
     logsafe.install(loglevel, debug_libraries=debug_libraries)
-    worker = Worker(app, loglevel=loglevel, quiet=True)
+    worker = BedsideWorker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None
     worker.execute_from_commandline()

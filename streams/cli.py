@@ -8,6 +8,7 @@ package never imports them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -108,17 +109,35 @@ def main() -> None:
 def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
     from .app import create_app, run_worker
-    from .broker import BrokerUnavailableError
+    from .broker import (
+        BrokerUnavailableError,
+        TopicMismatchError,
+        ensure_bedside_topics,
+        resolve_profile,
+    )
     from .consumer import IncompatibleConsumerError
     from .embedded import IncompatibleFaustError
     from .patients import PatientSettingsError
     from .scoring.onnx import ModelError
+    from .settings import BrokerProfile
 
     settings = settings_from_options(**options)
     logging.basicConfig(level=settings.worker.log_level.upper())
     try:
-        app = create_app(settings)
+        profile = settings.kafka.profile
+        if profile is BrokerProfile.AUTO:
+            profile = resolve_profile(settings.kafka)
+        if profile is BrokerProfile.EMBEDDED:
+            # the embedded broker keeps nothing across a restart, and Faust needs its source
+            # topics before it starts: (re)create them
+            created = asyncio.run(ensure_bedside_topics(settings.kafka, settings.topics))
+            if created:
+                logging.getLogger(__name__).warning(
+                    "embedded broker: created %d missing Bedside topics", len(created)
+                )
+        app = create_app(settings, profile=profile)
     except (
+        TopicMismatchError,
         BrokerUnavailableError,
         PatientSettingsError,
         ModelError,

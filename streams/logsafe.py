@@ -1,19 +1,24 @@
 """Log lines an attacker cannot forge and that never carry payloads.
 
-- Every log record's message and string arguments have control characters escaped
-  (``\\n`` becomes ``\\x0a``): an alert id or patient id with a newline cannot start a line of
-  its own that reads like a CRITICAL record.
+- Every log record's string arguments have control characters escaped (``\\n`` becomes
+  ``\\x0a``): an alert id or patient id with a newline cannot start a line of its own that
+  reads like a CRITICAL record.
 - Faust, mode and aiokafka log whole records at DEBUG; their loggers are capped at INFO
   unless ``worker.debug_libraries`` is set.
+- Their warnings and errors are rate limited per message: a broker outage logs each kind
+  of failure once per ``REPEAT_S`` with the count of the ones left out, not thousands of
+  lines a minute.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
-LIBRARY_LOGGERS = ("faust", "mode", "aiokafka", "kafka", "rocksdict")
+LIBRARY_LOGGERS = ("faust", "mode", "aiokafka", "kafka", "rocksdict", "asyncio")
+REPEAT_S = 60.0
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -26,6 +31,39 @@ def _escaped(value: Any) -> Any:
     return printable(value) if isinstance(value, str) else value
 
 
+class RepeatLimit(logging.Filter):
+    """Lets a library's warning or error through once per ``every_s`` per message template
+    (the rest are counted and the count is told with the next one let through)."""
+
+    def __init__(self, every_s: float = REPEAT_S) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(LIBRARY_LOGGERS):
+            return True
+        key = (record.name, record.levelno, str(record.msg)[:200])
+        now = time.monotonic()
+        last, suppressed = self._seen.get(key, (float("-inf"), 0))
+        if now - last < self.every_s:
+            self._seen[key] = (last, suppressed + 1)
+            return False
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if suppressed:
+            record.msg = f"{record.msg} [{suppressed} like this in the last {self.every_s:.0f} s]"
+        return True
+
+
+def limit_repeats(handlers: list[logging.Handler]) -> None:
+    """Install one :class:`RepeatLimit` on each handler (idempotent)."""
+    for handler in handlers:
+        if not any(isinstance(f, RepeatLimit) for f in handler.filters):
+            handler.addFilter(RepeatLimit())
+
+
 def install(level: str, *, debug_libraries: bool = False) -> None:
     """Escape control characters in every record; cap the libraries' loggers at INFO."""
     previous = logging.getLogRecordFactory()
@@ -33,7 +71,7 @@ def install(level: str, *, debug_libraries: bool = False) -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            record.msg = _escaped(record.msg)
+            # arguments only: messages are ours or a library's (Faust's tables span lines)
             if isinstance(record.args, tuple):
                 record.args = tuple(_escaped(a) for a in record.args)
             return record

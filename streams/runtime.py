@@ -9,7 +9,7 @@ from typing import Any
 
 from .alerts.quality import QualityStats
 from .monitoring import Monitor
-from .settings import Settings
+from .settings import BrokerProfile, Settings
 from .windows.patient import Applied
 
 
@@ -42,6 +42,7 @@ class IngestStats:
 @dataclass
 class Runtime:
     settings: Settings
+    profile: BrokerProfile = BrokerProfile.KAFKA  # the resolved broker profile
     ingest: IngestStats = field(default_factory=IngestStats)
     windows: Any = None  # the worker's patient-window table, once registered
     scoring: Any = None  # the worker's ModelScoring, once registered

@@ -9,6 +9,9 @@ progress. A probe every ``HEALTH_INTERVAL_S`` updates that state and publishes t
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import sys
 import time
 from dataclasses import asdict
 from typing import Any, cast
@@ -19,12 +22,29 @@ from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 
 from ..runtime import Runtime
-from ..settings import Settings
+from ..settings import BrokerProfile, Settings
 from ..sinks.kafka import RecordSink
 from .metrics import consumer_lag
 
 log = logging.getLogger(__name__)
 HEALTH_INTERVAL_S = 2.0
+
+
+def restart_clean(app: faust.App) -> None:
+    """The embedded broker came back empty (memory only): start this process over, clean.
+
+    Its topics, offsets and the tables' changelogs are gone, so nothing the worker holds
+    can be made durable again; the same process is re-executed with its local tables
+    removed, and Bedside's topics are created again at start."""
+    log.critical(
+        "the embedded broker restarted and forgot every topic, offset and changelog: this "
+        "worker restarts clean (tables emptied, topics re-created; alarm states and windows "
+        "from before are gone)"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    shutil.rmtree(app.conf.tabledir, ignore_errors=True)
+    os.execv(sys.executable, [sys.executable, *sys.argv])  # noqa: S606 - ourselves, again
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
@@ -37,10 +57,18 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.timer(interval=HEALTH_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def probe() -> None:
         """Broker reachable? Lag of the patient topics; the monitoring_degraded event."""
-        if await records.reachable(HEALTH_INTERVAL_S):
+        present = await records.topics(HEALTH_INTERVAL_S)
+        if present is not None:
             if monitor.broker_down_since is not None:
                 log.warning("broker reachable again")
             monitor.broker_down_since = None
+            if (
+                runtime.profile is BrokerProfile.EMBEDDED
+                and cast(TableManager, app.tables).recovery.completed.is_set()
+                and runtime.windows is not None
+                and runtime.windows.changelog_topic.get_topic_name() not in present
+            ):
+                restart_clean(app)
         elif monitor.broker_down_since is None:
             monitor.broker_down_since = time.monotonic()
             log.error("broker unreachable: alarms cannot be published until it returns")

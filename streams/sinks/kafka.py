@@ -37,15 +37,15 @@ class RecordSink(Service):
             await self._producer.stop()
             self._producer = None
 
-    async def reachable(self, timeout_s: float) -> bool:
-        """True when a broker answers a metadata request within ``timeout_s``."""
+    async def topics(self, timeout_s: float) -> set[str] | None:
+        """The broker's topics, or None when no broker answers within ``timeout_s``."""
         if self._producer is None:
-            return False
+            return None
         try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout_s)
+            metadata = await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout_s)
         except Exception:  # noqa: BLE001 - any failure means "not reachable"
-            return False
-        return True
+            return None
+        return set(metadata.topics())
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None

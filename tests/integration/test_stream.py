@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import time
@@ -189,8 +190,19 @@ def test_restart_recovers_windows_exactly(
     assert after == before
 
 
-def test_database_outage_of_60_s_loses_nothing(
-    worker: Any,
+def ready(worker: Any) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{worker.url}/ready", timeout=5) as response:
+            return response.status, dict(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(json.loads(exc.read()))
+
+
+OUTAGE_S = float(os.environ.get("BEDSIDE_TEST_OUTAGE_S", "60"))
+
+
+def test_database_outage_alarms_flow_ready_tells_the_truth_series_catch_up(
+    spawn_worker: Callable[..., Any],
     stack_settings: Settings,
     stack_env_vars: dict[str, str],
     local_stack: LocalStack,
@@ -198,14 +210,48 @@ def test_database_outage_of_60_s_loses_nothing(
     read_series: Callable[..., list[dict[str, Any]]],
 ) -> None:
     run = uuid.uuid4().hex[:6]
+    app_id = f"outage-{run}"
+    worker = spawn_worker(
+        BEDSIDE_WORKER__APP_ID=app_id, BEDSIDE_STREAM__DEGRADED_AFTER_S="5", **RULES_ONLY
+    )
+    worker.wait_ready()
     patients = [f"outage-{run}-{i}" for i in range(10)]
     records = [r for i, p in enumerate(patients) for r in day_of(p, random.Random(i), 60)]
+    expected = expected_alerts(records)
     assert local_stack._stop("tsdb")
+    started = time.monotonic()
     try:
         asyncio.run(produce(stack_settings, records))
-        time.sleep(60)
+        # alarms reach the alerts topic while the database is down (they once waited for it)
+        alerts = asyncio.run(
+            read_topic(
+                stack_settings,
+                stack_settings.topics.alerts,
+                set(patients),
+                lambda f: expected <= {e["alert_id"] for es in f.values() for e in es},
+                timeout=30,
+            )
+        )
+        assert expected and expected <= {e["alert_id"] for es in alerts.values() for e in es}
+        status, body = ready(worker)
+        assert status == 503 and any("database" in p for p in body["problems"]), body
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
         worker.assert_alive()
-        assert "stream paused" in worker.log.read_text()
+        degraded = asyncio.run(
+            read_topic(
+                stack_settings,
+                stack_settings.topics.alerts,
+                {"*"},
+                lambda f: any(e["state"] == "open" and e["worker"] == app_id for e in f["*"]),
+                timeout=20,
+            )
+        )["*"]
+        assert any(
+            e["kind"] == "monitoring_degraded" and "database" in e["reason"] for e in degraded
+        )
+        log = worker.log.read_text()
+        assert "series and commits wait, alarms still flow" in log
+        assert log.count("InfluxDB write of") == 1  # said once, not once per retry
     finally:
         run_bedside("stack", "up", env=stack_env_vars)  # restarts only the database
     wait_windows(worker, {p: 24 for p in patients}, timeout=120)
@@ -213,6 +259,20 @@ def test_database_outage_of_60_s_loses_nothing(
         [cgm] = read_series(f'glucose_value{{patient_id="{p}"}}', 1, timeout=60)
         [hr] = read_series(f'vitals_value{{patient_id="{p}"}}', 1, timeout=60)
         assert len(cgm["values"]) == 12 and len(hr["values"]) == 12
+    deadline = time.monotonic() + 30
+    while ready(worker)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ready(worker)[0] == 200
+    resolved = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            {"*"},
+            lambda f: any(e["state"] == "resolved" and e["worker"] == app_id for e in f["*"]),
+            timeout=20,
+        )
+    )["*"]
+    assert any(e["state"] == "resolved" for e in resolved if e["worker"] == app_id)
 
 
 def test_two_workers_one_killed_nothing_lost_alerts_at_least_once(
