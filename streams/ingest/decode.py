@@ -19,6 +19,26 @@ from .problems import DecodeResult, Reason
 log = logging.getLogger(__name__)
 
 
+#: FHIR documents nested deeper than this are refused (``schema``): real Observations and
+#: Bundles are ~10 levels deep, and a recursive extension 400 deep exhausted the validator.
+MAX_FHIR_DEPTH = 64
+MAX_LOGGED_FRAMES = 8
+
+
+def nesting_depth(document: Any, limit: int) -> int:
+    """How deep ``document`` nests (objects and lists), counting no further than ``limit``."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
 @dataclass(frozen=True, slots=True)
 class IngestLimits:
     max_record_bytes: int = 1 << 20
@@ -54,8 +74,8 @@ def decode_record(
     try:
         _decode(raw, received_at, topic_kind, key, limits, nightscout_patient, result)
     except Exception as exc:  # noqa: BLE001 - the record goes to the dead-letter topic
-        # frames only: an exception's message could quote patient values
-        frames = "".join(traceback.format_tb(exc.__traceback__))
+        # frames only (the innermost few): an exception's message could quote patient values
+        frames = "".join(traceback.format_tb(exc.__traceback__)[-MAX_LOGGED_FRAMES:])
         log.error(
             "decoder bug (%s); record dead-lettered for replay\n%s", type(exc).__name__, frames
         )
@@ -89,6 +109,9 @@ def _decode(
             Reason.TOO_MANY_ENTRIES,
             f"list has {len(document)} items; the limit is {limits.max_entries}",
         )
+        return
+    if result.format is Format.FHIR and nesting_depth(document, MAX_FHIR_DEPTH) > MAX_FHIR_DEPTH:
+        result.reject(Reason.SCHEMA, f"document nests deeper than {MAX_FHIR_DEPTH} levels")
         return
     if result.format is Format.FHIR:
         decode_fhir(

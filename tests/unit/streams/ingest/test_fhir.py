@@ -1,6 +1,7 @@
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from streams.ingest.problems import DecodeResult, Reason
@@ -185,3 +186,20 @@ def test_acvpu_as_codeable_concept(decode: Decode, fhir_obs: Make) -> None:
     doc = fhir_obs(code="67775-7", value=None, valueCodeableConcept={"text": "Voice"})
     [obs] = decode(doc).observations
     assert (obs.value, obs.unit) == (2.0, "{score}")
+
+
+@pytest.mark.parametrize("depth", [70, 400, 5000])
+def test_deep_nesting_is_a_schema_problem_not_a_bug(fhir_obs: Make, depth: int) -> None:
+    # a recursive extension 400 deep was reported as `internal` with a 134 KB traceback
+    from streams.ingest.decode import decode_record
+
+    from .conftest import NOW
+
+    inner = '{"url": "http://x", "valueString": "v"}'
+    ext = '{"url": "http://x", "extension": [' * depth + inner + "]}" * depth
+    document = orjson.dumps(fhir_obs(extension=["EXT"])).decode().replace('"EXT"', ext)
+    result = decode_record(document.encode(), received_at=NOW)
+    assert not result.observations
+    # beyond orjson's own depth limit the JSON itself is refused: a clear 400 either way
+    assert [p.reason for p in result.problems] in ([Reason.SCHEMA], [Reason.MALFORMED_JSON])
+    assert Reason.INTERNAL not in [p.reason for p in result.problems]
