@@ -206,6 +206,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             )
             return _error(view, status, result.problems, fhir)
         try:
+            if runtime.monitor.broker_down_since is not None:
+                raise ConnectionError  # known unreachable: do not make the sender wait
             await asyncio.wait_for(publish(result.observations), settings.web.publish_timeout_s)
         except Exception as exc:  # noqa: BLE001 - the broker did not take it: say so, retry
             runtime.ingest.http_unavailable += 1
