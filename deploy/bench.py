@@ -28,7 +28,7 @@ from streams.scoring.features import CONTRACTS
 from streams.scoring.onnx import SHIPPED_MODELS, OnnxModel
 from streams.settings import Settings, get_settings
 
-from .benchkit import measure_latency, p50_p99, produce, records, run_workers
+from .benchkit import burst, measure_latency, p50_p99, produce, records, run_workers
 
 BATCHES = (1, 8, 64, 256, 1024)
 
@@ -140,7 +140,9 @@ def influx_rate(settings: Settings, points: int = 50_000) -> float | None:
         return None
 
 
-def whole(settings: Settings, events: int, patients: int, rate: float) -> dict[str, Any]:
+def whole(
+    settings: Settings, events: int, patients: int, rate: float, burst_events: int = 0
+) -> dict[str, Any]:
     """End-to-end events/s with one and two workers, and latency at ``rate``."""
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
@@ -184,10 +186,25 @@ def whole(settings: Settings, events: int, patients: int, rate: float) -> dict[s
     if measured:
         out["latency_p50_ms"], out["latency_p99_ms"] = p50_p99(measured)
         out["latency_alerts"] = len(measured)
+    if burst_events:
+        prefix = f"bench.{run}.burst."
+        asyncio.run(
+            ensure_bedside_topics(settings.kafka, get_settings(topics={"prefix": prefix}).topics)
+        )
+        env = {
+            **base,
+            "BEDSIDE_TOPICS__PREFIX": prefix,
+            "BEDSIDE_WORKER__APP_ID": f"bench-burst-{run}",
+            "BEDSIDE_WORKER__DATA_DIR": str(work / "burst"),
+            "BEDSIDE_WEB__PORT": "6098",
+        }
+        out.update(burst(settings, bedside, env, 6098, work / "burst.log", patients, burst_events))
     return out
 
 
-def run(events: int, patients: int, rate: float, parts_only: bool) -> dict[str, Any]:
+def run(
+    events: int, patients: int, rate: float, parts_only: bool, burst_events: int = 0
+) -> dict[str, Any]:
     settings = get_settings()
     result: dict[str, Any] = {"bench": "bedside", "decode_records_per_s": decode_rates()}
     result["window_events_per_s"], result["window_bytes_per_patient"] = window_rate(settings)
@@ -199,7 +216,7 @@ def run(events: int, patients: int, rate: float, parts_only: bool) -> dict[str, 
     ]
     if not parts_only:
         result["influx_points_per_s"] = influx_rate(settings)
-        result.update(whole(settings, events, patients, rate))
+        result.update(whole(settings, events, patients, rate, burst_events))
     return result
 
 
@@ -235,8 +252,19 @@ def table(result: dict[str, Any]) -> list[str]:
         ("workers_2_events_per_s", "end to end, 2 workers, events/s"),
         ("latency_p50_ms", "produce -> alert latency p50, ms"),
         ("latency_p99_ms", "produce -> alert latency p99, ms"),
+        ("burst_events_per_s", "burst (topics hours apart), 1 worker, events/s"),
+        ("burst_points_distinct", "burst: points stored (distinct)"),
+        ("burst_late", "burst: observations classed late"),
     ):
         if key in result:
             rows.append((label, f"{result[key]:,.0f}"))
+    if "burst_events" in result:
+        once = result["burst_points_stored"] == result["burst_points_distinct"]
+        rows.append(
+            (
+                f"burst: {result['burst_events']:,} accepted, each stored exactly once",
+                "yes" if once and result["burst_points_stored"] == result["burst_events"] else "NO",
+            )
+        )
     width = max(len(name) for name, _ in rows)
     return [f"{name:<{width}}  {value:>18}" for name, value in rows]

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -221,3 +222,90 @@ def measure_latency(
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def burst_records(
+    run: str, patients: int, per_signal: int, start: datetime
+) -> list[tuple[str, bytes, bytes]]:
+    """CGM and heart rate every 5 min for each patient, the glucose topic's records all
+    before the vitals topic's: a backlog whose topics are hours apart in event time."""
+    out: list[tuple[str, bytes, bytes]] = []
+    for kind, code, unit in (("glucose", "99504-3", "mg/dL"), ("vitals", "8867-4", "/min")):
+        for step in range(per_signal):
+            at = (start + timedelta(minutes=5 * step)).isoformat()
+            for p in range(patients):
+                pid = f"burst-{run}-{p:05d}"
+                value = 110.0 + (step + p) % 40 if kind == "glucose" else 70.0 + p % 20
+                body = {"patient_id": pid, "code": code, "value": value, "unit": unit,
+                        "effective_at": at, "source": "bench"}  # fmt: skip
+                out.append((kind, pid.encode(), orjson.dumps(body)))
+    return out
+
+
+def stored_points(url: str, run: str) -> tuple[int, int]:
+    """(samples, distinct samples) of a burst run's CGM and heart-rate series."""
+    from .tsdb import export_series, force_flush
+
+    force_flush(url)
+    samples = distinct = 0
+    for metric in ("glucose_value", "vitals_value"):
+        for series in export_series(url, f'{metric}{{patient_id=~"burst-{run}-.*"}}'):
+            times = series["timestamps"]
+            samples += len(times)
+            distinct += len(set(times))
+    return samples, distinct
+
+
+def burst(
+    settings: Settings, argv: list[str], env: dict[str, str], port: int, log: Path,
+    patients: int = 1000, events: int = 200_000,
+) -> dict[str, float | int]:  # fmt: skip
+    """A burst of ``events`` over ``patients`` on fresh topics (``env`` names their prefix),
+    one worker: events/s, and whether every accepted observation was stored exactly once and
+    none of the in-order data was classed late."""
+    from streams.settings import get_settings
+
+    run = env["BEDSIDE_TOPICS__PREFIX"].strip(".").replace(".", "-")
+    topics = get_settings(topics={"prefix": env["BEDSIDE_TOPICS__PREFIX"]}).topics
+    per_signal = max(1, events // patients // 2)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5 * per_signal + 60)
+    items = burst_records(run, patients, per_signal, start)
+    asyncio.run(produce(settings, {"glucose": topics.glucose, "vitals": topics.vitals}, items))
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        first_at = first = None
+        deadline = time.monotonic() + 600
+        counts: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                msg = f"burst worker exited: see {log}"
+                raise SystemExit(msg)
+            counts = stats(port)
+            done = counts.get("inserted", 0) + counts.get("late", 0) + counts.get("duplicates", 0)
+            if done and first_at is None:
+                first_at, first = time.perf_counter(), done
+            if done >= len(items):
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - (first_at or time.perf_counter())
+        rate = (len(items) - (first or 0)) / elapsed if elapsed > 0 else float("nan")
+        samples = distinct = 0
+        while time.monotonic() < deadline:  # the last batches' points are being written
+            samples, distinct = stored_points(settings.influx.url, run)
+            if samples >= len(items):
+                break
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    return {
+        "burst_events": len(items),
+        "burst_events_per_s": rate,
+        "burst_inserted": counts.get("inserted", 0),
+        "burst_late": counts.get("late", 0),
+        "burst_duplicates": counts.get("duplicates", 0),
+        "burst_dead_letters": sum(counts.get("dead_letters", {}).values()),
+        "burst_points_stored": samples,
+        "burst_points_distinct": distinct,
+    }

@@ -251,21 +251,54 @@ def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
 )
 @click.option("--parts-only", is_flag=True, help="Only the in-process parts (no stack needed).")
 @click.option(
+    "--burst-events",
+    type=int,
+    default=200_000,
+    show_default=True,
+    help="Records of the burst run over --patients (0: no burst run).",
+)
+@click.option(
     "--json-out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Also write the JSON here.",
 )
-def bench(events: int, patients: int, rate: float, parts_only: bool, json_out: Path | None) -> None:
+def bench(
+    events: int,
+    patients: int,
+    rate: float,
+    parts_only: bool,
+    burst_events: int,
+    json_out: Path | None,
+) -> None:
     """Benchmark the pipeline and its parts; prints a table and a JSON line."""
     import json
 
     from .bench import run, table
 
-    result = run(events, patients, rate, parts_only)
+    result = run(events, patients, rate, parts_only, burst_events)
     for line in table(result):
         click.echo(line)
     text = json.dumps(result, default=float)
     click.echo(text)
     if json_out is not None:
         json_out.write_text(text + "\n")
+
+
+@click.command("dead-letters")
+@click.option(
+    "--reason",
+    default=None,
+    help="Only letters with this reason (e.g. state: quarantined patient states; time).",
+)
+@click.option("--key", default=None, help="Only letters with this key (the patient id).")
+@click.option("--decode", is_flag=True, help="Add the original, readable (text or the window).")
+@setting_option("--bootstrap", "kafka", "bootstrap", help="Kafka bootstrap servers.")
+@setting_option("--topic-prefix", "topics", "prefix", help="Prefix of topic names.")
+def dead_letters(reason: str | None, key: str | None, decode: bool, **options: Any) -> None:
+    """Print the dead-letter topic as JSON lines: what was refused or quarantined, and why."""
+    from .deadletters import dead_letters as read
+
+    _quiet_clients()
+    for line in read(settings_from_options(**options), reason, key, decode):
+        click.echo(line)

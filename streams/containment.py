@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 class PatientResult:
     """What applying one patient's observations came to."""
 
+    window: PatientWindow  # the window to store
     outputs: list[PatientOutput] = field(default_factory=list)
-    window: PatientWindow | None = None  # the window to store (None: nothing changed)
     failed: list[Observation] = field(default_factory=list)  # refused: dead-letter them
     quarantined: bytes | None = None  # the stored state that could not be used
     error: str | None = None  # the exception type that caused any of the above
@@ -54,7 +54,7 @@ def apply_contained(
 
     ``load`` gives the patient's current window (may raise on a corrupt state); ``stored``
     the bytes it was loaded from, to restore it after a failure."""
-    result = PatientResult()
+    result = PatientResult(PatientWindow(patient_id))
     try:
         window = load()
     except Exception as exc:  # noqa: BLE001 - a corrupt state quarantines one patient
@@ -80,7 +80,8 @@ def apply_contained(
         _quarantine(result, stored(), None)
         failed, result.failed = result.failed, []
         window = _one_by_one(pipeline, patient_id, None, failed, arrived_at, result)
-    result.window = window or PatientWindow(patient_id)
+    if window is not None:
+        result.window = window
     return result
 
 

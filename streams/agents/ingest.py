@@ -51,7 +51,6 @@ from ..containment import apply_contained, contained_tick, load_window
 from ..faust_compat import current_event
 from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.problems import DeadLetter, DecodeResult, Reason
-from ..logsafe import printable
 from ..pipeline import PatientOutput, PatientPipeline
 from ..runtime import Runtime
 from ..schemas.observation import Kind, Observation
@@ -171,7 +170,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         actions: list[tuple[EventT[bytes], AlertAction, Message]] = []
         ticks: dict[int, tuple[EventT[bytes], int]] = {}
         for message in messages:
-            value = message.value if isinstance(message.value, bytes) else b""
+            value = value_of(message)
             key = message.key if isinstance(message.key, bytes) else None
             topic = message.topic
             if topic == topics.ticks:
@@ -253,8 +252,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 error,
                 topics.deadletter,
             )
-            problem = DecodeResult(format=None)
-            problem.reject(
+            problem = DecodeResult.refused(
                 Reason.STATE, f"stored patient window could not be used ({error}); reset"
             )
             pending.append(
@@ -283,7 +281,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                     arrived_at=wall_ms,
                 )
                 window = applied.window
-                assert window is not None  # apply_contained always leaves one
                 current[key] = (event, window)
                 known.setdefault(event.message.partition, set()).add(key)
                 for output in applied.outputs:
@@ -311,16 +308,16 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                         event.message.partition,
                         applied.error,
                     )
+                    problem = DecodeResult.refused(
+                        Reason.PROCESSING,
+                        f"applying the record failed ({applied.error}); please report",
+                    )
                     for message in {
                         id(origin[id(o)]): origin[id(o)] for o in applied.failed
                     }.values():
-                        problem = DecodeResult(format=None)
-                        problem.reject(
-                            Reason.PROCESSING,
-                            f"applying the record failed ({applied.error}); please report",
+                        pending.append(
+                            await dead_letter(problem, message, value_of(message), received_at)
                         )
-                        value = message.value if isinstance(message.value, bytes) else b""
-                        pending.append(await dead_letter(problem, message, value, received_at))
         # one scoring round for the whole batch: the micro-batcher groups it across patients
         requests = [r for _, output in outputs for r in output.requests]
         if requests:
@@ -338,26 +335,24 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         for event, action, message in actions:
             key = action.patient_id.encode()
             try:
-                window = load(event, key)
-                done = window and pipeline.act(
-                    window, action.alert_id, action.action, action.by, wall_ms, action.minutes
+                target = load(event, key)
+                done = target and pipeline.act(
+                    target, action.alert_id, action.action, action.by, wall_ms, action.minutes
                 )
             except Exception as exc:  # noqa: BLE001 - this action is refused, the rest count
                 stats.processing_errors += 1
-                problem = DecodeResult(format=None)
-                problem.reject(
+                problem = DecodeResult.refused(
                     Reason.PROCESSING, f"applying the action failed ({type(exc).__name__})"
                 )
-                value = message.value if isinstance(message.value, bytes) else b""
-                pending.append(await dead_letter(problem, message, value, received_at))
+                pending.append(await dead_letter(problem, message, value_of(message), received_at))
                 continue
-            if not done or window is None:
+            if not done or target is None:
                 stats.actions_ignored += 1
-                log.info("alert action on %s ignored: not open", printable(action.alert_id))
+                log.info("alert action on %s ignored: not open", action.alert_id)
                 continue
             stats.actions += 1
             outputs.append((key, done))
-            current[key] = (event, window)
+            current[key] = (event, target)
         for partition, (event, now) in ticks.items():
             stats.ticks += 1
             if partition not in scanned:
@@ -447,6 +442,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         exc = task.exception()
         log.critical("storing a batch failed; stopping the worker", exc_info=exc)
         asyncio.ensure_future(app.crash(exc))  # type: ignore[arg-type]
+
+    def value_of(message: Message) -> bytes:
+        return message.value if isinstance(message.value, bytes) else b""
 
     def event_of(message: Message) -> EventT[bytes]:
         """An event of the record's partition: Faust's tables take the partition from it."""

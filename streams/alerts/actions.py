@@ -30,6 +30,4 @@ def decode_action(raw: bytes) -> AlertAction | DecodeResult:
     try:
         return AlertAction.model_validate_json(raw)
     except ValidationError as error:
-        result = DecodeResult(None)
-        result.reject(Reason.SCHEMA, f"not an alert action: {describe_errors(error)}")
-        return result
+        return DecodeResult.refused(Reason.SCHEMA, f"not an alert action: {describe_errors(error)}")

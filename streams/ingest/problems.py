@@ -56,6 +56,13 @@ class DecodeResult:
     observations: list[Observation] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
+    @classmethod
+    def refused(cls, reason: Reason, message: str) -> DecodeResult:
+        """A result that is one problem with the whole record."""
+        result = cls(format=None)
+        result.reject(reason, message)
+        return result
+
     def reject(self, reason: Reason, message: str, pointer: str = "") -> None:
         self.problems.append(Problem(reason, message, pointer))
 

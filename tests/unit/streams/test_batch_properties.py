@@ -107,7 +107,6 @@ def test_no_record_escapes_and_every_window_survives(batch: list[bytes], later_m
         )  # fmt: skip
         assert not applied.failed and applied.quarantined is None, applied.error
         window = applied.window
-        assert window is not None
         for output in applied.outputs:
             for alert in output.alerts:
                 assert orjson.loads(alert)["patient_id"] == patient

@@ -1,0 +1,92 @@
+"""``bedside dead-letters``: what was refused or quarantined, and why, read off the topic.
+
+Reads the dead-letter topic from its start to its current end (no consumer group) and prints
+one JSON object per letter. ``--decode`` adds ``original``: the original as text when it is
+UTF-8, and for quarantined patient states (reason ``state``) the window as it was stored
+(msgpack, shown as JSON), so an operator can see what the patient's state held before the
+worker reset it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.broker import client_options
+from streams.settings import Settings
+
+
+def decoded(letter: dict[str, Any]) -> Any:
+    """The letter's original, readable: text, JSON, or a stored window as JSON."""
+    raw = base64.b64decode(letter.get("original_b64") or "")
+    if letter.get("reason") == "state":
+        try:
+            return _json_safe(msgpack.unpackb(raw, strict_map_key=False))
+        except Exception:  # noqa: BLE001 - a corrupt state is why it is here
+            return {"undecodable_state_b64": letter.get("original_b64")}
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"binary_b64": letter.get("original_b64")}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def read_letters(settings: Settings) -> list[dict[str, Any]]:
+    """Every letter on the dead-letter topic now, oldest first per partition."""
+    topic = settings.topics.deadletter
+    consumer = AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, **client_options(settings.kafka)
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic
+        found = consumer.partitions_for_topic(topic) or set()
+        partitions = [TopicPartition(topic, p) for p in sorted(found)]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        letters: list[dict[str, Any]] = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    letter = orjson.loads(record.value)
+                    letter["key"] = (record.key or b"").decode("utf-8", "replace")
+                    letters.append(letter)
+        return letters
+    finally:
+        await consumer.stop()
+
+
+def select(
+    letters: list[dict[str, Any]], reason: str | None, key: str | None, decode: bool
+) -> Iterator[dict[str, Any]]:
+    for letter in letters:
+        if (reason and letter.get("reason") != reason) or (key and letter["key"] != key):
+            continue
+        if decode:
+            letter = {**letter, "original": decoded(letter)}
+        yield letter
+
+
+def dead_letters(
+    settings: Settings, reason: str | None, key: str | None, decode: bool
+) -> list[bytes]:
+    letters = asyncio.run(read_letters(settings))
+    return [orjson.dumps(letter) for letter in select(letters, reason, key, decode)]
