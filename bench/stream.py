@@ -47,7 +47,12 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
     bedside = str(Path(sys.executable).parent / "bedside")
-    base_env = {**os.environ, "BEDSIDE_WORKER__LOG_LEVEL": "warning"}
+    # every worker's data in the run's own folder (a fresh clone has no .bedside/)
+    base_env = {
+        **os.environ,
+        "BEDSIDE_WORKER__LOG_LEVEL": "warning",
+        "BEDSIDE_WORKER__DATA_DIR": str(work / "data"),
+    }
     per_patient = max(2, args.events // args.patients)
     items = records(args.patients, per_patient, datetime.now(UTC) - timedelta(hours=1))
     n = len(items)

@@ -32,6 +32,7 @@ from faust.web import Request, Response, View
 
 from ..faust_compat import raw_topic
 from ..ingest.decode import IngestLimits, decode_record
+from ..ingest.native import native_record
 from ..ingest.problems import DecodeResult, Problem, Reason
 from ..runtime import Runtime
 from ..schemas.observation import Format, Kind, Observation
@@ -110,11 +111,6 @@ def operation_outcome(problems: list[Problem]) -> dict[str, Any]:
             for p in problems
         ],
     }
-
-
-def native_record(observation: Observation) -> bytes:
-    """A normalised observation as the native JSON the stream decodes (with provenance)."""
-    return orjson.dumps(observation.model_dump(mode="json"))
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..schemas.codes import CATALOGUE, CONSCIOUSNESS_ALIASES, CONSCIOUSNESS_LEVELS
-from ..schemas.observation import Format, Kind
+from ..schemas.observation import Format, Kind, Observation
 from .normalise import Measurement, json_objects, normalise, validation_problem
 from .problems import DecodeResult, Reason
 
@@ -169,3 +170,8 @@ def decode_native(
                 topic_kind=topic_kind,
             )
         )
+
+
+def native_record(observation: Observation) -> bytes:
+    """A normalised observation as the native JSON the stream decodes (with provenance)."""
+    return orjson.dumps(observation.model_dump(mode="json"))

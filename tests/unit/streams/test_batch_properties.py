@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from fakes import Record, StepHarness, partition_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.containment import apply_contained, contained_tick
 from streams.ingest.decode import decode_record
 from streams.pipeline import PatientPipeline
-from streams.schemas.observation import Observation
+from streams.schemas.observation import Kind, Observation
 from streams.settings import StreamSettings
 from streams.windows.patient import PatientWindow
 
@@ -121,3 +122,37 @@ def test_no_record_escapes_and_every_window_survives(batch: list[bytes], later_m
 def test_the_hostile_batches_above_did_reach_the_windows() -> None:
     # runs after the property test (file order): it must not pass on refusals alone
     assert APPLIED["observations"] > 50, APPLIED
+
+
+TOPIC_OF = {"99504-3": "bedside.glucose", "4548-4": "bedside.labs"}
+KIND_OF = {"bedside.glucose": Kind.GLUCOSE, "bedside.labs": Kind.LAB, "bedside.vitals": Kind.VITAL}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), min_size=1, max_size=12), st.integers(0, 7))
+async def test_the_batch_step_itself_takes_any_batch(batch: list[bytes], skew: int) -> None:
+    """Through the real batch step and checkpoint (fake ports): nothing escapes, every
+    ingest record is stored or dead-lettered, and everything is acknowledged."""
+    harness = StepHarness()
+    incoming = []
+    for offset, raw in enumerate(batch):
+        try:
+            code = orjson.loads(raw).get("code")  # native: its topic; else vitals
+        except (orjson.JSONDecodeError, AttributeError):
+            code = None
+        topic = TOPIC_OF.get(code if isinstance(code, str) else "", "bedside.vitals")
+        # keys and partitions as devices send them: sometimes not the patient's own
+        key = b"syn-a"
+        incoming.append(Record(topic, (partition_of(key) + skew) % 8, offset, key, raw))
+    incoming.append(Record("bedside.ticks", 0, len(batch), None, b"{}"))
+    await harness.step(incoming)
+    await harness.checkpoint.drain()
+    assert not harness.crashes
+    assert harness.acks.acked == incoming
+    refused = {letter["offset"] for letter in harness.letters()}
+    for record in incoming[:-1]:
+        kind = KIND_OF[record.topic]
+        decoded = decode_record(record.value, received_at=NOW, key=record.key, topic_kind=kind)
+        assert (record.offset in refused) == bool(decoded.problems)
+        assert decoded.observations or record.offset in refused
+    assert harness.stats.processing_errors == 0 and harness.stats.quarantined == 0

@@ -1,0 +1,189 @@
+"""The batch step and the checkpoint order, with in-memory fakes of every port (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+from fakes import NOW, TOPICS, MemoryState, Record, partition_of
+from fakes import StepHarness as Harness
+
+from streams.pipeline import PatientPipeline
+from streams.settings import StreamSettings
+
+_offsets = iter(range(10**9))
+
+
+def cgm(patient: str, minutes_ago: float, value: float, **extra: Any) -> Record:
+    key = patient.encode()
+    at = (NOW - timedelta(minutes=minutes_ago)).isoformat()
+    body = {"patient_id": patient, "code": "99504-3", "value": value, "unit": "mg/dL",
+            "effective_at": at, **extra}  # fmt: skip
+    return Record(TOPICS.glucose, partition_of(key), next(_offsets), key, orjson.dumps(body))
+
+
+def tick(partition: int) -> Record:
+    return Record(TOPICS.ticks, partition, next(_offsets), None, b'{"tick_ms": 0}')
+
+
+def low(patient: str, start: int = 20) -> list[Record]:
+    return [cgm(patient, start - 5 * i, v) for i, v in enumerate([100, 50, 45, 40])]
+
+
+async def test_a_batch_alarms_writes_stores_and_acknowledges() -> None:
+    h = Harness()
+    batch = low("syn-a")
+    await h.step(batch)
+    await h.checkpoint.drain()
+    assert any(a["kind"] == "urgent_low" for a in h.alerts())
+    assert sum(line.startswith("glucose,") for line in h.series.lines) == 4
+    assert h.state.get(partition_of(b"syn-a"), b"syn-a") is not None
+    assert h.acks.acked == batch and not h.crashes
+    assert h.monitor.unstored_points == 0 and h.monitor.batches_stored == 1
+
+
+async def test_a_series_write_that_fails_acknowledges_nothing_and_stores_no_state() -> None:
+    h = Harness()
+    h.series.fail = ConnectionError("database down")
+    await h.step(low("syn-a"))
+    with pytest.raises(ConnectionError):
+        await h.checkpoint.drain()
+    assert any(a["kind"] == "urgent_low" for a in h.alerts())  # the alarm is out anyway
+    assert not h.acks.acked and not h.state.data and h.crashes
+
+
+async def test_a_state_write_that_fails_acknowledges_nothing() -> None:
+    h = Harness()
+    h.state.fail = ConnectionError("changelog not acknowledged")
+    await h.step(low("syn-a"))
+    with pytest.raises(ConnectionError):
+        await h.checkpoint.drain()
+    assert h.series.lines and not h.acks.acked and h.crashes
+
+
+async def test_a_record_the_broker_refuses_acknowledges_nothing_and_writes_no_series() -> None:
+    h = Harness()
+    h.records.fail = ConnectionError("broker down")
+    await h.step(low("syn-a"))
+    with pytest.raises(ConnectionError):
+        await h.checkpoint.drain()
+    assert not h.series.writes and not h.acks.acked and not h.state.data
+
+
+async def test_a_crash_before_the_acknowledgement_replays_to_the_same_outputs() -> None:
+    patients = ["syn-a", "syn-b", "syn-c"]
+    batches = [[cgm(p, 60 - 5 * i, v) for p in patients] for i, v in enumerate(
+        [120, 100, 80, 60, 50, 45, 40, 90, 120, 130]
+    )]  # fmt: skip
+    clean = Harness()
+    for batch in batches:
+        await clean.step(batch)
+    await clean.checkpoint.drain()
+
+    crashed = Harness()
+    for batch in batches[:4]:
+        await crashed.step(batch)
+    await crashed.checkpoint.drain()
+    committed = len(crashed.acks.acked)
+    crashed.series.fail = ConnectionError("killed")
+    for batch in batches[4:7]:  # computed and sent, never stored: then the worker dies
+        await crashed.step(batch)
+    with pytest.raises(ConnectionError):
+        await crashed.checkpoint.drain()
+    assert len(crashed.acks.acked) == committed
+    # a new worker on the same stored state replays everything not acknowledged
+    replay = Harness(state=crashed.state)
+    for batch in batches[4:]:
+        await replay.step(batch)
+    await replay.checkpoint.drain()
+    ids = {a["alert_id"] for a in crashed.alerts() + replay.alerts()}
+    assert ids == {a["alert_id"] for a in clean.alerts()}
+    assert replay.state.data == clean.state.data
+    assert sorted(set(crashed.series.lines + replay.series.lines)) == sorted(clean.series.lines)
+
+
+async def test_later_batches_compute_and_alarm_while_earlier_ones_wait_for_the_database() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+    write = h.series.write
+
+    async def slow(lines: list[str]) -> None:
+        await gate.wait()
+        await write(lines)
+
+    h.series.write = slow  # type: ignore[method-assign]
+    first, second = low("syn-a"), low("syn-b")
+    await h.step(first)
+    await h.step(second)
+    assert {a["patient_id"] for a in h.alerts() if a["kind"] == "urgent_low"} == {
+        "syn-a",
+        "syn-b",
+    }
+    assert not h.acks.acked and h.monitor.unstored_points >= 8  # 8 readings, then scores
+    gate.set()
+    await h.checkpoint.drain()
+    assert h.acks.acked == first + second  # in order
+
+
+async def test_beyond_the_bound_the_stream_waits() -> None:
+    h = Harness(max_batches=1)
+    gate = asyncio.Event()
+    write = h.series.write
+
+    async def slow(lines: list[str]) -> None:
+        await gate.wait()
+        await write(lines)
+
+    h.series.write = slow  # type: ignore[method-assign]
+    await h.step(low("syn-a"))
+    waiting = asyncio.ensure_future(h.step(low("syn-b")))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # backpressure
+    gate.set()
+    await waiting
+    await h.checkpoint.drain()
+    assert len(h.acks.acked) == 8
+
+
+async def test_a_poison_record_is_dead_lettered_and_others_still_alarm() -> None:
+    class Failing(PatientPipeline):
+        def process(self, patient_id: str, *args: Any, **kwargs: Any) -> Any:
+            if patient_id == "syn-poison":
+                raise ZeroDivisionError
+            return super().process(patient_id, *args, **kwargs)
+
+    h = Harness(Failing(StreamSettings()))
+    poison = cgm("syn-poison", 0, 100)
+    await h.step([poison, *low("syn-ctl")])
+    await h.checkpoint.drain()
+    [letter] = h.letters()
+    assert letter["reason"] == "processing" and letter["offset"] == poison.offset
+    assert any(a["kind"] == "urgent_low" and a["patient_id"] == "syn-ctl" for a in h.alerts())
+    assert len(h.acks.acked) == 5 and h.stats.processing_errors == 1
+
+
+async def test_a_corrupt_stored_state_is_quarantined() -> None:
+    state = MemoryState()
+    state.data[partition_of(b"syn-q")] = {b"syn-q": b"\x93\x02garbage"}
+    h = Harness(state=state)
+    await h.step(low("syn-q"))
+    await h.checkpoint.drain()
+    kinds = {a["kind"] for a in h.alerts()}
+    assert {"monitoring_fault", "urgent_low"} <= kinds
+    [letter] = h.letters()
+    assert letter["reason"] == "state" and letter["source_topic"] == "patient-windows"
+    assert h.state.get(partition_of(b"syn-q"), b"syn-q") != b"\x93\x02garbage"
+
+
+async def test_ticks_reach_windows_stored_before_a_restart() -> None:
+    first = Harness()
+    await first.step([cgm("syn-s", 40, 120), cgm("syn-s", 35, 118)])
+    await first.checkpoint.drain()
+    later = Harness(state=first.state)  # a restarted worker: nothing known yet
+    later.step.clock = lambda: NOW + timedelta(minutes=30)
+    await later.step([tick(partition_of(b"syn-s"))])
+    await later.checkpoint.drain()
+    assert any(a["kind"] == "cgm_stale_30" for a in later.alerts())
