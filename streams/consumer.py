@@ -105,6 +105,16 @@ def acknowledge(consumer: Any, messages: Iterable[Message]) -> None:
         ack(message)
 
 
+def release(consumer: Any, messages: Iterable[Message]) -> None:
+    """Stop tracking records whose batch was interrupted (a stop cancelled the handler):
+    they stay unacknowledged, so uncommitted and fetched again, and a stop or rebalance
+    no longer waits for them. Records already acknowledged are left as they are."""
+    unacked = consumer._unacked_messages
+    for message in messages:
+        if not message.acked:
+            unacked.discard(message)
+
+
 def current(consumer: Any, messages: Sequence[Message]) -> list[Message]:
     """The records still of the consumer's generation; the others are forgotten, unacked."""
     app = consumer.app
@@ -168,7 +178,13 @@ class BatchDelivery:
                 for handler, messages in batches.items():
                     kept = current(consumer, messages)
                     if kept:
-                        await handler(kept)
+                        try:
+                            await handler(kept)
+                        except BaseException:
+                            # the batch will never be acknowledged from here: a stop must
+                            # not wait for it (it is fetched again after the restart)
+                            release(consumer, kept)
+                            raise
                 if commit_every is not None and consumer._n_acked >= commit_every:
                     consumer._n_acked = 0
                     await consumer.commit()

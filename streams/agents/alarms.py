@@ -41,74 +41,67 @@ SEVERITY_RANK = {"critical": 0, "urgent": 1, "warning": 2, "info": 3}
 SSE_KEEPALIVE_S = 15
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    token = settings.web.token.get_secret_value().encode() if settings.web.token else None
-    view = AlertView(settings.kafka, settings.topics.alerts)
-    records = RecordSink(settings.kafka)
-    app.service(view)  # type: ignore[arg-type]
-    app.service(records)  # type: ignore[arg-type]
-    reader = SeriesReader(settings.influx)
-    runtime.alert_view = view
-    page = (resources.files("streams") / "web" / "ui.html").read_text(encoding="utf-8")
+class AlarmsApi:
+    """The alarm routes' work (routes: :func:`register`)."""
 
-    def token_ok(request: Request) -> bool:
-        if bearer_ok(request, token):
+    def __init__(
+        self, settings: Settings, view: AlertView, records: RecordSink, reader: SeriesReader
+    ) -> None:
+        self.settings, self.view, self.records, self.reader = settings, view, records, reader
+        web = settings.web
+        self.token = web.token.get_secret_value().encode() if web.token else None
+
+    def token_ok(self, request: Request) -> bool:
+        if bearer_ok(request, self.token):
             return True
         given = request.query.get("token", "").encode()
-        return token is not None and hmac.compare_digest(given, token)
+        return self.token is not None and hmac.compare_digest(given, self.token)
 
-    @app.page("/v1/alerts")
-    class OpenAlerts(View):
-        async def get(self, request: Request) -> Response:
-            if not token_ok(request):
-                return self.json({"error": "unauthorized"}, status=401)
-            alerts = sorted(
-                view.open.values(),
-                key=lambda e: (SEVERITY_RANK.get(e["severity"], 9), e["opened_at"]),
-            )
-            return self.json({"open": alerts, "events_seen": view.events})
+    def open_alerts(self) -> dict[str, Any]:
+        alerts = sorted(
+            self.view.open.values(),
+            key=lambda e: (SEVERITY_RANK.get(e["severity"], 9), e["opened_at"]),
+        )
+        return {"open": alerts, "events_seen": self.view.events}
 
-    @app.page("/v1/alerts/stream")
-    class AlertStream(View):
-        async def get(self, request: Request) -> Any:
-            if not token_ok(request):
-                return self.json({"error": "unauthorized"}, status=401)
-            queue = view.subscribe()
-            response = aioweb.StreamResponse(
-                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-            )
-            await response.prepare(request)  # type: ignore[arg-type]
-            try:
-                while True:
-                    try:
-                        event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
-                    except TimeoutError:
-                        await response.write(b": keep-alive\n\n")
-                        continue
-                    if event is DROPPED:  # fell behind: end the stream, the page reloads
-                        await response.write(b"event: reload\ndata: {}\n\n")
-                        break
-                    await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
-            except (ConnectionResetError, asyncio.CancelledError):
-                pass
-            finally:
-                view.subscribers.discard(queue)
-            return response
+    async def stream(self, request: Request) -> aioweb.StreamResponse:
+        """Every new transition as a server-sent event; ends when the page falls behind."""
+        queue = self.view.subscribe()
+        response = aioweb.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)  # type: ignore[arg-type]
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if event is DROPPED:  # fell behind: end the stream, the page reloads
+                    await response.write(b"event: reload\ndata: {}\n\n")
+                    break
+                await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.view.subscribers.discard(queue)
+        return response
 
-    async def act(self: View, request: Request, alert_id: str, action: str) -> Response:
-        if not token_ok(request):
-            return self.json({"error": "unauthorized"}, status=401)
+    async def act(self, web: View, request: Request, alert_id: str, action: str) -> Response:
+        if not self.token_ok(request):
+            return web.json({"error": "unauthorized"}, status=401)
         raw = await request.read()
-        refused = refusal(request, settings.web, has_body=bool(raw.strip()))
+        refused = refusal(request, self.settings.web, has_body=bool(raw.strip()))
         if refused is not None:
-            return self.json({"error": "refused", "detail": refused[1]}, status=refused[0])
-        event = view.get(alert_id)
+            return web.json({"error": "refused", "detail": refused[1]}, status=refused[0])
+        event = self.view.get(alert_id)
         if event is None:
-            return self.json(
+            return web.json(
                 {"error": "not_found", "detail": f"no alert {alert_id} is known"}, status=404
             )
         if event["state"] == "resolved":
-            return self.json(
+            return web.json(
                 {"error": "resolved", "detail": f"alert {alert_id} is already resolved"},
                 status=409,
             )
@@ -122,46 +115,72 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 minutes=int(body.get("minutes") or 30),
             )
         except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError, AttributeError):
-            return self.json(
+            return web.json(
                 {"error": "invalid", "detail": 'expected {"by": ..., "minutes": ...}'}, status=400
             )
-        sent = await records.send(
-            settings.topics.alert_acks,
+        sent = await self.records.send(
+            self.settings.topics.alert_acks,
             command.patient_id.encode(),
             command.model_dump_json().encode(),
         )
         await sent  # the broker has it
-        return self.json({"status": "accepted", **command.model_dump()}, status=202)
+        return web.json({"status": "accepted", **command.model_dump()}, status=202)
+
+    async def series(self, web: View, request: Request, patient_id: str) -> Response:
+        try:
+            hours = min(max(float(request.query.get("hours", "6")), 0.25), 72.0)
+        except ValueError:
+            return web.json({"error": "invalid", "detail": "hours: a number"}, status=400)
+        end = int(time.time() * 1000) + 300_000
+        start = end - int(hours * 3_600_000)
+        try:
+            glucose = await self.reader.series(patient_id, "glucose", start, end)
+            vitals = await self.reader.series(patient_id, "vitals", start, end)
+        except Exception as error:  # noqa: BLE001 - the page degrades, the stream is fine
+            return web.json({"error": "unavailable", "detail": type(error).__name__}, status=503)
+        return web.json({"patient_id": patient_id, "glucose": glucose, "vitals": vitals})
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    view = AlertView(settings.kafka, settings.topics.alerts)
+    records = RecordSink(settings.kafka)
+    app.service(view)  # type: ignore[arg-type]
+    app.service(records)  # type: ignore[arg-type]
+    runtime.alert_view = view
+    api = AlarmsApi(settings, view, records, SeriesReader(settings.influx))
+    page = (resources.files("streams") / "web" / "ui.html").read_text(encoding="utf-8")
+    unauthorized = {"error": "unauthorized"}
+
+    @app.page("/v1/alerts")
+    class OpenAlerts(View):
+        async def get(self, request: Request) -> Response:
+            if not api.token_ok(request):
+                return self.json(unauthorized, status=401)
+            return self.json(api.open_alerts())
+
+    @app.page("/v1/alerts/stream")
+    class AlertStream(View):
+        async def get(self, request: Request) -> Any:
+            if not api.token_ok(request):
+                return self.json(unauthorized, status=401)
+            return await api.stream(request)
 
     @app.page("/v1/alerts/{alert_id}/ack")
     class Acknowledge(View):
         async def post(self, request: Request, alert_id: str) -> Response:
-            return await act(self, request, alert_id, "ack")
+            return await api.act(self, request, alert_id, "ack")
 
     @app.page("/v1/alerts/{alert_id}/snooze")
     class Snooze(View):
         async def post(self, request: Request, alert_id: str) -> Response:
-            return await act(self, request, alert_id, "snooze")
+            return await api.act(self, request, alert_id, "snooze")
 
     @app.page("/v1/patients/{patient_id}/series")
     class PatientSeries(View):
         async def get(self, request: Request, patient_id: str) -> Response:
-            if not token_ok(request):
-                return self.json({"error": "unauthorized"}, status=401)
-            try:
-                hours = min(max(float(request.query.get("hours", "6")), 0.25), 72.0)
-            except ValueError:
-                return self.json({"error": "invalid", "detail": "hours: a number"}, status=400)
-            end = int(time.time() * 1000) + 300_000
-            start = end - int(hours * 3_600_000)
-            try:
-                glucose = await reader.series(patient_id, "glucose", start, end)
-                vitals = await reader.series(patient_id, "vitals", start, end)
-            except Exception as error:  # noqa: BLE001 - the page degrades, the stream is fine
-                return self.json(
-                    {"error": "unavailable", "detail": type(error).__name__}, status=503
-                )
-            return self.json({"patient_id": patient_id, "glucose": glucose, "vitals": vitals})
+            if not api.token_ok(request):
+                return self.json(unauthorized, status=401)
+            return await api.series(self, request, patient_id)
 
     @app.page("/ui")
     class CareTeamPage(View):

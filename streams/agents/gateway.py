@@ -113,39 +113,45 @@ def operation_outcome(problems: list[Problem]) -> dict[str, Any]:
     }
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    """Add the gateway routes to the worker's web server."""
-    topics = settings.topics
-    by_kind = {
-        kind: raw_topic(app, name)
-        for kind, name in (
-            (Kind.VITAL, topics.vitals),
-            (Kind.GLUCOSE, topics.glucose),
-            (Kind.LAB, topics.labs),
-        )
-    }
-    limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
-    token = settings.web.token.get_secret_value().encode() if settings.web.token else None
-    nightscout = {
-        hashlib.sha1(secret.get_secret_value().encode()).hexdigest(): patient  # noqa: S324
-        for patient, secret in settings.web.nightscout_secrets.items()
-    }
+class Gateway:
+    """How a gateway request is checked, decoded and published (routes: :func:`register`)."""
 
-    def check_bearer(request: Request) -> None:
-        if not bearer_ok(request, token):
-            raise HttpError(401, "missing or invalid bearer token")
+    def __init__(self, app: faust.App, settings: Settings, runtime: Runtime) -> None:
+        topics = settings.topics
+        self.settings, self.runtime = settings, runtime
+        self.by_kind = {
+            kind: raw_topic(app, name)
+            for kind, name in (
+                (Kind.VITAL, topics.vitals),
+                (Kind.GLUCOSE, topics.glucose),
+                (Kind.LAB, topics.labs),
+            )
+        }
+        self.limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
+        web = settings.web
+        self.token = web.token.get_secret_value().encode() if web.token else None
+        self.nightscout = {
+            hashlib.sha1(secret.get_secret_value().encode()).hexdigest(): patient  # noqa: S324
+            for patient, secret in web.nightscout_secrets.items()
+        }
 
-    def check_front_door(request: Request) -> None:
-        refused = refusal(request, settings.web, has_body=True)
+    def admit(self, request: Request, nightscout_auth: bool) -> str | None:
+        """Front door and credentials; the Nightscout patient where the route has one."""
+        refused = refusal(request, self.settings.web, has_body=True)
         if refused is not None:
             raise HttpError(*refused)
+        if nightscout_auth:
+            return self.nightscout_patient(request)
+        if not bearer_ok(request, self.token):
+            raise HttpError(401, "missing or invalid bearer token")
+        return None
 
-    def nightscout_patient(request: Request) -> str:
+    def nightscout_patient(self, request: Request) -> str:
         given = request.headers.get("api-secret", "").strip().lower()
-        for digest, patient in nightscout.items():
+        for digest, patient in self.nightscout.items():
             if hmac.compare_digest(given.encode(), digest.encode()):
                 return patient
-        if not nightscout:
+        if not self.nightscout:
             raise HttpError(
                 401,
                 "Nightscout uploads are not configured on this worker "
@@ -153,8 +159,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             )
         raise HttpError(401, "api-secret is not the SHA-1 of a known Nightscout secret")
 
-    async def read_body(request: Request) -> bytes:
-        limit = limits.max_record_bytes
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.limits.max_record_bytes
         http: Any = request  # aiohttp.web.Request under Faust's aiohttp driver
         if http.content_length is not None and http.content_length > limit:
             raise HttpError(413, f"body over the {limit}-byte limit")
@@ -165,35 +171,35 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 raise HttpError(413, f"body over the {limit}-byte limit")
         return bytes(body)
 
-    async def publish(observations: list[Observation]) -> None:
+    async def publish(self, observations: list[Observation]) -> None:
+        """Each observation to its kind's topic; returns once the broker has every one."""
+        if self.runtime.monitor.broker_down_since is not None:
+            raise ConnectionError  # known unreachable: do not make the sender wait
         futures = [
-            await by_kind[o.kind].send(key=o.patient_id.encode(), value=native_record(o))
+            await self.by_kind[o.kind].send(key=o.patient_id.encode(), value=native_record(o))
             for o in observations
         ]
         await asyncio.gather(*futures)  # 2xx only once the broker acknowledged every write
 
     async def handle(
-        view: View, request: Request, *, expect: str, fhir: bool, nightscout_auth: bool = False
+        self,
+        view: View,
+        request: Request,
+        *,
+        expect: str,
+        fhir: bool,
+        nightscout_auth: bool = False,
     ) -> Response:
-        runtime.ingest.http_requests += 1
+        self.runtime.ingest.http_requests += 1
         try:
-            check_front_door(request)
-            patient = nightscout_patient(request) if nightscout_auth else None
-            if not nightscout_auth:
-                check_bearer(request)
-            raw = await read_body(request)
+            patient = self.admit(request, nightscout_auth)
+            raw = await self.read_body(request)
             result = decode_record(
-                raw, received_at=datetime.now(UTC), limits=limits, nightscout_patient=patient
+                raw, received_at=datetime.now(UTC), limits=self.limits, nightscout_patient=patient
             )
             _check_route(result, raw, expect)
         except HttpError as exc:
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            return view.bytes(
-                orjson.dumps(exc.body(fhir)),
-                status=exc.status,
-                headers=headers,
-                content_type="application/fhir+json" if fhir else "application/json",
-            )
+            return _refused(view, exc, fhir)
         if result.problems:
             status = (
                 413
@@ -202,47 +208,58 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             )
             return _error(view, status, result.problems, fhir)
         try:
-            if runtime.monitor.broker_down_since is not None:
-                raise ConnectionError  # known unreachable: do not make the sender wait
-            await asyncio.wait_for(publish(result.observations), settings.web.publish_timeout_s)
+            timeout = self.settings.web.publish_timeout_s
+            await asyncio.wait_for(self.publish(result.observations), timeout)
         except Exception as exc:  # noqa: BLE001 - the broker did not take it: say so, retry
-            runtime.ingest.http_unavailable += 1
+            self.runtime.ingest.http_unavailable += 1
             log.warning("gateway could not publish (%s): 503", type(exc).__name__)
-            return view.bytes(
-                orjson.dumps(
-                    HttpError(503, "the broker is not taking writes; retry later").body(fhir)
-                ),
-                status=503,
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-                content_type="application/fhir+json" if fhir else "application/json",
-            )
+            unavailable = HttpError(503, "the broker is not taking writes; retry later")
+            return _refused(view, unavailable, fhir, {"Retry-After": str(RETRY_AFTER_S)})
         body = {
             "accepted": len(result.observations),
             "event_ids": [o.event_id for o in result.observations],
         }
         return view.json(body, status=201 if fhir else 200)
 
+
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    """Add the gateway routes to the worker's web server."""
+    gateway = Gateway(app, settings, runtime)
+
     @app.page("/v1/observations")
     class NativeObservations(View):
         async def post(self, request: Request) -> Response:
-            return await handle(self, request, expect="native", fhir=False)
+            return await gateway.handle(self, request, expect="native", fhir=False)
 
     @app.page("/fhir/Observation")
     class FhirObservations(View):
         async def post(self, request: Request) -> Response:
-            return await handle(self, request, expect="Observation", fhir=True)
+            return await gateway.handle(self, request, expect="Observation", fhir=True)
 
     @app.page("/fhir")
     class FhirBundles(View):
         async def post(self, request: Request) -> Response:
-            return await handle(self, request, expect="Bundle", fhir=True)
+            return await gateway.handle(self, request, expect="Bundle", fhir=True)
 
     @app.page("/api/v1/entries")
     class NightscoutEntries(View):
         async def post(self, request: Request) -> Response:
-            return await handle(
+            return await gateway.handle(
                 self, request, expect="nightscout", fhir=False, nightscout_auth=True
             )
+
+
+def _refused(
+    view: View, exc: HttpError, fhir: bool, headers: dict[str, str] | None = None
+) -> Response:
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    return view.bytes(
+        orjson.dumps(exc.body(fhir)),
+        status=exc.status,
+        headers=headers,
+        content_type="application/fhir+json" if fhir else "application/json",
+    )
 
 
 def _check_route(result: DecodeResult, raw: bytes, expect: str) -> None:

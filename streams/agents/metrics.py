@@ -68,10 +68,18 @@ def consumer_lag(app: faust.App, topics: Iterable[str]) -> list[tuple[dict[str, 
 
 
 def render(app: faust.App, runtime: Runtime) -> str:
-    stats = runtime.ingest
-    monitor = runtime.monitor
-    sink = monitor.sink
     out = Exposition()
+    stream_metrics(out, runtime)
+    health_metrics(out, app, runtime)
+    if runtime.scoring is not None:
+        model_metrics(out, runtime.scoring.batcher.stats)
+    alarm_metrics(out, runtime)
+    return out.text()
+
+
+def stream_metrics(out: Exposition, runtime: Runtime) -> None:
+    """Throughput and outcomes of the patient stream."""
+    stats = runtime.ingest
     out.metric("records_total", "counter", "Ingest records consumed.", [({}, stats.records)])
     out.metric("observations_total", "counter", "Observations decoded.", [({}, stats.observations)])
     out.metric(
@@ -107,6 +115,12 @@ def render(app: faust.App, runtime: Runtime) -> str:
         [({"result": "applied"}, stats.actions), ({"result": "ignored"}, stats.actions_ignored)],
     )
     out.metric("ticks_total", "counter", "Clock ticks processed.", [({}, stats.ticks)])
+
+
+def health_metrics(out: Exposition, app: faust.App, runtime: Runtime) -> None:
+    """Is monitoring working: lag, contained faults, the database, the degraded flag."""
+    stats, monitor = runtime.ingest, runtime.monitor
+    sink = monitor.sink
     out.metric(
         "consumer_lag",
         "gauge",
@@ -150,42 +164,46 @@ def render(app: faust.App, runtime: Runtime) -> str:
         "1 while monitoring is degraded (see /ready for the problems).",
         [({}, 1 if problems else 0)],
     )
-    if runtime.scoring is not None:
-        batches = runtime.scoring.batcher.stats
-        out.metric(
-            "model_windows_total",
-            "counter",
-            "Windows scored, per model.",
-            [({"model": k}, s.windows) for k, s in batches.items()],
-        )
-        out.metric(
-            "model_calls_total",
-            "counter",
-            "Model calls (batches), per model.",
-            [({"model": k}, s.calls) for k, s in batches.items()],
-        )
-        out.metric(
-            "model_call_seconds_sum",
-            "counter",
-            "Time inside model calls.",
-            [({"model": k}, s.seconds) for k, s in batches.items()],
-        )
-        quantiles = []
-        for key, s in batches.items():
-            ordered = sorted(s.latencies)
-            for q in (0.5, 0.99):
-                if ordered:
-                    value = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-                    quantiles.append(({"model": key, "quantile": q}, value))
-        out.metric(
-            "model_call_seconds", "summary", "Latency of model calls (last 1000).", quantiles
-        )
-        out.metric(
-            "model_errors_total",
-            "counter",
-            "Failed model calls.",
-            [({"model": k}, s.errors) for k, s in batches.items()],
-        )
+
+
+def model_metrics(out: Exposition, batches: dict[str, Any]) -> None:
+    """Model calls per model: windows, calls, time, latency quantiles, errors."""
+    out.metric(
+        "model_windows_total",
+        "counter",
+        "Windows scored, per model.",
+        [({"model": k}, s.windows) for k, s in batches.items()],
+    )
+    out.metric(
+        "model_calls_total",
+        "counter",
+        "Model calls (batches), per model.",
+        [({"model": k}, s.calls) for k, s in batches.items()],
+    )
+    out.metric(
+        "model_call_seconds_sum",
+        "counter",
+        "Time inside model calls.",
+        [({"model": k}, s.seconds) for k, s in batches.items()],
+    )
+    quantiles = []
+    for key, s in batches.items():
+        ordered = sorted(s.latencies)
+        for q in (0.5, 0.99):
+            if ordered:
+                value = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+                quantiles.append(({"model": key, "quantile": q}, value))
+    out.metric("model_call_seconds", "summary", "Latency of model calls (last 1000).", quantiles)
+    out.metric(
+        "model_errors_total",
+        "counter",
+        "Failed model calls.",
+        [({"model": k}, s.errors) for k, s in batches.items()],
+    )
+
+
+def alarm_metrics(out: Exposition, runtime: Runtime) -> None:
+    """Open alarms by severity and the live quality of predictive lows."""
     if runtime.alert_view is not None:
         by_severity: dict[str, int] = {}
         for event in runtime.alert_view.open.values():
@@ -212,7 +230,6 @@ def render(app: faust.App, runtime: Runtime) -> str:
         "Predictive alarms judged against the truth.",
         [(kind, figures["predictions_judged"] or 0)],
     )
-    return out.text()
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:

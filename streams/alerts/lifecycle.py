@@ -25,7 +25,7 @@ at an event time, ``tick`` when (patient) time passes without data, and ``acknow
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 SEVERITIES = ("info", "warning", "urgent", "critical")
@@ -104,7 +104,17 @@ class Alarm:
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Alarm:
+        """An alarm as stored by window format 2 (positional; read for migration only)."""
         return cls(*data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """By field name: a field added later never shifts what was stored before."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alarm:
+        """Fields missing from older records take their defaults; unknown ones are ignored."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)

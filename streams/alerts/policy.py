@@ -123,18 +123,28 @@ def glucose_conditions(
         )
     if not above("urgent_high", t.urgent_high, "the urgent-high threshold"):
         above("high", t.high, "")
-    if rate is not None and rate <= FALL_RATE and t.low <= value < FALL_GATE:
-        add(
+    for kind, reason in rate_conditions(value, rate, t.low, at):
+        add(kind, reason)
+    return found
+
+
+def rate_conditions(value: float, rate: float | None, low: float, at: str) -> list[tuple[str, str]]:
+    """Range-gated rate-of-change kinds that hold, with their reasons."""
+    if rate is None:
+        return []
+    found = []
+    if rate <= FALL_RATE and low <= value < FALL_GATE:
+        found.append((
             "falling_fast",
             f"Glucose {value:.0f} mg/dL at {at} is falling {-rate:.1f} "
             f"mg/dL/min (alarm at {-FALL_RATE:.0f} or faster below {FALL_GATE:.0f} mg/dL).",
-        )
-    if rate is not None and rate >= RISE_RATE and value > RISE_GATE:
-        add(
+        ))  # fmt: skip
+    if rate >= RISE_RATE and value > RISE_GATE:
+        found.append((
             "rising_fast",
             f"Glucose {value:.0f} mg/dL at {at} is rising {rate:.1f} mg/dL/min "
             f"(alarm at {RISE_RATE:.0f} or faster above {RISE_GATE:.0f} mg/dL).",
-        )
+        ))  # fmt: skip
     return found
 
 

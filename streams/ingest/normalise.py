@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from ..schemas.codes import CATALOGUE, ucum
+from ..schemas.codes import CATALOGUE, CodeSpec, ucum
 from ..schemas.observation import Format, Kind, Observation, stable_event_id
 from .problems import DecodeResult, Problem, Reason
 
@@ -85,6 +85,39 @@ def normalise(
     refused = time_problem(m.effective_at, received_at)
     if refused is not None:
         return Problem(Reason.TIME, refused, m.pointer)
+    canonical = _canonical(m, topic_kind)
+    if isinstance(canonical, Problem):
+        return canonical
+    code, kind, value, unit, spec = canonical
+    effective_at = m.effective_at.astimezone(UTC)
+    event_id = m.event_id or stable_event_id(m.patient_id, code, effective_at, value, m.source)
+    if checked and spec is not None and received_at.tzinfo is not None:
+        # catalogue codes and units, a finite float, aware times: nothing left to validate
+        return Observation.checked(
+            m.patient_id, kind, code, value, unit, effective_at, received_at, m.source,
+            event_id, fmt,
+        )  # fmt: skip
+    try:
+        return Observation(
+            patient_id=m.patient_id,
+            kind=kind,
+            code=code,
+            value=value,
+            unit=unit,
+            effective_at=effective_at,
+            received_at=received_at,
+            source=m.source,
+            event_id=event_id,
+            format=fmt,
+        )
+    except ValidationError as exc:
+        return validation_problem(exc, m.pointer)
+
+
+def _canonical(
+    m: Measurement, topic_kind: Kind | None
+) -> tuple[str, Kind, float, str, CodeSpec | None] | Problem:
+    """(code, kind, value, unit, catalogue entry) in canonical terms, or the problem."""
     spec = CATALOGUE.get(m.code)
     unit = ucum(m.unit) if m.unit else None
     if spec is None:
@@ -97,7 +130,7 @@ def normalise(
             )
         if not unit:
             return Problem(Reason.UNIT, f"LOINC {m.code} has no unit", m.pointer)
-        code, kind, value = m.code, Kind.LAB, float(m.value)
+        return m.code, Kind.LAB, float(m.value), unit, None
     else:
         if unit is None:
             if spec.unit != "{score}":
@@ -122,30 +155,7 @@ def normalise(
                 f"{spec.low:g}-{spec.high:g}",
                 m.pointer,
             )
-        code, kind, value, unit = spec.canonical_code or spec.code, spec.kind, converted, spec.unit
-    effective_at = m.effective_at.astimezone(UTC)
-    event_id = m.event_id or stable_event_id(m.patient_id, code, effective_at, value, m.source)
-    if checked and spec is not None and received_at.tzinfo is not None:
-        # catalogue codes and units, a finite float, aware times: nothing left to validate
-        return Observation.checked(
-            m.patient_id, kind, code, value, unit, effective_at, received_at, m.source,
-            event_id, fmt,
-        )  # fmt: skip
-    try:
-        return Observation(
-            patient_id=m.patient_id,
-            kind=kind,
-            code=code,
-            value=value,
-            unit=unit,
-            effective_at=effective_at,
-            received_at=received_at,
-            source=m.source,
-            event_id=event_id,
-            format=fmt,
-        )
-    except ValidationError as exc:
-        return validation_problem(exc, m.pointer)
+        return spec.canonical_code or spec.code, spec.kind, converted, spec.unit, spec
 
 
 def validation_problem(exc: ValidationError, pointer: str) -> Problem:

@@ -20,8 +20,13 @@ duplicate — the same signal (code) at the same event time, which a resent ``ev
 always is — changes nothing; so the window after any arrival order of the same events
 (within the lateness) is the same.
 
-Serialised with msgpack, times as second offsets from the watermark and values as
-float32 arrays: a few kB for a patient with a day of 5-minute vitals.
+Serialised with msgpack **by field name**, with a format version (3): ``signals`` (CGM,
+vitals, labs, last-seen times, baselines), ``alarms`` (the lifecycle's state and debounce
+history), ``quality`` (predicted lows awaiting their truth) and ``counters``, so a field
+added later never shifts what is already stored in tables and changelogs; a missing field
+takes its default. Format 2 (positional lists, before 2026-12) is still read and migrated.
+Times in sample buffers are second offsets from the watermark, values float32 arrays: a
+few kB for a patient with a day of 5-minute vitals.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ CGM_SLOT_MS = 5 * MINUTE_MS
 CGM_SLOTS = 48  # 4 h
 CGM_CODE = "99504-3"
 VITAL_HORIZON_MS = 24 * HOUR_MS
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+LEGACY_FORMAT = 2  # positional lists: read (migrated), never written
 SECOND_MS = 1000
 
 
@@ -213,7 +219,9 @@ class PatientWindow:
         offsets = array("i", ((self.watermark - t) // SECOND_MS for t, _ in samples))
         return [offsets.tobytes(), array("f", (v for _, v in samples)).tobytes()]
 
-    def _unpack(self, packed: list[bytes]) -> list[tuple[int, float]]:
+    def _unpack(self, packed: list[bytes] | None) -> list[tuple[int, float]]:
+        if not packed:
+            return []
         offsets, values = array("i"), array("f")
         offsets.frombytes(packed[0])
         values.frombytes(packed[1])
@@ -224,40 +232,82 @@ class PatientWindow:
 
     def to_bytes(self) -> bytes:
         """Compact msgpack for the table (one changelog record per patient per batch)."""
-        cgm = self.cgm_series()
-        data = [
-            FORMAT_VERSION,
-            self.patient_id,
-            self.watermark,
-            self._pack(cgm),
-            {code: self._pack(samples) for code, samples in self.vitals.items()},
-            {code: [t, v] for code, (t, v) in self.labs.items()},
-            self.last_seen,
-            {code: b.to_list() for code, b in self.baselines.items()},
-            {k: a.to_list() for k, a in self.alarms.items()},
-            self.alarm_history,
-            [self.events, self.duplicates, self.late, self.arrived_at],
-            [self.predictions, self.recent_predictions, self.cgm_low],
-        ]
+        data = {
+            "format": FORMAT_VERSION,
+            "patient_id": self.patient_id,
+            "watermark": self.watermark,
+            "signals": {
+                "cgm": self._pack(self.cgm_series()),
+                "vitals": {code: self._pack(samples) for code, samples in self.vitals.items()},
+                "labs": {code: [t, v] for code, (t, v) in self.labs.items()},
+                "last_seen": self.last_seen,
+                "baselines": {code: b.to_list() for code, b in self.baselines.items()},
+            },
+            "alarms": {
+                "open": {kind: alarm.to_dict() for kind, alarm in self.alarms.items()},
+                "history": self.alarm_history,
+            },
+            "quality": {
+                "predictions": self.predictions,
+                "recent_predictions": self.recent_predictions,
+                "cgm_low": self.cgm_low,
+            },
+            "counters": {
+                "events": self.events,
+                "duplicates": self.duplicates,
+                "late": self.late,
+                "arrived_at": self.arrived_at,
+            },
+        }
         packed: bytes = msgpack.packb(data)
         return packed
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PatientWindow:
         data = msgpack.unpackb(raw, strict_map_key=False)
-        if data[0] != FORMAT_VERSION:
-            msg = f"unknown PatientWindow format {data[0]}"
+        if isinstance(data, list) and data and data[0] == LEGACY_FORMAT:
+            data = migrate_legacy(data)
+        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+            found = data.get("format") if isinstance(data, dict) else data[:1]
+            msg = f"unknown PatientWindow format {found!r}"
             raise ValueError(msg)
-        (_, patient_id, watermark, cgm, vitals, labs, last_seen, baselines, alarms, history,
-         counts, quality) = data  # fmt: skip
-        window = cls(patient_id, watermark)
-        window.cgm = {t // CGM_SLOT_MS: (t, v) for t, v in window._unpack(cgm)}
-        window.vitals = {code: window._unpack(packed) for code, packed in vitals.items()}
-        window.labs = {code: (t, v) for code, (t, v) in labs.items()}
-        window.last_seen = last_seen
-        window.baselines = {code: Baseline.from_list(b) for code, b in baselines.items()}
-        window.alarms = {k: Alarm.from_list(a) for k, a in alarms.items()}
-        window.alarm_history = history
-        window.events, window.duplicates, window.late, window.arrived_at = counts
-        window.predictions, window.recent_predictions, window.cgm_low = quality
+        window = cls(data["patient_id"], data.get("watermark", 0))
+        signals = data.get("signals", {})
+        window.cgm = {t // CGM_SLOT_MS: (t, v) for t, v in window._unpack(signals.get("cgm"))}
+        window.vitals = {c: window._unpack(p) for c, p in signals.get("vitals", {}).items()}
+        window.labs = {code: (t, v) for code, (t, v) in signals.get("labs", {}).items()}
+        window.last_seen = signals.get("last_seen", {})
+        window.baselines = {
+            code: Baseline.from_list(b) for code, b in signals.get("baselines", {}).items()
+        }
+        alarms = data.get("alarms", {})
+        window.alarms = {k: Alarm.from_dict(a) for k, a in alarms.get("open", {}).items()}
+        window.alarm_history = alarms.get("history", {})
+        quality = data.get("quality", {})
+        window.predictions = quality.get("predictions", [])
+        window.recent_predictions = quality.get("recent_predictions", [])
+        window.cgm_low = quality.get("cgm_low", False)
+        counters = data.get("counters", {})
+        window.events = counters.get("events", 0)
+        window.duplicates = counters.get("duplicates", 0)
+        window.late = counters.get("late", 0)
+        window.arrived_at = counters.get("arrived_at", 0)
         return window
+
+
+def migrate_legacy(data: list[Any]) -> dict[str, Any]:
+    """Format 2 (one positional list) as the format-3 document it means."""
+    (_, patient_id, watermark, cgm, vitals, labs, last_seen, baselines, alarms, history,
+     (events, duplicates, late, arrived_at), (predictions, recent, cgm_low)) = data  # fmt: skip
+    return {
+        "format": FORMAT_VERSION,
+        "patient_id": patient_id,
+        "watermark": watermark,
+        "signals": {"cgm": cgm, "vitals": vitals, "labs": labs, "last_seen": last_seen,
+                    "baselines": baselines},
+        "alarms": {"open": {k: Alarm.from_list(a).to_dict() for k, a in alarms.items()},
+                   "history": history},
+        "quality": {"predictions": predictions, "recent_predictions": recent, "cgm_low": cgm_low},
+        "counters": {"events": events, "duplicates": duplicates, "late": late,
+                     "arrived_at": arrived_at},
+    }  # fmt: skip

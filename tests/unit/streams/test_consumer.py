@@ -9,7 +9,7 @@ import faust
 import pytest
 from faust.types import Message
 
-from streams.consumer import acknowledge, current, deliver_batches
+from streams.consumer import acknowledge, current, deliver_batches, release
 
 TOPIC = "bedside.test"
 
@@ -77,3 +77,16 @@ def test_acknowledged_records_become_committable(app: faust.App) -> None:
     acknowledge(app.consumer, messages)
     assert all(m.acked for m in messages)
     assert sorted(app.consumer._acked[messages[0].tp]) == [0, 1, 2]
+
+
+def test_records_of_an_interrupted_batch_are_released_unacked(app: faust.App) -> None:
+    # a stop that cancels the handler mid-batch once left its records tracked: Faust's stop
+    # then waited for their acknowledgement forever
+    app.topics.add(app.topic(TOPIC))
+    app.topics._acking_topics.add(TOPIC)
+    done, interrupted = _messages(app, 0, 2), _messages(app, 0, 3)
+    acknowledge(app.consumer, done)
+    release(app.consumer, done + interrupted)
+    assert not app.consumer._unacked_messages - set(done)
+    assert not any(m.acked for m in interrupted)  # not committed: fetched again
+    assert all(m.acked for m in done)
