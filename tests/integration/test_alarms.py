@@ -10,32 +10,19 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from stream_helpers import produce, read_topic, send_raw
+from stream_helpers import recent_cgm as cgm
 
 from streams.settings import Settings
 
 TOKEN = "care-team-secret-of-at-least-32-chars"
 BROWSER = Path(__file__).parents[1] / "browser"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
-
-
-def cgm(patient: str, minutes_ago: float, value: float) -> dict[str, Any]:
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
-    return {
-        "patient_id": patient,
-        "code": "99504-3",
-        "value": value,
-        "unit": "mg/dL",
-        "effective_at": at.isoformat(),
-        "source": "test",
-        "event_id": f"{patient}-{minutes_ago}",
-    }
 
 
 def falling_to_low(patient: str) -> list[dict[str, Any]]:

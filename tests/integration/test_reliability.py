@@ -15,13 +15,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from stream_helpers import produce, read_topic, send_raw
+from stream_helpers import recent_cgm as cgm
 
 from deploy.stack import LocalStack
 from streams.broker import ensure_topics
@@ -29,19 +30,6 @@ from streams.settings import Settings
 
 RULES = {"BEDSIDE_SCORING__MODELS": "[]", "BEDSIDE_STREAM__TICK_INTERVAL_S": "1"}
 POISON_WORKER = Path(__file__).parent / "poison_worker.py"
-
-
-def cgm(patient: str, minutes_ago: float, value: float, **extra: Any) -> dict[str, Any]:
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
-    return {
-        "patient_id": patient,
-        "code": "99504-3",
-        "value": value,
-        "unit": "mg/dL",
-        "effective_at": at.isoformat(),
-        "source": "test",
-        **extra,
-    }
 
 
 def urgent_low(patient: str) -> list[dict[str, Any]]:

@@ -198,6 +198,19 @@ def ready(worker: Any) -> tuple[int, dict[str, Any]]:
         return exc.code, dict(json.loads(exc.read()))
 
 
+def worker_event(settings: Settings, app_id: str, state: str) -> dict[str, Any]:
+    """The first alert event about worker ``app_id`` (key ``*``) in ``state``."""
+
+    def mine(found: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        return [e for e in found["*"] if e["worker"] == app_id and e["state"] == state]
+
+    found = asyncio.run(
+        read_topic(settings, settings.topics.alerts, {"*"}, lambda f: bool(mine(f)), timeout=20)
+    )
+    [first, *_] = mine(found)
+    return first
+
+
 OUTAGE_S = float(os.environ.get("BEDSIDE_TEST_OUTAGE_S", "60"))
 
 
@@ -263,16 +276,7 @@ def test_database_outage_alarms_flow_ready_tells_the_truth_series_catch_up(
     while ready(worker)[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert ready(worker)[0] == 200
-    resolved = asyncio.run(
-        read_topic(
-            stack_settings,
-            stack_settings.topics.alerts,
-            {"*"},
-            lambda f: any(e["state"] == "resolved" and e["worker"] == app_id for e in f["*"]),
-            timeout=20,
-        )
-    )["*"]
-    assert any(e["state"] == "resolved" for e in resolved if e["worker"] == app_id)
+    assert worker_event(stack_settings, app_id, "resolved")["alert_id"] == degraded["alert_id"]
 
 
 def test_two_workers_one_killed_nothing_lost_alerts_at_least_once(

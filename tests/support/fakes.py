@@ -69,14 +69,18 @@ class MemoryRecords:
 
 @dataclass
 class MemorySeries:
-    """Accepted lines; ``fail``: writes raise (a database that refuses them)."""
+    """Accepted lines; ``fail``: writes raise (a database that refuses them); ``gate``: writes
+    wait until it is set (a database that does not answer yet)."""
 
     lines: list[str] = field(default_factory=list)
     fail: BaseException | None = None
+    gate: asyncio.Event | None = None
     writes: int = 0
 
     async def write(self, lines: list[str]) -> None:
         self.writes += 1
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail:
             raise self.fail
         self.lines.extend(lines)

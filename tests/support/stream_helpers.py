@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,6 +13,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.broker import client_options
 from streams.settings import Settings
+
+
+def recent_cgm(patient: str, minutes_ago: float, value: float, **extra: Any) -> dict[str, Any]:
+    """A native CGM reading ``minutes_ago`` before now (whole seconds)."""
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
+    return {
+        "patient_id": patient,
+        "code": "99504-3",
+        "value": value,
+        "unit": "mg/dL",
+        "effective_at": at.isoformat(),
+        "source": "test",
+        "event_id": f"{patient}-{minutes_ago}",
+        **extra,
+    }
 
 
 async def produce(

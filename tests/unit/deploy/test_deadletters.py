@@ -26,7 +26,8 @@ def letter(reason: Reason, original: bytes, key: str) -> dict[str, object]:
 def test_a_quarantined_state_decodes_to_the_window_it_held() -> None:
     window = PatientPipeline(StreamSettings()).process("syn-q", None, [cgm(0, 123)]).window
     shown = decoded(letter(Reason.STATE, window.to_bytes(), "syn-q"))
-    assert shown[1] == "syn-q" and shown[2] == window.watermark  # format, patient, watermark
+    assert shown["patient_id"] == "syn-q" and shown["watermark"] == window.watermark
+    assert shown["signals"]["last_seen"] == window.last_seen
     assert decoded(letter(Reason.STATE, b"\xc1garbage", "syn-q")) == {
         "undecodable_state_b64": "wWdhcmJhZ2U="
     }
