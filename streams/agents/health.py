@@ -81,7 +81,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         if event is not None:
             log.error("monitoring %s: %s", event["transition"], "; ".join(problems) or "ok")
             if monitor.broker_down_since is None:
-                await records.send(settings.topics.alerts, b"*", orjson.dumps(event))
+                try:
+                    await (await records.send(settings.topics.alerts, b"*", orjson.dumps(event)))
+                except Exception as exc:  # noqa: BLE001 - /ready and the log still say it
+                    log.warning("monitoring event not published (%s)", type(exc).__name__)
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
