@@ -198,6 +198,22 @@ def ready(worker: Any) -> tuple[int, dict[str, Any]]:
         return exc.code, dict(json.loads(exc.read()))
 
 
+def emitted_alert_ids(
+    settings: Settings, patients: list[str], expected: set[str], timeout: float = 60
+) -> set[str]:
+    """Alert ids of ``patients`` on the alerts topic, once ``expected`` are all there."""
+    found = asyncio.run(
+        read_topic(
+            settings,
+            settings.topics.alerts,
+            set(patients),
+            lambda f: expected <= {e["alert_id"] for es in f.values() for e in es},
+            timeout=timeout,
+        )
+    )
+    return {e["alert_id"] for es in found.values() for e in es}
+
+
 def worker_event(settings: Settings, app_id: str, state: str) -> dict[str, Any]:
     """The first alert event about worker ``app_id`` (key ``*``) in ``state``."""
 
@@ -237,16 +253,7 @@ def test_database_outage_alarms_flow_ready_tells_the_truth_series_catch_up(
     try:
         asyncio.run(produce(stack_settings, records))
         # alarms reach the alerts topic while the database is down (they once waited for it)
-        alerts = asyncio.run(
-            read_topic(
-                stack_settings,
-                stack_settings.topics.alerts,
-                set(patients),
-                lambda f: expected <= {e["alert_id"] for es in f.values() for e in es},
-                timeout=30,
-            )
-        )
-        assert expected and expected <= {e["alert_id"] for es in alerts.values() for e in es}
+        assert expected and expected <= emitted_alert_ids(stack_settings, patients, expected, 30)
         status, body = ready(worker)
         assert status == 503 and any("database" in p for p in body["problems"]), body
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
@@ -300,16 +307,7 @@ def test_two_workers_one_killed_nothing_lost_alerts_at_least_once(
         times = cgm["timestamps"]
         assert len(times) == n // 2 == len(set(times)), p  # every point exactly once
     expected = expected_alerts(records)
-    alerts = asyncio.run(
-        read_topic(
-            stack_settings,
-            stack_settings.topics.alerts,
-            set(patients),
-            lambda f: expected <= {e["alert_id"] for es in f.values() for e in es},
-        )
-    )
-    emitted = {e["alert_id"] for es in alerts.values() for e in es}
-    assert expected and expected <= emitted
+    assert expected and expected <= emitted_alert_ids(stack_settings, patients, expected)
 
 
 def test_models_score_in_the_stream_and_drive_alerts(
