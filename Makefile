@@ -43,6 +43,7 @@ lint: install
 	$(BIN)/ruff check streams deploy models export tests bench
 	$(BIN)/ruff format --check streams deploy models export tests bench
 	$(BIN)/mypy
+	$(BIN)/pytest -q tests/unit/test_structure.py  # short functions; the core never imports the engine
 
 stack-up: install tsdb
 	$(BIN)/bedside stack up
