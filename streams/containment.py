@@ -14,15 +14,12 @@ Pure with respect to I/O: the caller loads and stores windows and sends the reco
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .pipeline import PatientOutput, PatientPipeline
 from .schemas.observation import Observation
 from .windows.patient import PatientWindow
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,22 +51,21 @@ def apply_contained(
 
     ``load`` gives the patient's current window (may raise on a corrupt state); ``stored``
     the bytes it was loaded from, to restore it after a failure."""
-    result = PatientResult(PatientWindow(patient_id))
     try:
         window = load()
     except Exception as exc:  # noqa: BLE001 - a corrupt state quarantines one patient
+        result = _failing(patient_id)
         _quarantine(result, stored(), exc)
         window = None
     else:
         try:
             output = pipeline.process(patient_id, window, observations, arrived_at=arrived_at)
         except Exception as exc:  # noqa: BLE001 - contained below, record by record
+            result = _failing(patient_id)
             result.error = type(exc).__name__
             window = _restore(stored)
         else:
-            result.outputs.append(output)
-            result.window = output.window
-            return result
+            return PatientResult(output.window, [output])  # the common case: nothing failed
     window = _one_by_one(pipeline, patient_id, window, observations, arrived_at, result)
     if (
         result.quarantined is None
@@ -83,6 +79,11 @@ def apply_contained(
     if window is not None:
         result.window = window
     return result
+
+
+def _failing(patient_id: str) -> PatientResult:
+    """The result of a patient whose batch failed: an empty window unless one applies."""
+    return PatientResult(PatientWindow(patient_id))
 
 
 def _one_by_one(

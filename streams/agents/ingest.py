@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
@@ -37,8 +36,6 @@ from ..scoring.service import ModelScoring
 from ..settings import Settings
 from ..sinks.influx import InfluxSink
 from ..sinks.kafka import RecordSink
-
-log = logging.getLogger(__name__)
 
 
 class TableStore:

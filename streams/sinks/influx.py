@@ -40,7 +40,6 @@ class InfluxSink(Service):
         self.retry_max_s = retry_max_s
         self.points_written = 0
         self.write_failures = 0
-        self.blocked = False  # True while an outage holds the stream back
         self.blocked_since: float | None = None  # monotonic time the outage began
         self._client: InfluxDBClientAsync | None = None
 
@@ -80,7 +79,7 @@ class InfluxSink(Service):
             except Exception as exc:  # noqa: BLE001 - any failure: hold the batch and retry
                 attempt += 1
                 self.write_failures += 1
-                if not self.blocked:  # once per outage, not per retry
+                if self.blocked_since is None:  # once per outage, not per retry
                     self.blocked_since = time.monotonic()
                     log.error(
                         "InfluxDB write of %d points failed (%s); retrying every <= %.0f s, "
@@ -89,12 +88,11 @@ class InfluxSink(Service):
                         type(exc).__name__,
                         self.retry_max_s,
                     )
-                self.blocked = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 continue
-            if self.blocked:
+            if self.blocked_since is not None:
                 log.warning("InfluxDB accepts writes again after %d failed attempts", attempt)
-            self.blocked, self.blocked_since = False, None
+                self.blocked_since = None
             self.points_written += len(lines)
             return

@@ -162,7 +162,8 @@ class PatientWindow:
     def _prune(self, clock: int) -> None:
         """Drop what fell out of every window even for a signal that lags the patient's
         newest event time by the whole allowed lateness (``clock``)."""
-        self._prune_cgm(clock // CGM_SLOT_MS)
+        if self.last_seen.get(CGM_CODE, clock) < clock:  # else its own prune went further
+            self._prune_cgm(clock // CGM_SLOT_MS)
         horizon = clock - VITAL_HORIZON_MS
         for samples in self.vitals.values():
             if samples and samples[0][0] < horizon:
