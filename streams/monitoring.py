@@ -2,7 +2,8 @@
 
 A monitoring service must never go quiet without saying so. The worker is *degraded* when:
 
-- the broker does not answer (alarms cannot be published);
+- the broker does not answer, or one of the worker's own broker clients (output
+  producers, the alert view) has not connected yet (alarms cannot be published or shown);
 - the time-series database refuses writes (series and commits wait; alarms still flow);
 - records wait on the patient topics but no batch has been stored for ``degraded_after_s``
   (the stream makes no progress).
@@ -28,6 +29,11 @@ class SinkState(Protocol):
     write_failures: int
 
 
+class BrokerClient(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+
 @dataclass
 class Monitor:
     """The worker's health, updated by the stream and the health agent."""
@@ -40,6 +46,7 @@ class Monitor:
     lag: int = 0  # records waiting on the owned patient partitions
     degraded_since: float | None = None  # wall time (s) the current problems began
     alert_id: str | None = None  # the open monitoring_degraded alert, if any
+    clients: list[BrokerClient] = field(default_factory=list)  # producers, alert view
 
     def stored(self, points: int) -> None:
         self.unstored_points -= points
@@ -52,6 +59,9 @@ class Monitor:
         found = []
         if self.broker_down_since is not None:
             found.append(f"broker unreachable for {now - self.broker_down_since:.0f} s")
+        waiting = sum(not client.connected for client in self.clients)
+        if waiting:
+            found.append(f"{waiting} of {len(self.clients)} broker clients not connected yet")
         if self.sink is not None and self.sink.blocked_since is not None:
             found.append(
                 f"time-series database refuses writes for {now - self.sink.blocked_since:.0f} s "

@@ -144,6 +144,7 @@ class AlarmsApi:
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     view = AlertView(settings.kafka, settings.topics.alerts)
     records = RecordSink(settings.kafka)
+    runtime.monitor.clients += [records, view]
     app.service(view)  # type: ignore[arg-type]
     app.service(records)  # type: ignore[arg-type]
     runtime.alert_view = view

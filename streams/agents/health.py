@@ -51,6 +51,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Add ``GET /health`` (alive), ``GET /ready`` (assigned, recovered, working), ``/stats``."""
     monitor = runtime.monitor
     records = RecordSink(settings.kafka)
+    runtime.monitor.clients.append(records)
     app.service(records)  # type: ignore[arg-type]
     stall_s = settings.stream.degraded_after_s
 

@@ -96,6 +96,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     runtime.windows = windows
     sink = InfluxSink(settings.influx)
     records = RecordSink(settings.kafka)
+    runtime.monitor.clients.append(records)
     app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
     app.service(records)  # type: ignore[arg-type]
     scoring = runtime.scoring = ModelScoring(settings.scoring)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import ConsumerStoppedError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from mode import Service
 
 from ..broker import client_options
@@ -23,6 +23,7 @@ from ..settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 RESOLVED_MEMORY = 100_000
+RETRY_S = 1.0  # between attempts to reach a broker that is away at start
 #: Put in a stalled subscriber's queue when it is dropped: its stream ends, the page
 #: reconnects and reloads the open alarms instead of showing "live" without new ones.
 DROPPED: dict[str, Any] = {"dropped": True}
@@ -67,19 +68,39 @@ class AlertView(Service):
         self.subscribers.add(queue)
         return queue
 
-    async def on_start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            self.topic,
-            group_id=None,
-            auto_offset_reset="earliest",
-            **client_options(self.kafka),
-        )
-        await self._consumer.start()
-        self.add_future(self._follow(self._consumer))
+    @property
+    def connected(self) -> bool:
+        return self._consumer is not None
 
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        # the consumer is passed in: a stop right after the start (a worker told to stop as
-        # it becomes ready) clears ``self._consumer`` before this task first runs
+    async def on_start(self) -> None:
+        self.add_future(self._follow())
+
+    async def _connect(self) -> AIOKafkaConsumer | None:
+        """The consumer, started (None when stopped first): a broker away is waited for."""
+        while not self.should_stop:
+            options = client_options(self.kafka)
+            consumer = AIOKafkaConsumer(
+                self.topic, group_id=None, auto_offset_reset="earliest", **options
+            )
+            try:
+                await consumer.start()
+            except BaseException as exc:
+                await consumer.stop()
+                if not isinstance(exc, KafkaError):
+                    raise
+                log.warning("alert view: broker not reachable yet (%s)", type(exc).__name__)
+                await self.sleep(RETRY_S)
+                continue
+            self._consumer = consumer
+            return consumer
+        return None
+
+    async def _follow(self) -> None:
+        consumer = await self._connect()
+        if consumer is None:
+            return
+        # the local consumer is kept: a stop right after the start (a worker told to stop as
+        # it becomes ready) clears ``self._consumer`` before this loop reads again
         while not self.should_stop:
             try:
                 batches = await consumer.getmany(timeout_ms=500)

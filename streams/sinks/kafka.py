@@ -9,28 +9,68 @@ offsets are acknowledged.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from ..broker import client_options
 from ..settings import KafkaSettings
 
+log = logging.getLogger(__name__)
+
 
 class RecordSink(Service):
-    """Sends records; :meth:`send` returns a future resolved when the broker has it."""
+    """Sends records; :meth:`send` returns a future resolved when the broker has it.
+
+    A broker that is away when the worker starts does not stop the worker: the producer
+    connects in the background (every ``RETRY_S``) and :meth:`send` raises the broker's
+    error until then, as it does during an outage (callers answer 503 or retry the batch)."""
+
+    RETRY_S = 1.0
 
     def __init__(self, kafka: KafkaSettings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.kafka = kafka
         self._producer: AIOKafkaProducer | None = None
+        self._connecting = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def _connect(self) -> AIOKafkaProducer:
+        async with self._connecting:  # the retry loop and a send may both try
+            if self._producer is not None:
+                return self._producer
+            producer = AIOKafkaProducer(
+                acks="all", linger_ms=2, max_batch_size=512 * 1024, **client_options(self.kafka)
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+            return producer
 
     async def on_start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            acks="all", linger_ms=2, max_batch_size=512 * 1024, **client_options(self.kafka)
-        )
-        await self._producer.start()
+        try:
+            await self._connect()
+        except KafkaError as exc:
+            log.warning("output producer not connected yet (%s): retrying", type(exc).__name__)
+            self.add_future(self._keep_connecting())
+
+    async def _keep_connecting(self) -> None:
+        while self._producer is None and not self.should_stop:
+            await self.sleep(self.RETRY_S)
+            try:
+                await self._connect()
+            except KafkaError:
+                continue
+            log.info("output producer connected")
 
     async def on_stop(self) -> None:
         if self._producer is not None:
@@ -50,10 +90,8 @@ class RecordSink(Service):
     async def send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> asyncio.Future[Any]:
-        if self._producer is None:
-            await self.on_start()
-        assert self._producer is not None
-        future: asyncio.Future[Any] = await self._producer.send(
+        producer = self._producer or await self._connect()
+        future: asyncio.Future[Any] = await producer.send(
             topic, value, key=key, partition=partition
         )
         return future

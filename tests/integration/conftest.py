@@ -145,8 +145,21 @@ class WorkerProcess:
 
     def assert_alive(self) -> None:
         if self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise AssertionError(f"worker exited {self.process.returncode}:\n{tail}")
+            text = self.log.read_text(errors="replace")
+            # the cause is usually far above the shutdown lines: show the errors first
+            notable = [
+                line
+                for line in text.splitlines()
+                if "[ERROR]" in line
+                or "[CRITICAL]" in line
+                or line.startswith(("Traceback", "  "))
+                or "Error:" in line
+            ]
+            raise AssertionError(
+                f"worker exited {self.process.returncode}; errors:\n"
+                + "\n".join(notable[:60])[:6000]
+                + f"\n... last lines:\n{text[-2000:]}"
+            )
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
