@@ -93,9 +93,7 @@ class PatientPipeline:
     def set_models(self, models: Sequence[ServingModel]) -> None:
         """The models to score with (a reload swaps them between batches)."""
         self.models = list(models)
-        self.model_kinds = frozenset(
-            m.family.alert_kind for m in self.models if m.role == "primary"
-        )
+        self.model_kinds = frozenset(m.family.alert_kind for m in self.models if m.drives_alarm)
 
     def profile(self, patient_id: str) -> PatientProfile:
         own = self.patients.get(patient_id)

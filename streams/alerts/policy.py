@@ -26,8 +26,9 @@ glucose alarm keeps holding within 5 mg/dL of its threshold, 10 for highs: hyste
 | ``monitoring_fault`` | the stored state could not be used (``streams.containment``) | urgent |
 
 With the glucose model loaded, ``predicted_low`` comes from the model (P(< 70 mg/dL within
-30 min) >= the manifest's threshold while the CGM reads >= low) instead of AR2; AR2 is still
-published on the risk topic. Shadow models never alert.
+30 min) >= the manifest's threshold while the CGM reads >= low) instead of AR2, unless the
+manifest's gate says the model's alarm lost to AR2's on validation patients (then AR2 keeps
+it); AR2 is still published on the risk topic. Shadow models never alert.
 """
 
 from __future__ import annotations
@@ -318,12 +319,12 @@ def detect(
                 if c.kind not in model_kinds
             }
         )
-    if "glucose_model" in by_name:
+    if "glucose_model" in by_name and "predicted_low" in model_kinds:
         evaluated["predicted_low"] = None
         evaluated.update(
             {c.kind: c for c in glucose_model_conditions(by_name["glucose_model"], profile)}
         )
-    if "deterioration_model" in by_name:
+    if "deterioration_model" in by_name and "deterioration" in model_kinds:
         evaluated["deterioration"] = None
         model = by_name["deterioration_model"]
         evaluated.update({c.kind: c for c in deterioration_conditions(model)})

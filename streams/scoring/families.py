@@ -2,8 +2,10 @@
 
 Model scores are named ``glucose_model`` and ``deterioration_model`` (a shadow model's get a
 ``_shadow`` suffix: published on the risk topic, never alerting). The primary glucose model
-drives the ``predicted_low`` alert in place of AR2; the deterioration model drives
-``deterioration``. Thresholds come from each model's manifest.
+drives the ``predicted_low`` alert in place of AR2 where its manifest's gate says its alarm
+won on validation, and its forecast is served per horizon only where it beat AR2's (the
+score says which served); the deterioration model drives ``deterioration``. Thresholds come
+from each model's manifest.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..rules import glucose as g
 from ..schemas.observation import Kind, Observation
 from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
@@ -36,12 +39,35 @@ class ModelFamily:
     to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str], Score]
 
 
+def served_forecast(
+    model: dict[str, float], window: PatientWindow, manifest: Manifest
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The forecast served per horizon (the model's only where its gate says it won) and
+    which one served it."""
+    gate = manifest.gate
+    if gate is None:
+        return model, dict.fromkeys(model, "model")
+    ar2 = g.ar2_forecast_ms(window.recent_cgm(20 * 60_000), steps=max(HORIZONS_MIN) // 5)
+    served, by = {}, {}
+    for horizon, value in model.items():
+        source = gate.forecast.get(horizon, "ar2")
+        if source == "ar2" and ar2 is not None:
+            served[horizon], by[horizon] = round(ar2[int(horizon) // 5 - 1][1], 1), "ar2"
+        elif source == "ar2":  # AR2 cannot run (one reading): the last value, as AR2 would
+            served[horizon], by[horizon] = window.cgm_series()[-1][1], "last_value"
+        else:
+            served[horizon], by[horizon] = value, "model"
+    return served, by
+
+
 def _glucose_score(
     outputs: list[np.ndarray], manifest: Manifest, window: PatientWindow, name: str
 ) -> Score:
     forecast, probabilities = outputs
     series = window.cgm_series()
     t, current = series[-1]
+    model = {str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast, strict=True)}
+    served, served_by = served_forecast(model, window, manifest)
     return Score(
         name,
         f"{manifest.name}@{manifest.version}",
@@ -49,9 +75,10 @@ def _glucose_score(
         {
             "p_low_30": round(float(probabilities[0]), 4),
             "p_urgent_low_30": round(float(probabilities[1]), 4),
-            "forecast_mg_dl": {
-                str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast, strict=True)
-            },
+            "forecast_mg_dl": served,
+            "forecast_served_by": served_by,
+            "model_forecast_mg_dl": model,
+            "predicted_low_by": "model" if drives_predicted_low(manifest) else "ar2",
             "threshold": manifest.thresholds.get("p_low_30"),
             "at": iso(t),
             "current_mg_dl": current,
@@ -80,6 +107,10 @@ def _deterioration_score(
     )
 
 
+def drives_predicted_low(manifest: Manifest) -> bool:
+    return manifest.gate is None or manifest.gate.predicted_low == "model"
+
+
 @dataclass(frozen=True)
 class ServingModel:
     """A loaded model as the pipeline sees it: what it reads, its manifest and its run."""
@@ -92,6 +123,14 @@ class ServingModel:
     @property
     def key(self) -> str:
         return f"{self.manifest.name}@{self.manifest.version}"
+
+    @property
+    def drives_alarm(self) -> bool:
+        """Whether this model's alarm kind comes from it (a primary model whose gate lets it:
+        a glucose model whose alarm lost to AR2's on validation leaves predicted_low to AR2)."""
+        if self.role != "primary":
+            return False
+        return self.family.name != "glucose" or drives_predicted_low(self.manifest)
 
     @property
     def score_name(self) -> str:

@@ -43,6 +43,22 @@ class FeatureContractRef(BaseModel):
     hash: str
 
 
+Source = Literal["model", "ar2"]
+
+
+class Gate(BaseModel):
+    """Where a glucose model serves, from its validation on real patients: per horizon
+    (minutes) the model's forecast or AR2's; ``predicted_low`` from the model's probability
+    or from the AR2 rule. A model never serves where the rule it replaces was better."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    forecast: dict[str, Source]
+    predicted_low: Source
+    validated_on: str
+    validation_rmse: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
 class Manifest(BaseModel):
     """What a serving process needs to know about one exported model version."""
 
@@ -61,6 +77,7 @@ class Manifest(BaseModel):
     training_data: dict[str, Any]
     evaluation: dict[str, Any]
     export: dict[str, Any] = Field(default_factory=dict)  # exporter, opset, parity
+    gate: Gate | None = None  # glucose: where it serves (absent: everywhere, as before gates)
 
     @field_validator("version")
     @classmethod

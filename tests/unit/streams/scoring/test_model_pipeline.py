@@ -10,7 +10,9 @@ import orjson
 import pytest
 
 from streams.pipeline import PatientOutput, PatientPipeline
+from streams.rules import glucose as g
 from streams.schemas.observation import Format, Kind, Observation, stable_event_id
+from streams.scoring.manifest import Gate
 from streams.scoring.service import ModelScoring
 from streams.settings import ScoringSettings, StreamSettings
 
@@ -109,6 +111,42 @@ def test_a_shadow_model_is_published_but_never_alerts(scoring: ModelScoring) -> 
     # without a primary model AR2 drives predicted_low, as before models existed
     versions = {a["rule_or_model_version"] for a in alerts if a["kind"] == "predicted_low"}
     assert versions <= {"glucose-rules-1"}
+
+
+def gated(scoring: ModelScoring, forecast: dict[str, str], predicted_low: str) -> list:
+    gate = Gate(forecast=forecast, predicted_low=predicted_low, validated_on="test")  # type: ignore[arg-type]
+    return [
+        replace(m, manifest=m.manifest.model_copy(update={"gate": gate}))
+        if m.family.name == "glucose"
+        else m
+        for m in scoring.serving_models()
+    ]
+
+
+def test_the_gate_serves_ar2_where_the_model_lost(scoring: ModelScoring) -> None:
+    models = gated(scoring, {"15": "model", "30": "ar2", "45": "model", "60": "ar2"}, "model")
+    pipeline = PatientPipeline(StreamSettings(), models=models)
+    falling = [180 - 6 * i for i in range(18)]
+    scores, _ = finished(pipeline, cgm_series(falling))
+    model = scores["glucose_model"]
+    assert model["forecast_served_by"] == {"15": "model", "30": "ar2", "45": "model", "60": "ar2"}
+    # AR2 from the last two readings (78 after 84), as the rules compute it
+    ar2 = g.ar2_forecast_ms([(0, 84.0), (300_000, 78.0)], steps=12)
+    assert ar2 is not None
+    assert model["forecast_mg_dl"]["30"] == round(ar2[5][1], 1)
+    assert model["forecast_mg_dl"]["15"] == model["model_forecast_mg_dl"]["15"]
+    assert model["predicted_low_by"] == "model"
+
+
+def test_a_model_whose_alarm_lost_leaves_predicted_low_to_ar2(scoring: ModelScoring) -> None:
+    models = gated(scoring, dict.fromkeys(("15", "30", "45", "60"), "model"), "ar2")
+    assert not [m for m in models if m.family.name == "glucose" and m.drives_alarm]
+    pipeline = PatientPipeline(StreamSettings(), models=models)
+    falling = [176 - 6 * i for i in range(18)]  # ... 80, 74: AR2 crosses 70 in 5 min
+    scores, alerts = finished(pipeline, cgm_series(falling))
+    assert scores["glucose_model"]["predicted_low_by"] == "ar2"
+    versions = {a["rule_or_model_version"] for a in alerts if a["kind"] == "predicted_low"}
+    assert versions == {"glucose-rules-1"}  # AR2 alarms; the model's probability does not
 
 
 def test_deterioration_model_alerts_with_the_vitals_that_drove_it(scoring: ModelScoring) -> None:

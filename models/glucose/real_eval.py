@@ -1,0 +1,121 @@
+"""Figures of a glucose model and the rules it replaces on replayed real CGM.
+
+Forecasts per horizon (n, RMSE, MAE against the future CGM reading) for the model, the
+served forecast (gated), Nightscout's AR2 as served, last value and linear extrapolation;
+hypoglycaemia alarms (``events``) for ``predicted_low``, AR2 and CGM < 80; and the
+calibration of P(< 70 within 30 min) against a constant rate (the training patients').
+The keys are those ``bedside evaluate glucose --cgm --json`` writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..nets import HORIZONS_MIN
+from . import events
+from .real import Replay, Visit
+
+FORECASTS = ("model", "served", "ar2", "last", "linear")
+ALARMS = ("predicted_low", "ar2", "cgm_below_80")
+
+
+def served_forecast(r: Replay, model: np.ndarray, gate: Sequence[str]) -> np.ndarray:
+    """Per horizon the model's forecast where the gate says ``model``, else AR2's."""
+    use = np.array([g == "model" for g in gate])
+    return np.where(use[None, :], model, r.ar2)
+
+
+def forecast_table(r: Replay, predictions: dict[str, np.ndarray]) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for k, horizon in enumerate(HORIZONS_MIN):
+        truth = r.future[:, k]
+        known = ~np.isnan(truth)
+        row = {}
+        for method, values in predictions.items():
+            error = values[known, k] - truth[known]
+            row[method] = {
+                "n": int(known.sum()),
+                "rmse": round(float(np.sqrt(np.mean(error**2))), 2) if known.any() else None,
+                "mae": round(float(np.mean(np.abs(error))), 2) if known.any() else None,
+            }
+        table[str(horizon)] = row
+    return table
+
+
+def alarm_table(visits: Sequence[Visit], r: Replay, fires: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Event-based alarm figures per rule; ``fires`` is a boolean per sample."""
+    out = {}
+    for rule, fired in fires.items():
+        total = events.AlarmScore()
+        for index in np.unique(r.visit):
+            visit = visits[int(index)]
+            mine = r.visit == index
+            times = visit.times_ms / 60_000
+            alarm_times = r.t_ms[mine & fired] / 60_000
+            total = total + events.score_visit(times, visit.mg_dl, alarm_times)
+        out[rule] = total.summary()
+    return out
+
+
+def calibration(p_low: np.ndarray, r: Replay, base_rate: float) -> dict[str, Any]:
+    known = r.hypo_known
+    y = r.hypo[known, 0].astype(float)
+    p = p_low[known].astype(float)
+    bins = np.clip((p * 10).astype(int), 0, 9)
+    return {
+        "n": int(known.sum()),
+        "mean_predicted": round(float(p.mean()), 4),
+        "observed": round(float(y.mean()), 4),
+        "brier": round(float(np.mean((p - y) ** 2)), 5),
+        "brier_constant": round(float(np.mean((base_rate - y) ** 2)), 5),
+        "constant_rate": round(base_rate, 4),
+        "reliability": [
+            {
+                "bin": f"{b / 10:.1f}-{(b + 1) / 10:.1f}",
+                "n": int((bins == b).sum()),
+                "mean_predicted": round(float(p[bins == b].mean()), 4),
+                "observed": round(float(y[bins == b].mean()), 4),
+            }
+            for b in range(10)
+            if (bins == b).any()
+        ],
+    }
+
+
+def evaluate(
+    visits: Sequence[Visit],
+    r: Replay,
+    forecast: np.ndarray,
+    p_low: np.ndarray,
+    *,
+    threshold: float,
+    base_rate: float,
+    gate: Sequence[str],
+    alarm_source: str,
+) -> dict[str, Any]:
+    """Every figure for one set of samples; ``alarm_source`` is what drives predicted_low
+    in serving (``model`` or ``ar2``)."""
+    model_fires = (r.now >= events.LOW) & (p_low >= threshold)
+    fires = {
+        "predicted_low": model_fires if alarm_source == "model" else r.ar2_low,
+        "model": model_fires,
+        "ar2": r.ar2_low,
+        "cgm_below_80": r.now < 80,
+    }
+    predictions = {
+        "model": forecast,
+        "served": served_forecast(r, forecast, gate),
+        "ar2": r.ar2,
+        "last": np.repeat(r.now[:, None], len(HORIZONS_MIN), axis=1),
+        "linear": r.linear,
+    }
+    return {
+        "samples": len(r.now),
+        "patients": len(set(r.patient.tolist())),
+        "horizons": forecast_table(r, predictions),
+        "alarms": alarm_table(visits, r, fires),
+        "calibration": calibration(p_low, r, base_rate),
+    }

@@ -1,0 +1,113 @@
+"""Real CGM (Shanghai T1DM/T2DM) through the serving window; event scoring at any rate.
+
+The data tests read a few visits of ``$BEDSIDE_DATA_DIR`` (default ``../shared/data``) and
+skip, saying so, where that folder is absent (it is never committed to the project).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.glucose import events, real, real_eval
+
+MIN = 60_000
+
+
+@pytest.fixture(scope="module")
+def visits() -> list[real.Visit]:
+    try:
+        return real.load_shanghai()
+    except real.DataMissing as missing:
+        pytest.skip(f"real CGM data absent: {missing}")
+
+
+def test_visits_are_read_in_utc_with_the_patients_number(visits: list[real.Visit]) -> None:
+    assert {v.population for v in visits} == {"T1D", "T2D"}
+    first = next(v for v in visits if v.name == "1001_0_20210730")
+    # the file's first reading: 2021-07-30 16:43 in China (UTC+08:00)
+    assert first.times_ms[0] == 1627634580000 and first.mg_dl[0] == pytest.approx(113.4)
+    assert first.patient == "T1D-1001"
+    assert np.all(np.diff(first.times_ms) > 0)
+
+
+def test_the_split_is_by_patient_stratified_and_stable(visits: list[real.Visit]) -> None:
+    split = real.splits(visits)
+    again = real.splits(list(reversed(visits)))
+    assert split == again  # the order files are read in changes nothing
+    for population in ("T1D", "T2D"):
+        parts = [s for p, s in split.items() if p.startswith(population)]
+        assert {"train", "validation", "test"} <= set(parts)
+    several = [v.patient for v in visits if v.name.split("_")[1] != "0"]
+    assert several  # patients with several visits exist, and each lies in one split
+    assert all(split[p] == split[v.patient] for p in several for v in visits if v.patient == p)
+
+
+def test_replay_targets_are_the_later_cgm_readings(visits: list[real.Visit]) -> None:
+    visit = visits[0]
+    r = real.replay([visit])
+    assert len(r.now) > 0.9 * len(visit.times_ms) - 5  # every reading after the first hour
+    i = len(r.now) // 2
+    at = int(np.searchsorted(visit.times_ms, r.t_ms[i]))
+    assert r.now[i] == pytest.approx(visit.mg_dl[at])
+    assert r.future[i, 0] == pytest.approx(visit.mg_dl[at + 1])  # 15 min later
+    assert r.future[i, 3] == pytest.approx(visit.mg_dl[at + 4])  # 60 min later
+    # time of day in the patient's zone: 16:43 local, not 08:43 UTC
+    x = r.x[0]
+    minutes = np.degrees(np.arctan2(x[-1, 4], x[-1, 5])) % 360 * 4
+    local = (r.t_ms[0] // MIN + real.CST_OFFSET_MIN) % 1440
+    assert abs(minutes - local) <= 5
+
+
+def test_rates_interpolated_and_thinned(visits: list[real.Visit]) -> None:
+    visit = visits[0]
+    dense, sparse = real.interpolate(visit), real.resample(visit, 30)
+    assert events.interval_min(dense.times_ms / MIN) == 5
+    assert events.interval_min(sparse.times_ms / MIN) == 30
+    assert set(visit.times_ms.tolist()) <= set(dense.times_ms.tolist())
+
+
+def series(values: list[float], every: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(len(values)) * every, np.array(values, float)
+
+
+def test_an_event_lasts_15_minutes_at_any_rate() -> None:
+    t5, v5 = series([100, 90, 65, 62, 60, 80, 100] + [100] * 12, 5)
+    assert events.hypo_onsets(t5, v5) == [10.0]
+    t5, v5 = series([100, 65, 62, 100] + [100] * 12, 5)
+    assert events.hypo_onsets(t5, v5) == []  # 10 min below: no event
+    t15, v15 = series([100, 65, 100, 100], 15)
+    assert events.hypo_onsets(t15, v15) == [15.0]  # one 15-min reading stands for 15 min
+
+
+def test_alarm_scoring_in_minutes() -> None:
+    t, v = series([120, 110, 100, 90, 80, 66, 60, 64, 90, 120] + [120] * 40, 15)
+    warned = events.score_visit(t, v, np.array([60.0]))  # 15 min before the onset at 75
+    assert (warned.alarms, warned.true_alarms, warned.events, warned.warned) == (1, 1, 1, 1)
+    assert warned.leads_min == [15.0]
+    false = events.score_visit(t, v, np.array([300.0]))
+    assert (false.alarms, false.true_alarms, false.warned) == (1, 0, 0)
+    assert false.summary()["false_alarms_per_day"] == pytest.approx(1 / (735 / 1440), abs=1e-4)
+
+
+def test_calibration_names_the_constant_rate_it_must_beat(visits: list[real.Visit]) -> None:
+    r = real.replay(visits[:2])
+    rate = float(r.hypo[r.hypo_known, 0].mean())
+    perfect = real_eval.calibration(r.hypo[:, 0].astype(float), r, rate)
+    assert perfect["brier"] == 0.0 and perfect["brier_constant"] > 0
+    constant = real_eval.calibration(np.full(len(r.now), rate), r, rate)
+    assert constant["brier"] == pytest.approx(constant["brier_constant"], abs=1e-5)
+
+
+def test_the_served_forecast_follows_the_gate(visits: list[real.Visit]) -> None:
+    r = real.replay(visits[:1])
+    model = r.ar2 + 5
+    served = real_eval.served_forecast(r, model, ["model", "ar2", "ar2", "model"])
+    assert np.array_equal(served[:, 0], model[:, 0]) and np.array_equal(served[:, 1], r.ar2[:, 1])
+
+
+def test_a_missing_data_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(real.DataMissing, match="BEDSIDE_DATA_DIR"):
+        real.load_shanghai(tmp_path)
