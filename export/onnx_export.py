@@ -23,7 +23,7 @@ import torch
 from models.nets import HORIZONS_MIN, HYPO_THRESHOLDS, DeteriorationGRU, GlucoseGRU
 from models.training import load_checkpoint
 from streams.scoring import features
-from streams.scoring.manifest import FeatureContractRef, Manifest, TensorSpec
+from streams.scoring.manifest import FeatureContractRef, Gate, Manifest, TensorSpec
 
 OPSET = 20
 # torch vs ONNX Runtime, any output: |difference| / max(1, |torch value|) <= 1e-4 (absolute
@@ -165,7 +165,12 @@ def parity(
 def held_out_windows(checkpoint: dict[str, Any], cache: Path, n: int = 512) -> np.ndarray:
     """Model inputs of held-out (test) patients from the training cohort (cached)."""
     data = checkpoint["data"]
-    if checkpoint["kind"] == "glucose":
+    if checkpoint["kind"] == "glucose" and "split" in data:  # trained on real CGM
+        from models.glucose import real
+
+        test = set(data["split"]["test"])
+        x = real.replay([v for v in real.load_shanghai() if v.patient in test]).x
+    elif checkpoint["kind"] == "glucose":
         from models.glucose.dataset import TEST_PATIENTS, cohort, samples
 
         held_out = tuple(p for p in data.get("patient_names", TEST_PATIENTS) if p in TEST_PATIENTS)
@@ -182,8 +187,28 @@ def held_out_windows(checkpoint: dict[str, Any], cache: Path, n: int = 512) -> n
     return np.ascontiguousarray(x[np.sort(chosen)])
 
 
+def real_glucose_headline(report: dict[str, Any]) -> dict[str, Any]:
+    """Test-patient figures of a model evaluated on real CGM (``evaluate glucose --real``),
+    per population at the recorded 15-min rate, next to AR2's and last value's."""
+    out: dict[str, Any] = {"report": "models/reports/glucose_real.md", "data": report["data"]}
+    for population, rates in report["test"].items():
+        f = rates["15min"]
+        out[population] = {
+            "rmse_mg_dl": {
+                h: {m: row[m]["rmse"] for m in ("served", "model", "ar2", "last")}
+                for h, row in f["horizons"].items()
+            },
+            "alarms": {k: f["alarms"][k] for k in ("predicted_low", "ar2", "cgm_below_80")},
+            "brier": f["calibration"]["brier"],
+            "brier_constant": f["calibration"]["brier_constant"],
+        }
+    return out
+
+
 def headline(kind: str, report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     """Evaluation headline metrics and recommended thresholds from ``bedside evaluate``."""
+    if kind == "glucose" and "gate" in report:
+        return real_glucose_headline(report), {"p_low_30": report["gate"]["threshold_p_low_30"]}
     if kind == "glucose":
         model, ar2 = report["forecast"]["model"], report["forecast"]["ar2"]
         alarms = report["alarms"]["model"]
@@ -226,6 +251,18 @@ def _matching_report(
         )
         raise ExportError(msg)
     return report
+
+
+def _gate(report: dict[str, Any]) -> Gate | None:
+    if "gate" not in report:
+        return None
+    gate = report["gate"]
+    return Gate(
+        forecast=gate["forecast"],
+        predicted_low=gate["predicted_low"],
+        validated_on=f"validation patients of {report['data']}",
+        validation_rmse=gate["validation_rmse"],
+    )
 
 
 def export(
@@ -284,6 +321,7 @@ def export(
         thresholds=thresholds,
         training_data=checkpoint["data"],
         evaluation=metrics,
+        gate=_gate(report),
         export={
             "exporter": "torch.onnx dynamo",
             "torch": torch.__version__,

@@ -49,6 +49,17 @@ def _checkpoint(directory: Path, kind: str) -> Path:
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--hidden", type=int, default=None, help="GRU width [32].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--real",
+    is_flag=True,
+    help="glucose: train on the real CGM of the training patients (Shanghai T1DM/T2DM).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real data folder [$BEDSIDE_DATA_DIR or ../shared/data].",
+)
 def train(
     kind: str,
     out: Path,
@@ -59,8 +70,10 @@ def train(
     epochs: int,
     hidden: int | None,
     quiet: bool,
+    real: bool,
+    data: Path | None,
 ) -> None:
-    """Train a risk model (glucose forecaster or deterioration) from simulated data."""
+    """Train a risk model (glucose forecaster or deterioration)."""
     from .training import TrainConfig
 
     config = TrainConfig(epochs=epochs, seed=seed)
@@ -68,7 +81,25 @@ def train(
     days = days or DEFAULT_DAYS[kind]
     hidden = hidden or DEFAULT_HIDDEN[kind]
     path = _checkpoint(out, kind)
-    if kind == "glucose":
+    if real and kind != "glucose":
+        msg = "--real trains the glucose model (deterioration: not yet)"
+        raise click.UsageError(msg)
+    if real:
+        from .glucose import real as real_data
+        from .glucose.real_train import train as train_real
+
+        path = out / "glucose-real.pt"
+        try:
+            summary = train_real(
+                path,
+                data=data or real_data.data_dir(),
+                hidden=hidden,
+                config=TrainConfig(epochs=epochs, seed=seed, batch_size=512, patience=3),
+                progress=not quiet,
+            )
+        except real_data.DataMissing as missing:
+            raise click.ClickException(str(missing)) from missing
+    elif kind == "glucose":
         from .glucose.train import train as train_glucose
 
         summary = train_glucose(
@@ -118,13 +149,38 @@ def train(
 @click.option(
     "--cache", type=click.Path(path_type=Path), default=Path(".bedside/data"), show_default=True
 )
-def evaluate(kind: str, checkpoint: Path | None, reports: Path, cache: Path) -> None:
+@click.option(
+    "--real",
+    is_flag=True,
+    help="glucose: a checkpoint trained with --real, on the real test patients; sets the gate.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real data folder [$BEDSIDE_DATA_DIR or ../shared/data].",
+)
+def evaluate(
+    kind: str, checkpoint: Path | None, reports: Path, cache: Path, real: bool, data: Path | None
+) -> None:
     """Evaluate a trained model against its baselines on held-out patients."""
     started = time.monotonic()
-    checkpoint = checkpoint or _checkpoint(Path(".bedside/models"), kind)
+    default = Path(".bedside/models") / "glucose-real.pt" if real else None
+    checkpoint = checkpoint or default or _checkpoint(Path(".bedside/models"), kind)
     if not checkpoint.exists():
-        msg = f"no checkpoint at {checkpoint}: run `bedside train {kind}` first"
+        flag = " --real" if real else ""
+        msg = f"no checkpoint at {checkpoint}: run `bedside train {kind}{flag}` first"
         raise click.ClickException(msg)
+    if real:
+        from .glucose import real as real_data
+        from .glucose.real_report import evaluate_checkpoint
+
+        try:
+            written = evaluate_checkpoint(checkpoint, reports, data or real_data.data_dir())
+        except real_data.DataMissing as missing:
+            raise click.ClickException(str(missing)) from missing
+        click.echo(f"glucose (real CGM): report {written} ({time.monotonic() - started:.0f} s)")
+        return
     if kind == "glucose":
         from .glucose.evaluate import evaluate as evaluate_glucose
 

@@ -3,11 +3,13 @@
     {"syn-p1": {"glucose_targets": {"urgent_low": 60, "low": 80, "high": 200,
                                     "urgent_high": 300},
                 "spo2_scale": 2,
-                "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/London"}}}
+                "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/London"},
+                "tz": "Europe/London"}}
 
 Validated when the worker starts; a bad value stops it with the patient and field named.
 Quiet hours hold back routine re-alerts only: never urgent kinds (urgent low, NEWS2 >= 7),
-never escalations. Settings given here win over the environment's
+never escalations. ``tz`` (IANA) gives the glucose model the patient's own time of day
+(UTC when nothing is known). Settings given here win over the environment's
 ``BEDSIDE_STREAM__GLUCOSE_TARGETS`` and ``BEDSIDE_STREAM__SPO2_SCALE2_PATIENTS``.
 """
 
@@ -22,6 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from .settings import GlucoseTargetSettings
 
 
+def known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        msg = f"unknown time zone {value!r} (use an IANA name such as Europe/London)"
+        raise ValueError(msg) from error
+    return value
+
+
 class QuietHours(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,12 +43,7 @@ class QuietHours(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            msg = f"unknown time zone {value!r} (use an IANA name such as Europe/London)"
-            raise ValueError(msg) from error
-        return value
+        return known_zone(value)
 
     def contains(self, t_ms: int) -> bool:
         local = datetime.fromtimestamp(t_ms / 1000, tz=UTC).astimezone(ZoneInfo(self.timezone))
@@ -53,6 +59,22 @@ class PatientSettings(BaseModel):
     glucose_targets: GlucoseTargetSettings | None = None
     spo2_scale: int | None = Field(None, ge=1, le=2, description="NEWS2 SpO2 scale 1 or 2.")
     quiet_hours: QuietHours | None = None
+    tz: str | None = Field(
+        None, description="The patient's IANA time zone: the glucose model's time of day."
+    )
+
+    @field_validator("tz")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return value if value is None else known_zone(value)
+
+    def utc_offset_minutes(self, t_ms: int) -> int:
+        """The patient's offset from UTC at ``t_ms`` (0 without a zone)."""
+        if self.tz is None:
+            return 0
+        moment = datetime.fromtimestamp(t_ms / 1000, tz=UTC).astimezone(ZoneInfo(self.tz))
+        offset = moment.utcoffset()
+        return int(offset.total_seconds() // 60) if offset else 0
 
 
 SETTINGS_FILE = TypeAdapter(dict[str, PatientSettings])

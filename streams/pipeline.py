@@ -110,6 +110,7 @@ class PatientPipeline:
             spo2_scale=scale,
             glucose=GlucoseTargets(**targets.model_dump()) if targets else GlucoseTargets(),
             quiet=quiet.contains if quiet else None,
+            utc_offset=own.utc_offset_minutes if own and own.tz else None,
         )
 
     def process(
@@ -181,7 +182,10 @@ class PatientPipeline:
         output.profile = profile
         families = {m.family.name for m in self.models if any(map(m.family.reacts_to, inserted))}
         for model in self.models:
-            if model.family.name in families and (x := model.family.input(window)) is not None:
+            if (
+                model.family.name in families
+                and (x := model.family.input(window, profile)) is not None
+            ):
                 output.requests.append(ModelRequest(model, x))
         if not output.requests:
             self.finish(output, [])

@@ -120,6 +120,17 @@ def splits(visits: list[Visit]) -> dict[str, str]:
     return {p: split_of(p, members) for members in by_population.values() for p in members}
 
 
+def limit(visits: list[Visit], split: dict[str, str], per_part: int | None) -> list[Visit]:
+    """The visits of at most ``per_part`` patients per split and population (tests)."""
+    if per_part is None:
+        return visits
+    chosen: dict[tuple[str, str], list[str]] = {}
+    for patient, part in sorted(split.items()):
+        chosen.setdefault((part, patient.split("-")[0]), []).append(patient)
+    allowed = {p for members in chosen.values() for p in members[:per_part]}
+    return [v for v in visits if v.patient in allowed]
+
+
 def resample(visit: Visit, every_min: int) -> Visit:
     """Keep one reading per ``every_min`` (a slower sensor): 15-min data to 30, 5 to 15."""
     slots = visit.times_ms // (every_min * 60_000)

@@ -112,12 +112,7 @@ def report(
 ) -> dict[str, Any]:
     visits = real.load_shanghai(data)
     split = real.splits(visits)
-    if limit_patients is not None:
-        chosen: dict[tuple[str, str], list[str]] = {}
-        for patient, part in sorted(split.items()):
-            chosen.setdefault((part, patient.split("-")[0]), []).append(patient)
-        allowed = {p for members in chosen.values() for p in members[:limit_patients]}
-        visits = [v for v in visits if v.patient in allowed]
+    visits = real.limit(visits, split, limit_patients)
     train = real.replay([v for v in visits if split[v.patient] == "train"])
     base_rate = float(train.hypo[train.hypo_known, 0].mean())
 
@@ -230,3 +225,20 @@ def markdown(result: dict[str, Any]) -> str:
                 "",
             ]
     return "\n".join(lines)
+
+
+def evaluate_checkpoint(checkpoint_path: Path, reports: Path, data: Path) -> Path:
+    """Evaluate a checkpoint trained on real CGM; writes ``glucose_real.{md,json}``."""
+    from ..nets import GlucoseGRU
+    from ..training import load_checkpoint
+    from .evaluate import predict
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = GlucoseGRU(**checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    limit = checkpoint["data"].get("limit_patients")
+    result = report(
+        lambda x: predict(model, x), data, name="glucose (real CGM)", limit_patients=limit
+    )
+    result["checkpoint_created_at"] = checkpoint["created_at"]
+    return write(result, reports, "glucose_real")

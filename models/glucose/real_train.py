@@ -4,7 +4,8 @@ Target is the future **CGM** reading at +15/30/45/60 min (masked where the senso
 and whether a reading < 70 / < 54 mg/dL follows within 30 min (masked where no reading
 does). Inputs are the served feature contract over the serving window (``real.replay``), at
 the sensor's own 15-min rate, interpolated to 5 min (``real.interpolate``) and thinned to
-30 min (``real.resample``), so the model sees the rates real sensors read at. Validation patients choose the epoch; test patients choose nothing.
+30 min (``real.resample``), so the model sees the rates real sensors read at. Validation
+patients choose the epoch; test patients choose nothing.
 """
 
 from __future__ import annotations
@@ -66,12 +67,7 @@ def train(
 ) -> dict[str, Any]:
     visits = real.load_shanghai(data)
     split = real.splits(visits)
-    if limit_patients is not None:  # tests: a few patients of each split
-        keep: dict[str, list[str]] = {}
-        for patient, part in sorted(split.items()):
-            keep.setdefault(part, []).append(patient)
-        allowed = {p for members in keep.values() for p in members[:limit_patients]}
-        visits = [v for v in visits if v.patient in allowed]
+    visits = real.limit(visits, split, limit_patients)
     train_part = parts(visits, split, "train", dense=True)
     validation = parts(visits, split, "validation", dense=True)
     model = GlucoseGRU(hidden=hidden)
@@ -92,6 +88,7 @@ def train(
         "patients": len(patients),
         "split": {part: sorted(p for p in patients if split[p] == part) for part in real.SPLITS},
         "samples": {"train": len(train_part.now), "validation": len(validation.now)},
+        "limit_patients": limit_patients,
         "hypo_base_rate_train": float(train_part.hypo[train_part.hypo_known, 0].mean()),
     }
     return save_trained(

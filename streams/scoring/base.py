@@ -18,6 +18,11 @@ class PatientProfile:
     spo2_scale: int = 1  # 2 for patients with hypercapnic respiratory failure
     glucose: GlucoseTargets = GlucoseTargets()
     quiet: Callable[[int], bool] | None = None  # the patient's quiet hours, at a time (ms)
+    utc_offset: Callable[[int], int] | None = None  # minutes from UTC at a time (ms)
+
+    def utc_offset_minutes(self, t_ms: int) -> int:
+        """The patient's own offset from UTC (0: nothing known, time of day in UTC)."""
+        return 0 if self.utc_offset is None else self.utc_offset(t_ms)
 
     def is_quiet(self, t_ms: int) -> bool:
         return self.quiet is not None and self.quiet(t_ms)

@@ -20,7 +20,7 @@ from ..rules import glucose as g
 from ..schemas.observation import Kind, Observation
 from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
-from .base import Score
+from .base import PatientProfile, Score
 from .features import window_glucose_input, window_vitals_input
 from .manifest import Manifest
 
@@ -35,8 +35,16 @@ class ModelFamily:
     alert_kind: str
     threshold_name: str
     reacts_to: Callable[[Observation], bool]
-    input: Callable[[PatientWindow], np.ndarray | None]
+    input: Callable[[PatientWindow, PatientProfile], np.ndarray | None]
     to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str], Score]
+
+
+def _glucose_input(window: PatientWindow, profile: PatientProfile) -> np.ndarray | None:
+    """Time of day in the patient's own zone (``tz`` in the patient settings; UTC else)."""
+    cgm = window.cgm_series()
+    if not cgm:
+        return None
+    return window_glucose_input(window, profile.utc_offset_minutes(cgm[-1][0]))
 
 
 def served_forecast(
@@ -151,7 +159,7 @@ FAMILIES = {
         "predicted_low",
         "p_low_30",
         lambda o: o.code == CGM_CODE,
-        window_glucose_input,
+        _glucose_input,
         _glucose_score,
     ),
     "deterioration": ModelFamily(
@@ -160,7 +168,7 @@ FAMILIES = {
         "deterioration",
         "p_deterioration",
         lambda o: o.kind is Kind.VITAL,
-        window_vitals_input,
+        lambda window, _: window_vitals_input(window),
         _deterioration_score,
     ),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,10 @@ from click.testing import CliRunner
 from streams.cli import main
 from streams.patients import PatientSettingsError, QuietHours, load_patient_settings
 from streams.pipeline import PatientPipeline
-from streams.settings import StreamSettings
+from streams.schemas.observation import Kind
+from streams.scoring.service import ModelScoring
+from streams.settings import ScoringSettings, StreamSettings
+from streams.windows.patient import CGM_CODE, PatientWindow
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -80,3 +84,31 @@ def test_the_worker_refuses_a_bad_file_with_a_clear_message(tmp_path: Path) -> N
     )
     assert result.exit_code != 0
     assert "patient settings file" in result.output and "p1.spo2_scale" in result.output
+
+
+def test_the_glucose_model_reads_time_of_day_in_the_patients_zone(tmp_path: Path) -> None:
+
+    path = write(tmp_path, {"sh-1": {"tz": "Asia/Shanghai"}, "ldn": {"tz": "Europe/London"}})
+    pipeline = PatientPipeline(
+        StreamSettings(patient_settings_file=path),
+        models=ModelScoring(ScoringSettings(provider="cpu")).serving_models(),
+    )
+    summer = int(datetime(2026, 7, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
+    assert pipeline.profile("sh-1").utc_offset_minutes(summer) == 480
+    assert pipeline.profile("ldn").utc_offset_minutes(summer) == 60  # British Summer Time
+    assert pipeline.profile("elsewhere").utc_offset_minutes(summer) == 0  # nothing known: UTC
+    glucose = next(m for m in pipeline.models if m.family.name == "glucose")
+    window = PatientWindow("sh-1")
+    window.apply_value(CGM_CODE, Kind.GLUCOSE, summer, 120.0, allowed_lateness_ms=0,
+                       max_vital_samples=1)  # fmt: skip
+    x = glucose.family.input(window, pipeline.profile("sh-1"))
+    assert x is not None
+
+    minutes = math.degrees(math.atan2(x[-1, 4], x[-1, 5])) % 360 * 4
+    assert round(minutes) == 20 * 60  # 12:00 UTC is 20:00 in Shanghai
+
+
+def test_an_unknown_patient_zone_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, {"p1": {"tz": "Mars/Olympus"}})
+    with pytest.raises(PatientSettingsError, match=r"p1\.tz.*unknown time zone"):
+        load_patient_settings(path)
