@@ -73,7 +73,7 @@ def finished(pipeline: PatientPipeline, observations: list[Observation]) -> tupl
 def test_the_shipped_models_load_with_their_manifests(scoring: ModelScoring) -> None:
     described = scoring.store.describe()
     assert set(described) == {"glucose", "deterioration"}
-    assert described["glucose"]["primary"] == "glucose@1.0.0"
+    assert described["glucose"]["primary"] == "glucose@2.0.0"
     assert described["glucose"]["provider"] == "CPUExecutionProvider"
 
 
@@ -82,11 +82,11 @@ def test_a_falling_glucose_raises_a_model_driven_predicted_low(scoring: ModelSco
     falling = [180 - 6 * i for i in range(18)]  # 180 -> 78 mg/dL over 85 min
     scores, alerts = finished(pipeline, cgm_series(falling))
     model = scores["glucose_model"]
-    assert model["version"] == "glucose@1.0.0"
+    assert model["version"] == "glucose@2.0.0"
     assert model["value"] >= model["threshold"]
     assert float(model["forecast_mg_dl"]["30"]) < 78
     (alert,) = [a for a in alerts if a["kind"] == "predicted_low"]
-    assert alert["rule_or_model_version"] == "glucose@1.0.0"
+    assert alert["rule_or_model_version"] == "glucose@2.0.0"
     assert "likely to fall below 70 mg/dL within 30 min" in alert["reason"]
     drivers = alert["evidence"]["drivers"]  # occlusion: what drove the risk
     assert drivers and drivers[0]["contribution"] > 0
