@@ -160,11 +160,55 @@ def train(
     default=None,
     help="Real data folder [$BEDSIDE_DATA_DIR or ../shared/data].",
 )
+@click.option(
+    "--cgm",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="glucose: a CGM export of your own patients, scored by the installed model (gated).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tidy", "nightscout", "clarity", "libreview"]),
+    default="tidy",
+    show_default=True,
+    help="--cgm file format: tidy CSV (id,time,gl), Nightscout entries JSON, Dexcom Clarity "
+    "CSV, LibreView CSV.",
+)
+@click.option(
+    "--tz", default="UTC", show_default=True, help="--cgm: zone of times written without one."
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="--cgm: also write the figures as JSON (keys in the README).",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="--cgm: model directory [the models shipped in the package].",
+)
 def evaluate(
-    kind: str, checkpoint: Path | None, reports: Path, cache: Path, real: bool, data: Path | None
+    kind: str,
+    checkpoint: Path | None,
+    reports: Path,
+    cache: Path,
+    real: bool,
+    data: Path | None,
+    cgm: Path | None,
+    fmt: str,
+    tz: str,
+    json_out: Path | None,
+    model_dir: Path | None,
 ) -> None:
-    """Evaluate a trained model against its baselines on held-out patients."""
+    """Evaluate a model against its baselines: held-out patients, or your own CGM file."""
     started = time.monotonic()
+    if cgm is not None:
+        _evaluate_file(kind, cgm, fmt, tz, json_out, model_dir)
+        return
     default = Path(".bedside/models") / "glucose-real.pt" if real else None
     checkpoint = checkpoint or default or _checkpoint(Path(".bedside/models"), kind)
     if not checkpoint.exists():
@@ -190,3 +234,29 @@ def evaluate(
 
         evaluate_vitals(checkpoint, reports, cache)
     click.echo(f"{kind}: report {reports / (kind + '.md')} ({time.monotonic() - started:.0f} s)")
+
+
+def _evaluate_file(
+    kind: str, cgm: Path, fmt: str, tz: str, json_out: Path | None, model_dir: Path | None
+) -> None:
+    import json
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from .glucose.clinic import CgmFileError, evaluate_file, text_report
+
+    if kind != "glucose":
+        msg = "--cgm evaluates the glucose model"
+        raise click.UsageError(msg)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        msg = f"--tz {tz!r} is not an IANA time zone (for example Europe/London)"
+        raise click.UsageError(msg) from error
+    try:
+        result = evaluate_file(cgm, fmt, tz, model_dir)
+    except CgmFileError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(text_report(result))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"figures written to {json_out}")
