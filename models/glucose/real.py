@@ -26,10 +26,9 @@ import numpy as np
 
 from streams.rules import glucose as rules
 from streams.schemas.observation import Kind
+from streams.scoring.families import HORIZONS_MIN
 from streams.scoring.features import window_glucose_input
 from streams.windows.patient import CGM_CODE, PatientWindow
-
-from ..nets import HORIZONS_MIN
 
 DEFAULT_DATA = Path("../shared/data")
 SHANGHAI = Path("cgm/shanghai")

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..nets import HORIZONS_MIN
+from streams.scoring.families import HORIZONS_MIN
+
 from . import events
 from .real import Replay, Visit
 

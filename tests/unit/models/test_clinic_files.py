@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -158,3 +160,16 @@ def test_times_without_a_zone_are_read_in_the_zone_given(tmp_path: Path) -> None
     berlin = read_tidy(files["tidy"], BERLIN)
     assert berlin[0].t_ms == int(START.timestamp() * 1000)
     assert [u.t_ms - b.t_ms for u, b in zip(utc, berlin, strict=True)] == [3_600_000] * len(utc)
+
+
+def test_a_clinic_needs_no_torch() -> None:
+    blocked = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch': raise ImportError('no torch here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import models.glucose.clinic, models.cli\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
