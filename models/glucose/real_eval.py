@@ -17,6 +17,7 @@ import numpy as np
 from streams.scoring.families import HORIZONS_MIN
 
 from . import events
+from .personal import PersonalBias
 from .real import Replay, Visit
 
 FORECASTS = ("model", "served", "ar2", "last", "linear")
@@ -120,3 +121,45 @@ def evaluate(
         "alarms": alarm_table(visits, r, fires),
         "calibration": calibration(p_low, r, base_rate),
     }
+
+
+def personalised(visits: Sequence[Visit], r: Replay, forecast: np.ndarray) -> np.ndarray:
+    """The forecast adapted per patient online, as the stream adapts it
+    (``streams.scoring.personal``): each visit from its first reading, in time order."""
+    adapted = np.array(forecast, dtype=np.float32, copy=True)
+    for index in np.unique(r.visit):
+        visit = visits[int(index)]
+        rows = np.where(r.visit == index)[0]
+        rows = rows[np.argsort(r.t_ms[rows], kind="stable")]
+        personal = PersonalBias()
+        times, values = visit.times_ms, visit.mg_dl
+        for row in rows:
+            t = int(r.t_ms[row])
+            end = int(np.searchsorted(times, t, side="right"))
+            start = int(np.searchsorted(times, t - 70 * 60_000))
+            personal.settle(
+                list(zip(times[start:end].tolist(), values[start:end].tolist(), strict=True))
+            )
+            raw = [float(v) for v in forecast[row]]
+            adapted[row] = personal.adapt(raw)
+            personal.remember(t, raw)
+    return adapted
+
+
+def by_day(
+    visits: Sequence[Visit], r: Replay, methods: dict[str, np.ndarray], k: int = 1
+) -> list[dict[str, Any]]:
+    """RMSE at one horizon (index ``k``) by day of data seen in the visit: 0-1, 1-2, 2-3, 3+."""
+    first = np.array([visits[int(v)].times_ms[0] for v in r.visit])
+    day = np.minimum((r.t_ms - first) // 86_400_000, 3)
+    truth = r.future[:, k]
+    out = []
+    for d in range(4):
+        mine = (day == d) & ~np.isnan(truth)
+        if not mine.any():
+            continue
+        row: dict[str, Any] = {"days_seen": f"{d}-{d + 1}" if d < 3 else "3+", "n": int(mine.sum())}
+        for name, values in methods.items():
+            row[name] = round(float(np.sqrt(np.mean((values[mine, k] - truth[mine]) ** 2))), 2)
+        out.append(row)
+    return out

@@ -144,8 +144,10 @@ def report(
                 gate=[gate["forecast"][str(h)] for h in HORIZONS_MIN],
                 alarm_source=gate["predicted_low"],
             )
+    personal = personal_figures(visits, split, predict, gate)
     return {
         "model": name,
+        "personalisation": personal,
         "evaluated_at": datetime.now(UTC).isoformat(),
         "data": real.SOURCE,
         "split": {part: sorted(p for p, s in split.items() if s == part) for part in real.SPLITS},
@@ -153,6 +155,36 @@ def report(
         "gate": gate,
         "test": figures,
     }
+
+
+def personal_figures(
+    visits: list[real.Visit], split: dict[str, str], predict: Predict, gate: dict[str, Any]
+) -> dict[str, Any]:
+    """The online per-patient bias (``personal``): validation decides, test reports the
+    30-min error by days of data seen, per population (15-min readings)."""
+    validation = [v for v in visits if split[v.patient] == "validation"]
+    r = real.replay(validation)
+    forecast, _ = predict(r.x)
+    adapted = real_eval.personalised(validation, r, forecast)
+    rmse = {}
+    for k, horizon in enumerate(HORIZONS_MIN):
+        known = ~np.isnan(r.future[:, k])
+        rmse[str(horizon)] = {
+            name: round(float(np.sqrt(np.mean((v[known, k] - r.future[known, k]) ** 2))), 2)
+            for name, v in (("model", forecast), ("personal", adapted))
+        }
+    helps = all(rmse[h]["personal"] < rmse[h]["model"] for h in ("30", "60"))
+    gate["personal"] = helps
+    test: dict[str, Any] = {}
+    for population in ("T1D", "T2D"):
+        mine = [v for v in visits if split[v.patient] == "test" and v.population == population]
+        if not mine:
+            continue
+        rt = real.replay(mine)
+        f, _ = predict(rt.x)
+        methods = {"model": f, "personal": real_eval.personalised(mine, rt, f)}
+        test[population] = real_eval.by_day(mine, rt, methods, k=1)
+    return {"validation_rmse": rmse, "used": helps, "test_rmse_30_by_day": test}
 
 
 def write(result: dict[str, Any], reports: Path, stem: str) -> Path:
@@ -190,6 +222,30 @@ def markdown(result: dict[str, Any]) -> str:
         "only rate at which Nightscout's AR2 alarms).",
         "",
     ]
+    personal = result.get("personalisation")
+    if personal:
+        lines += [
+            "**Personalisation** (an online per-patient bias of the forecast, "
+            "`models/glucose/personal.py`): "
+            + (
+                "used"
+                if personal["used"]
+                else "**not used**: it did not lower the validation RMSE at 30 and 60 min"
+            )
+            + f" (validation 30 min: model {personal['validation_rmse']['30']['model']}, "
+            f"personal {personal['validation_rmse']['30']['personal']} mg/dL). Test RMSE at "
+            "30 min by days of data seen:",
+            "",
+            "| population | days seen | n | model | personal |",
+            "|---|---|---|---|---|",
+        ]
+        for population, rows in personal["test_rmse_30_by_day"].items():
+            for row in rows:
+                lines.append(
+                    f"| {population} | {row['days_seen']} | {row['n']} | {row['model']} | "
+                    f"{row['personal']} |"
+                )
+        lines.append("")
     for population, rates in result["test"].items():
         for rate, f in rates.items():
             lines += [

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from models.glucose import events, real, real_eval
+from models.glucose.personal import PersonalBias
 
 MIN = 60_000
 
@@ -111,3 +112,19 @@ def test_the_served_forecast_follows_the_gate(visits: list[real.Visit]) -> None:
 def test_a_missing_data_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(real.DataMissing, match="BEDSIDE_DATA_DIR"):
         real.load_shanghai(tmp_path)
+
+
+def test_the_personal_bias_learns_a_patients_constant_error() -> None:
+    personal = PersonalBias()
+    readings: list[tuple[int, float]] = []
+    for i in range(200):  # a flat 120 mg/dL, forecast 10 too high at every horizon
+        t = i * 15 * MIN
+        readings.append((t, 120.0))
+        personal.settle(readings[-6:])
+        personal.remember(t, [130.0] * 4)
+    assert all(n > 100 for n in personal.n)
+    assert personal.correction() == pytest.approx([-10 * n / (n + 20) for n in personal.n])
+    assert personal.adapt([130.0] * 4) == pytest.approx([120.0] * 4, abs=1.5)
+    assert len(personal.pending) <= 13
+    again = PersonalBias.from_list(personal.to_list())
+    assert again.correction() == pytest.approx(personal.correction(), abs=0.01)
