@@ -74,6 +74,7 @@ def train(
     data: Path | None,
 ) -> None:
     """Train a risk model (glucose forecaster or deterioration)."""
+    hidden_real = hidden
     from .training import TrainConfig
 
     config = TrainConfig(epochs=epochs, seed=seed)
@@ -81,10 +82,21 @@ def train(
     days = days or DEFAULT_DAYS[kind]
     hidden = hidden or DEFAULT_HIDDEN[kind]
     path = _checkpoint(out, kind)
-    if real and kind != "glucose":
-        msg = "--real trains the glucose model (deterioration: not yet)"
-        raise click.UsageError(msg)
-    if real:
+    if real and kind == "deterioration":
+        from .glucose.real import DataMissing, data_dir
+        from .vitals.real import train as train_real_icu
+
+        path = out / "deterioration-real.pt"
+        try:
+            summary = train_real_icu(
+                path,
+                data=data or data_dir(),
+                hidden=hidden_real or 16,
+                config=TrainConfig(epochs=40, batch_size=64, learning_rate=3e-3),
+            )
+        except DataMissing as missing:
+            raise click.ClickException(str(missing)) from missing
+    elif real:
         from .glucose import real as real_data
         from .glucose.real_train import train as train_real
 
@@ -209,12 +221,24 @@ def evaluate(
     if cgm is not None:
         _evaluate_file(kind, cgm, fmt, tz, json_out, model_dir)
         return
-    default = Path(".bedside/models") / "glucose-real.pt" if real else None
+    default = Path(".bedside/models") / f"{kind}-real.pt" if real else None
     checkpoint = checkpoint or default or _checkpoint(Path(".bedside/models"), kind)
     if not checkpoint.exists():
         flag = " --real" if real else ""
         msg = f"no checkpoint at {checkpoint}: run `bedside train {kind}{flag}` first"
         raise click.ClickException(msg)
+    if real and kind == "deterioration":
+        from .glucose.real import DataMissing, data_dir
+        from .vitals.real import evaluate as evaluate_icu
+
+        try:
+            written = evaluate_icu(checkpoint, reports, data or data_dir())
+        except DataMissing as missing:
+            raise click.ClickException(str(missing)) from missing
+        click.echo(
+            f"deterioration (real ICU): report {written} ({time.monotonic() - started:.0f} s)"
+        )
+        return
     if real:
         from .glucose import real as real_data
         from .glucose.real_report import evaluate_checkpoint
