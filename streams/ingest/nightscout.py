@@ -12,7 +12,7 @@ types (``cal``, ...) are dead-lettered as unsupported.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from ..schemas.observation import Format, Kind
@@ -88,6 +88,9 @@ def decode_nightscout(
         if isinstance(when, str):
             result.reject(Reason.TIME, when, pointer)
             continue
+        offset = entry.get("utcOffset")  # minutes: the uploader's local time of day
+        if isinstance(offset, int) and not isinstance(offset, bool) and abs(offset) <= 1080:
+            when = when.astimezone(timezone(timedelta(minutes=offset)))
         sender_id = entry.get("_id") or entry.get("identifier")
         device = entry.get("device")
         result.add(

@@ -33,6 +33,7 @@ MAX_FUTURE = timedelta(minutes=5)
 #: monitored today reports them, and every time path (window offsets, series, ISO text) is
 #: sized for event times between this and arrival + ``MAX_FUTURE``.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_OFFSET_MIN = 1080  # ISO 8601's widest offset, +-18:00
 
 
 def time_problem(effective_at: datetime, received_at: datetime) -> str | None:
@@ -89,13 +90,17 @@ def normalise(
     if isinstance(canonical, Problem):
         return canonical
     code, kind, value, unit, spec = canonical
+    written = m.effective_at.utcoffset()
+    offset = None if written is None else int(written.total_seconds()) // 60
+    if offset is not None and abs(offset) > MAX_OFFSET_MIN:
+        offset = None  # no real zone is that far from UTC: the local time of day is unknown
     effective_at = m.effective_at.astimezone(UTC)
     event_id = m.event_id or stable_event_id(m.patient_id, code, effective_at, value, m.source)
     if checked and spec is not None and received_at.tzinfo is not None:
         # catalogue codes and units, a finite float, aware times: nothing left to validate
         return Observation.checked(
             m.patient_id, kind, code, value, unit, effective_at, received_at, m.source,
-            event_id, fmt,
+            event_id, fmt, offset,
         )  # fmt: skip
     try:
         return Observation(
@@ -109,6 +114,7 @@ def normalise(
             source=m.source,
             event_id=event_id,
             format=fmt,
+            utc_offset_min=offset,
         )
     except ValidationError as exc:
         return validation_problem(exc, m.pointer)

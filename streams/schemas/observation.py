@@ -41,6 +41,13 @@ class Observation(BaseModel):
     )
     event_id: str = Field(min_length=1, max_length=256)
     format: Format
+    utc_offset_min: int | None = Field(
+        None,
+        ge=-1080,
+        le=1080,
+        description="the offset from UTC (minutes) the event time was written in: the "
+        "patient's local time of day, unless the patient settings give a zone",
+    )
 
     @classmethod
     def checked(
@@ -55,6 +62,7 @@ class Observation(BaseModel):
         source: str,
         event_id: str,
         format: Format,
+        utc_offset_min: int | None = None,
     ) -> Observation:
         """An observation from values the caller has already checked against every
         constraint above (the lean native decoder does), built without validating them
@@ -65,6 +73,7 @@ class Observation(BaseModel):
             "patient_id": patient_id, "kind": kind, "code": code, "value": value,
             "unit": unit, "effective_at": effective_at, "received_at": received_at,
             "source": source, "event_id": event_id, "format": format,
+            "utc_offset_min": utc_offset_min,
         })  # fmt: skip
         _set(observation, "__pydantic_fields_set__", set(_FIELDS))
         _set(observation, "__pydantic_extra__", None)

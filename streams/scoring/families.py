@@ -40,11 +40,17 @@ class ModelFamily:
 
 
 def _glucose_input(window: PatientWindow, profile: PatientProfile) -> np.ndarray | None:
-    """Time of day in the patient's own zone (``tz`` in the patient settings; UTC else)."""
+    """Time of day in the patient's own zone: ``tz`` in the patient settings, else the
+    offset the newest CGM reading was written in (FHIR, native, Nightscout ``utcOffset``),
+    else UTC."""
     cgm = window.cgm_series()
     if not cgm:
         return None
-    return window_glucose_input(window, profile.utc_offset_minutes(cgm[-1][0]))
+    if profile.utc_offset is not None:
+        offset = profile.utc_offset_minutes(cgm[-1][0])
+    else:
+        offset = window.utc_offset_min or 0
+    return window_glucose_input(window, offset)
 
 
 def served_forecast(

@@ -79,6 +79,7 @@ class PatientWindow:
     predictions: list[int] = field(default_factory=list)
     recent_predictions: list[int] = field(default_factory=list)
     cgm_low: bool = False
+    utc_offset_min: int | None = None  # the offset the newest CGM reading was written in
     events: int = 0  # observations inserted
     duplicates: int = 0
     late: int = 0
@@ -88,6 +89,10 @@ class PatientWindow:
         self, observation: Observation, *, allowed_lateness_ms: int, max_vital_samples: int
     ) -> Applied:
         """Insert one observation in event-time order (or count it as duplicate/late)."""
+        if observation.utc_offset_min is not None and observation.code == CGM_CODE:
+            t = int(observation.effective_at.timestamp() * SECOND_MS)
+            if t >= self.last_seen.get(CGM_CODE, 0):  # the newest reading's zone
+                self.utc_offset_min = observation.utc_offset_min
         return self.apply_value(
             observation.code,
             observation.kind,
@@ -243,6 +248,7 @@ class PatientWindow:
                 "labs": {code: [t, v] for code, (t, v) in self.labs.items()},
                 "last_seen": self.last_seen,
                 "baselines": {code: b.to_list() for code, b in self.baselines.items()},
+                "utc_offset_min": self.utc_offset_min,
             },
             "alarms": {
                 "open": {kind: alarm.to_dict() for kind, alarm in self.alarms.items()},
@@ -278,6 +284,7 @@ class PatientWindow:
         window.vitals = {c: window._unpack(p) for c, p in signals.get("vitals", {}).items()}
         window.labs = {code: (t, v) for code, (t, v) in signals.get("labs", {}).items()}
         window.last_seen = signals.get("last_seen", {})
+        window.utc_offset_min = signals.get("utc_offset_min")
         window.baselines = {
             code: Baseline.from_list(b) for code, b in signals.get("baselines", {}).items()
         }

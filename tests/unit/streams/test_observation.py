@@ -22,6 +22,7 @@ FIELDS = {
     "source": "watch-42",
     "event_id": "e-1",
     "format": Format.NATIVE,
+    "utc_offset_min": 60,  # the normaliser always passes it (None when unknown)
 }
 
 

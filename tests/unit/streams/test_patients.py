@@ -7,10 +7,12 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
 from streams.cli import main
+from streams.ingest.decode import decode_record
 from streams.patients import PatientSettingsError, QuietHours, load_patient_settings
 from streams.pipeline import PatientPipeline
 from streams.schemas.observation import Kind
@@ -112,3 +114,47 @@ def test_an_unknown_patient_zone_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, {"p1": {"tz": "Mars/Olympus"}})
     with pytest.raises(PatientSettingsError, match=r"p1\.tz.*unknown time zone"):
         load_patient_settings(path)
+
+
+def test_without_a_zone_the_offset_the_reading_was_written_in_counts(tmp_path: Path) -> None:
+    received = datetime(2026, 7, 1, 12, 5, tzinfo=UTC)
+    nightscout = decode_record(
+        orjson.dumps([{"type": "sgv", "sgv": 120, "date": 1782907200000, "utcOffset": 480}]),
+        received_at=received, key=b"sh-2",
+    )  # fmt: skip
+    fhir = decode_record(
+        orjson.dumps({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "99504-3"}]},
+            "subject": {"reference": "Patient/sh-2"},
+            "effectiveDateTime": "2026-07-01T14:00:00+02:00",
+            "valueQuantity": {"value": 120, "unit": "mg/dL"},
+        }),
+        received_at=received, key=None,
+    )  # fmt: skip
+    native = decode_record(
+        orjson.dumps({"patient_id": "sh-2", "code": "99504-3", "value": 120, "unit": "mg/dL",
+                      "effective_at": "2026-07-01T12:00:00Z"}),
+        received_at=received, key=None,
+    )  # fmt: skip
+    [ns], [fh], [na] = nightscout.observations, fhir.observations, native.observations
+    assert (ns.utc_offset_min, fh.utc_offset_min, na.utc_offset_min) == (480, 120, 0)
+    assert ns.effective_at == fh.effective_at == na.effective_at  # the same instant
+    window = PatientWindow("sh-2")
+    window.apply(ns, allowed_lateness_ms=0, max_vital_samples=1)
+    window = PatientWindow.from_bytes(window.to_bytes())
+    assert window.utc_offset_min == 480
+    path = write(tmp_path, {"ldn": {"tz": "Europe/London"}})
+    pipeline = PatientPipeline(
+        StreamSettings(patient_settings_file=path),
+        models=ModelScoring(ScoringSettings(provider="cpu")).serving_models(),
+    )
+    glucose = next(m for m in pipeline.models if m.family.name == "glucose")
+
+    def local_minutes(profile_of: str) -> int:
+        x = glucose.family.input(window, pipeline.profile(profile_of))
+        assert x is not None
+        return round(math.degrees(math.atan2(x[-1, 4], x[-1, 5])) % 360 * 4)
+
+    assert local_minutes("sh-2") == 20 * 60  # the reading's +08:00
+    assert local_minutes("ldn") == 13 * 60  # the settings' zone wins (BST)
