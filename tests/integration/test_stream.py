@@ -372,9 +372,7 @@ def test_models_score_in_the_stream_and_drive_alerts(
     assert {"glucose", "glucose_model"} <= names
     # the risk event says what served: the shipped gate serves the model at every horizon
     model = next(s for r in risk[falling] for s in r["scores"] if s["name"] == "glucose_model")
-    assert model["details"]["forecast_served_by"] == dict.fromkeys(
-        ("15", "30", "45", "60"), "model"
-    )
+    assert model["forecast_served_by"] == dict.fromkeys(("15", "30", "45", "60"), "model")
     assert model["predicted_low_by"] == "model"
     assert read_series(f'risk_value{{patient_id="{falling}",score="glucose_model"}}', 1)
     # other live workers of this session read the same topics (own groups) and may have sent
