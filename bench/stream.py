@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import sys
@@ -166,8 +167,8 @@ def main() -> None:
         ("ratio Bedside / naive", f"{bedside_rate / naive:.1f}x"),
         ("Bedside stream, rules only (no ONNX models), events/s", f"{rules_rate:,.0f}"),
         ("ratio rules-only Bedside / naive", f"{rules_rate / naive:.1f}x"),
-        (f"produce->alert latency p50 at {args.rate:,.0f}/s (ms)", f"{p50:,.0f}"),
-        (f"produce->alert latency p99 at {args.rate:,.0f}/s (ms)", f"{p99:,.0f}"),
+        (f"produce->alert latency p50 at {args.rate:,.0f}/s (ms)", _shown(p50)),
+        (f"produce->alert latency p99 at {args.rate:,.0f}/s (ms)", _shown(p99)),
         ("alerts measured", str(len(lat))),
         ("window bytes/patient (24 h CGM+HR+SpO2+RR, 5 min)", f"{statistics.mean(sizes):,.0f}"),
     ]
@@ -184,13 +185,22 @@ def main() -> None:
                 "batch_floor_events_per_s": round(batch_floor),
                 "bedside_events_per_s": round(bedside_rate),
                 "bedside_rules_only_events_per_s": round(rules_rate),
-                "latency_p50_ms": round(p50),
-                "latency_p99_ms": round(p99),
+                "latency_p50_ms": _rounded(p50),
+                "latency_p99_ms": _rounded(p99),
                 "alerts": len(lat),
                 "window_bytes": round(statistics.mean(sizes)),
             }
         )
     )
+
+
+def _shown(value: float) -> str:
+    """A figure, or why there is none (no alert arrived in the latency phase)."""
+    return "not measured: no alert arrived" if math.isnan(value) else f"{value:,.0f}"
+
+
+def _rounded(value: float) -> int | None:
+    return None if math.isnan(value) else round(value)
 
 
 if __name__ == "__main__":
