@@ -6,12 +6,15 @@ skip, saying so, where that folder is absent (it is never committed to the proje
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.glucose import events, real, real_eval
+from models.glucose.clinic import evaluate_file
 from models.glucose.personal import PersonalBias
 
 MIN = 60_000
@@ -128,3 +131,34 @@ def test_the_personal_bias_learns_a_patients_constant_error() -> None:
     assert len(personal.pending) <= 13
     again = PersonalBias.from_list(personal.to_list())
     assert again.correction() == pytest.approx(personal.correction(), abs=0.01)
+
+
+def test_a_clinic_file_of_the_test_patients_gives_the_reports_figures(
+    visits: list[real.Visit], tmp_path: Path
+) -> None:
+    """``evaluate --cgm`` (ONNX, the served gate) on a tidy export of the T1D test patients
+    matches ``models/reports/glucose_real.json`` (torch) at their recorded 15-min rate."""
+    report_path = Path(__file__).resolve().parents[3] / "models/reports/glucose_real.json"
+    report = json.loads(report_path.read_text())["test"]["T1D"]["15min"]
+    split = real.splits(visits)
+    mine = [v for v in visits if split[v.patient] == "test" and v.population == "T1D"]
+    lines = ["id,time,gl"]
+    for visit in mine:
+        for t, value in zip(visit.times_ms.tolist(), visit.mg_dl.tolist(), strict=True):
+            local = datetime.fromtimestamp(t / 1000, tz=real.CST).strftime("%Y-%m-%d %H:%M:%S")
+            lines.append(f"{visit.name},{local},{value}")
+    path = tmp_path / "t1d-test.csv"
+    path.write_text("\n".join(lines) + "\n")
+    figures = evaluate_file(path, "tidy", "Asia/Shanghai")
+    assert figures["samples"] == report["samples"]
+    for horizon, row in report["horizons"].items():
+        for method in ("model", "served", "ar2", "last", "linear"):
+            ours = figures["horizons"][horizon][method]
+            assert ours["n"] == row[method]["n"], (horizon, method)
+            if row[method]["rmse"] is not None:
+                assert ours["rmse"] == pytest.approx(row[method]["rmse"], abs=0.011)
+    for rule in ("predicted_low", "ar2", "cgm_below_80"):
+        assert figures["alarms"][rule] == report["alarms"][rule], rule
+    assert figures["calibration"]["brier"] == pytest.approx(
+        report["calibration"]["brier"], abs=1e-4
+    )
