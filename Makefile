@@ -19,6 +19,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python $(SOURCES)
+	rm -rf build  # setuptools packs a stale build/lib too: a moved module would linger
 	$(BIN)/pip install --quiet '.[$(EXTRAS)]'
 	@touch $@
 

@@ -3,7 +3,7 @@
 BENCH_MODE=naive (default): the naive per-event agent the stream is compared with,
 JSON -> faust.Record -> one table write per event. BENCH_MODE=floor: a ``take_events``
 agent that only counts, i.e. what Faust's consumer and stream machinery cost alone.
-BENCH_MODE=batch: Bedside's batch delivery (streams/consumer.py) to a handler that only
+BENCH_MODE=batch: Bedside's batch delivery (streams/engine/consumer.py) to a handler that only
 counts and acknowledges: the floor of the patient stream's consumer path.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import faust
 from faust.types import Message
 
-from streams.app import create_app, run_worker
-from streams.consumer import acknowledge, deliver_batches
+from streams.engine.app import create_app, run_worker
+from streams.engine.consumer import acknowledge, deliver_batches
 from streams.settings import get_settings
 
 
@@ -30,7 +30,7 @@ class Reading(faust.Record, serializer="json"):
     event_id: str
 
 
-app = create_app(get_settings(), agent_modules=())
+app = create_app(get_settings(), parts=())
 topic = app.topic(os.environ["BENCH_TOPIC"], value_type=Reading)
 counts = app.Table("naive-counts", default=int, partitions=int(os.environ["BENCH_PARTITIONS"]))
 seen = {"events": 0}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from deploy.bench import BATCHES, per_call
 from deploy.benchkit import produce, records, run_worker
-from streams.broker import ensure_bedside_topics
+from streams.engine.broker import ensure_bedside_topics
 from streams.scoring.onnx import SHIPPED_MODELS, ModelError, OnnxModel
 from streams.settings import get_settings
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from deploy.benchkit import measure_latency, p50_p99, produce, records, run_worker
-from streams.broker import ensure_bedside_topics, ensure_topics
+from streams.engine.broker import ensure_bedside_topics, ensure_topics
 from streams.settings import get_settings
 
 HERE = Path(__file__).parent

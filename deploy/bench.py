@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.broker import ensure_bedside_topics
+from streams.engine.broker import ensure_bedside_topics
 from streams.ingest.decode import decode_record
 from streams.pipeline import PatientPipeline
 from streams.scoring.features import CONTRACTS
@@ -116,7 +116,7 @@ def window_rate(settings: Settings, patients: int = 100, steps: int = 288) -> tu
 
 
 def influx_rate(settings: Settings, points: int = 50_000) -> float | None:
-    from streams.sinks.influx import InfluxSink
+    from streams.engine.series import InfluxSink
 
     async def write() -> float:
         sink = InfluxSink(settings.influx)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import client_options
+from streams.engine.broker import client_options
 from streams.settings import Settings
 
 

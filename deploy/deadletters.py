@@ -18,7 +18,7 @@ import msgpack
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import client_options
+from streams.engine.broker import client_options
 from streams.settings import Settings
 
 

@@ -26,7 +26,7 @@ import click
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.broker import client_options
+from streams.engine.broker import client_options
 from streams.settings import Settings
 
 from .benchkit import p50_p99

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.broker import client_options
+from streams.engine.broker import client_options
 from streams.ingest.decode import decode_record
 from streams.schemas.codes import CATALOGUE
 from streams.schemas.observation import Kind

@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.broker import client_options
+from streams.engine.broker import client_options
 from streams.settings import Settings
 
 MINUTE_MS = 60_000

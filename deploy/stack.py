@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from streams.broker import cluster_id, ensure_bedside_topics
+from streams.engine.broker import cluster_id, ensure_bedside_topics
 from streams.settings import BrokerProfile, KafkaSettings, Settings
 
 from .tsdb import ensure_bucket

@@ -1,1 +1,2 @@
-"""Bedside's stream service: Faust app, agents, schemas, windows, scoring runtime, sinks."""
+"""Bedside's stream service. ``engine`` is the one package that imports Faust, mode and
+aiokafka; ``http`` serves the web endpoints; the rest is plain typed code."""

@@ -108,15 +108,15 @@ def main() -> None:
 )
 def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
-    from .app import create_app, run_worker
-    from .broker import (
+    from .engine.app import create_app, run_worker
+    from .engine.broker import (
         BrokerUnavailableError,
         TopicMismatchError,
         ensure_bedside_topics,
         resolve_profile,
     )
-    from .consumer import IncompatibleConsumerError
-    from .embedded import IncompatibleFaustError
+    from .engine.consumer import IncompatibleConsumerError
+    from .engine.embedded import IncompatibleFaustError
     from .patients import PatientSettingsError
     from .scoring.onnx import ModelError
     from .settings import BrokerProfile

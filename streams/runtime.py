@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from .alerts.quality import QualityStats
 from .monitoring import Monitor
 from .settings import BrokerProfile, Settings
 from .windows.patient import Applied
+
+if TYPE_CHECKING:
+    from .engine.alert_view import AlertView
+    from .scoring.service import ModelScoring
 
 
 @dataclass
@@ -39,13 +43,29 @@ class IngestStats:
         self.late += applied[Applied.LATE]
 
 
+class ChangelogTopic(Protocol):
+    def get_topic_name(self) -> str: ...
+
+
+class WindowTable(Protocol):
+    """What the health and patient endpoints read of the patient-window table."""
+
+    @property
+    def changelog_topic(self) -> ChangelogTopic: ...
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+
 @dataclass
 class Runtime:
+    """What the worker's parts (``streams.engine.app.worker_parts``) share; each part fills
+    its own field when it registers, in start order."""
+
     settings: Settings
     profile: BrokerProfile = BrokerProfile.KAFKA  # the resolved broker profile
     ingest: IngestStats = field(default_factory=IngestStats)
-    windows: Any = None  # the worker's patient-window table, once registered
-    scoring: Any = None  # the worker's ModelScoring, once registered
-    alert_view: Any = None  # the worker's AlertView (every alarm), once registered
+    windows: WindowTable | None = None  # the patient-window table (engine.stream)
+    scoring: ModelScoring | None = None  # the worker's model scoring (engine.stream)
+    alert_view: AlertView | None = None  # every alarm, from the alerts topic (http.alarms)
     quality: QualityStats = field(default_factory=QualityStats)  # live predicted_low quality
     monitor: Monitor = field(default_factory=Monitor)  # is monitoring working (health agent)

@@ -54,7 +54,7 @@ class BrokerProfile(StrEnum):
     """How Faust is tuned for the broker it talks to."""
 
     AUTO = "auto"  # embedded when the broker reports the embedded stack's cluster id
-    EMBEDDED = "embedded"  # the local Tansu broker: see streams.embedded
+    EMBEDDED = "embedded"  # the local Tansu broker: see streams.engine.embedded
     KAFKA = "kafka"  # a real Apache Kafka cluster: Faust's defaults
 
 

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 from faust.types import Message
 
-from streams.app import create_app, run_worker
-from streams.consumer import acknowledge, deliver_batches
+from streams.engine import health
+from streams.engine.app import create_app, run_worker
+from streams.engine.consumer import acknowledge, deliver_batches
 from streams.settings import get_settings
 
-app = create_app(get_settings(), agent_modules=("streams.agents.health",))  # /ready
+app = create_app(get_settings(), parts=(health.register,))  # /ready
 
 
 async def handle(messages: Sequence[Message]) -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import faust
 
-from streams.app import create_app, run_worker
-from streams.faust_compat import current_event
+from streams.engine.app import create_app, run_worker
+from streams.engine.faust_compat import current_event
 from streams.settings import get_settings
 
 settings = get_settings()
-app = create_app(settings, agent_modules=())
+app = create_app(settings, parts=())
 source = app.topic(
     os.environ["RECOVERY_TOPIC"], key_type=bytes, value_type=bytes, value_serializer="raw"
 )

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from streams.broker import client_options, ensure_topics
+from streams.engine.broker import client_options, ensure_topics
 from streams.settings import Settings
 
 WORKER = Path(__file__).with_name("batch_worker.py")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy.benchkit import burst
-from streams.broker import ensure_bedside_topics
+from streams.engine.broker import ensure_bedside_topics
 from streams.settings import Settings, get_settings
 
 BEDSIDE = shutil.which("bedside", path=str(Path(sys.executable).parent)) or "bedside"

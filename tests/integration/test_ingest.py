@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import client_options
+from streams.engine.broker import client_options
 from streams.settings import Settings
 
 TOKEN = "integration-token-of-at-least-32-chars"

@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from streams.broker import client_options, ensure_topics
-from streams.embedded import true_highwaters
+from streams.engine.broker import client_options, ensure_topics
+from streams.engine.embedded import true_highwaters
 from streams.settings import Settings
 
 WORKER = Path(__file__).with_name("recovery_worker.py")

@@ -25,7 +25,7 @@ from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
 from deploy.stack import LocalStack
-from streams.broker import ensure_topics
+from streams.engine.broker import ensure_topics
 from streams.settings import Settings
 
 RULES = {"BEDSIDE_SCORING__MODELS": "[]", "BEDSIDE_STREAM__TICK_INTERVAL_S": "1"}
@@ -167,7 +167,7 @@ def test_a_corrupt_stored_state_is_quarantined_and_the_patient_monitored_again(
     async def corrupt() -> None:
         from aiokafka import AIOKafkaProducer
 
-        from streams.broker import client_options
+        from streams.engine.broker import client_options
 
         producer = AIOKafkaProducer(**client_options(stack_settings.kafka))
         await producer.start()

@@ -14,7 +14,7 @@ from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from deploy.tsdb import export_series, force_flush
-from streams.broker import client_options
+from streams.engine.broker import client_options
 from streams.settings import Settings
 
 

@@ -15,5 +15,5 @@ def test_packages_come_from_the_installed_distribution() -> None:
     files = {str(f) for f in distribution("bedside").files or []}
     assert "streams/settings.py" in files
     assert "deploy/stack.py" in files
-    assert "streams/agents/health.py" in files
+    assert "streams/engine/health.py" in files
     assert not any(f.startswith("tests/") for f in files)

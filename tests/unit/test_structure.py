@@ -37,6 +37,47 @@ def imported(path: Path) -> set[str]:
     return names
 
 
+def full_imports(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports (``faust.web``, ``aiokafka.errors``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_engine_imports_faust_mode_or_aiokafka() -> None:
+    # streams/engine/ is the one adapter; streams/http/ may use Faust's public web API only
+    leaks = {}
+    for path in modules(STREAMS):
+        inside = path.relative_to(STREAMS).parts[0]
+        if inside == "engine":
+            continue
+        found = {n for n in full_imports(path) if n.split(".")[0] in ENGINE}
+        if inside == "http":
+            found -= {"faust", "faust.web"}
+        if found:
+            leaks[str(path.relative_to(STREAMS))] = sorted(found)
+    assert not leaks, leaks
+
+
+def test_http_takes_only_the_app_type_from_faust_itself() -> None:
+    uses = []
+    for path in modules(STREAMS / "http"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "faust"
+                and node.attr != "App"
+            ):
+                uses.append(f"{path.name}:{node.lineno} faust.{node.attr}")
+    assert not uses, uses
+
+
 def test_the_processing_core_and_the_pure_rooms_never_import_the_engine() -> None:
     # the batch step, the checkpoint, windows, rules, containment and the pipeline are plain
     # typed code, unit-tested with in-memory fakes (tests/support/fakes.py)

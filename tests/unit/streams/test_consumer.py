@@ -9,7 +9,7 @@ import faust
 import pytest
 from faust.types import Message
 
-from streams.consumer import acknowledge, current, deliver_batches, release
+from streams.engine.consumer import acknowledge, current, deliver_batches, release
 
 TOPIC = "bedside.test"
 

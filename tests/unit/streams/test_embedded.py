@@ -2,14 +2,14 @@
 
 import pytest
 
-from streams import embedded
-from streams.app import faust_options
+from streams.engine import embedded
+from streams.engine.app import faust_options
 from streams.settings import BrokerProfile, get_settings
 
 
 def test_patched_internals_match_the_verified_versions() -> None:
     # If this fails after upgrading faust-streaming or aiokafka, the Tansu fixes in
-    # streams/embedded.py must be re-verified (integration tests) before updating digests.
+    # streams/engine/embedded.py must be re-verified (integration tests) before updating digests.
     embedded.check_faust_internals()
 
 
@@ -60,7 +60,7 @@ def test_tansu_scheme_resolves_to_the_profile_transport() -> None:
 def test_both_transports_deliver_the_patient_topics_in_batches() -> None:
     from faust.transport import by_url
 
-    from streams import consumer
+    from streams.engine import consumer
 
     assert by_url("bedside://127.0.0.1:9092") is consumer.Transport
     for transport in (consumer.Transport, embedded.TansuTransport):
@@ -73,7 +73,7 @@ def options_size_limit() -> int:
 
 
 def test_the_replaced_drain_loop_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams import consumer
+    from streams.engine import consumer
 
     consumer.check_consumer_internals()
     monkeypatch.setitem(consumer.PINNED, "_drain_messages", "0" * 64)

@@ -3,7 +3,7 @@
 import faust.streams
 from faust.streams import current_event as faust_current_event
 
-from streams.faust_compat import current_event
+from streams.engine.faust_compat import current_event
 
 
 class _Message:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streams import logsafe
-from streams.agents.guard import PAGE_HEADERS, refusal
+from streams.http.guard import PAGE_HEADERS, refusal
 from streams.settings import WebSettings
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.alerts.view import DROPPED, AlertView
+from streams.engine.alert_view import DROPPED, AlertView
 from streams.settings import KafkaSettings
 
 

@@ -8,10 +8,10 @@ import socket
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from streams.alerts.view import AlertView
+from streams.engine.alert_view import AlertView
+from streams.engine.producer import RecordSink
 from streams.monitoring import Monitor
 from streams.settings import get_settings
-from streams.sinks.kafka import RecordSink
 
 
 def closed_port() -> int:

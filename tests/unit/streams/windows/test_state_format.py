@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from streams.agents.patients import window_document
+from streams.http.patients import window_document
 from streams.windows.patient import FORMAT_VERSION, PatientWindow
 
 FIXTURES = Path(__file__).parent / "fixtures"

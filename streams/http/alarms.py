@@ -29,10 +29,10 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 
 from ..alerts.actions import AlertAction
-from ..alerts.view import DROPPED, AlertView
+from ..engine.alert_view import DROPPED, AlertView
+from ..engine.producer import RecordSink
 from ..runtime import Runtime
 from ..settings import Settings
-from ..sinks.kafka import RecordSink
 from ..sinks.reader import SeriesReader
 from .gateway import bearer_ok
 from .guard import PAGE_HEADERS, refusal

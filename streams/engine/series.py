@@ -18,7 +18,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from mode import Service
 
 from ..settings import InfluxSettings
-from .lines import PRECISION
+from ..sinks.lines import PRECISION
 
 log = logging.getLogger(__name__)
 

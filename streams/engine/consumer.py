@@ -84,7 +84,7 @@ def check_consumer_internals() -> None:
     if changed:
         msg = (
             f"faust-streaming {faust.__version__}: {', '.join(changed)} changed; re-verify "
-            "streams/consumer.py against it"
+            "streams/engine/consumer.py against it"
         )
         raise IncompatibleConsumerError(msg)
 

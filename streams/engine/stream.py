@@ -1,7 +1,7 @@
 """The patient stream on Faust: the table, the timers and the batch step's ports.
 
 The patient topics (ingest, care-team actions, clock ticks; co-partitioned) bypass Faust's
-per-record stream: ``streams.consumer`` hands each fetched batch (up to
+per-record stream: ``streams.engine.consumer`` hands each fetched batch (up to
 ``ingest.batch_size`` records) to :class:`~streams.processing.batch.BatchStep`, which
 decodes, applies, scores and emits, and to its
 :class:`~streams.processing.checkpoint.Checkpoint`, which stores each batch in order and
@@ -24,8 +24,6 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT, Message
 
-from ..consumer import acknowledge, deliver_batches
-from ..faust_compat import current_event
 from ..ingest.decode import IngestLimits
 from ..pipeline import PatientPipeline
 from ..processing.batch import BatchStep
@@ -34,8 +32,10 @@ from ..processing.ports import IncomingRecord
 from ..runtime import Runtime
 from ..scoring.service import ModelScoring
 from ..settings import Settings
-from ..sinks.influx import InfluxSink
-from ..sinks.kafka import RecordSink
+from .consumer import acknowledge, deliver_batches
+from .faust_compat import current_event
+from .producer import RecordSink
+from .series import InfluxSink
 
 
 class TableStore:

@@ -23,8 +23,8 @@ from faust.web import Request, Response, View
 
 from ..runtime import Runtime
 from ..settings import BrokerProfile, Settings
-from ..sinks.kafka import RecordSink
 from .metrics import consumer_lag
+from .producer import RecordSink
 
 log = logging.getLogger(__name__)
 HEALTH_INTERVAL_S = 2.0

@@ -13,7 +13,7 @@ is published and the answer is 400 naming every problem (a FHIR ``OperationOutco
 FHIR routes). Otherwise each observation is published, normalised, to the ingest topic of its
 kind, keyed by patient id, and the answer (2xx) is sent only after the broker acknowledged
 every write. 401 without valid credentials, 403 for a foreign Host or Origin
-(``streams.agents.guard``), 413 over the size limit, 415 for other types, 503 with
+(``streams.http.guard``), 413 over the size limit, 415 for other types, 503 with
 ``Retry-After`` while the broker does not take the writes.
 """
 
@@ -30,7 +30,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from ..faust_compat import raw_topic
+from ..engine.faust_compat import raw_topic
 from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.native import native_record
 from ..ingest.problems import DecodeResult, Problem, Reason

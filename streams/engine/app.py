@@ -2,37 +2,48 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
 
-from . import consumer, embedded, logsafe
+from .. import logsafe
+from ..runtime import Runtime
+from ..settings import BrokerProfile, Settings
+from . import consumer, embedded
 from .broker import faust_credentials, resolve_profile
-from .runtime import Runtime
-from .settings import BrokerProfile, Settings
 
 log = logging.getLogger(__name__)
 
-#: Agent modules, in start order. Each exposes ``register(app, settings, runtime) -> None``.
-AGENT_MODULES: tuple[str, ...] = (
-    "streams.agents.health",
-    "streams.agents.ingest",
-    "streams.agents.gateway",
-    "streams.agents.patients",
-    "streams.agents.alarms",
-    "streams.agents.metrics",
-)
+#: One part of a worker: adds its agents, timers, services and web views to the app.
+Part = Callable[[faust.App, Settings, Runtime], None]
+
+
+def worker_parts() -> tuple[Part, ...]:
+    """What a Bedside worker runs, in start order: health first (its /ready answers while
+    the rest starts), the patient stream, the HTTP gateway, patient and alarm endpoints (with
+    the care-team page), metrics last (it reads what the others registered)."""
+    from ..http import alarms, gateway, patients
+    from . import health, metrics, stream
+
+    return (
+        health.register,
+        stream.register,
+        gateway.register,
+        patients.register,
+        alarms.register,
+        metrics.register,
+    )
 
 
 def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
     """Keyword arguments for :class:`faust.App` under the given (resolved) broker profile."""
     if profile is BrokerProfile.AUTO:
-        msg = "resolve the broker profile before building the app (streams.broker.resolve_profile)"
+        msg = "resolve the broker profile before building the app (broker.resolve_profile)"
         raise ValueError(msg)
     consumer.check_consumer_internals()
-    # both transports are Faust's aiokafka one with batch delivery (streams.consumer)
+    # both transports are Faust's aiokafka one with batch delivery (streams.engine.consumer)
     scheme = (
         embedded.TRANSPORT_SCHEME
         if profile is BrokerProfile.EMBEDDED
@@ -69,10 +80,11 @@ def create_app(
     settings: Settings,
     *,
     profile: BrokerProfile | None = None,
-    agent_modules: tuple[str, ...] = AGENT_MODULES,
+    parts: Sequence[Part] | None = None,
     runtime: Runtime | None = None,
 ) -> faust.App:
-    """Build the Bedside Faust app with its agents registered.
+    """Build the Bedside Faust app with its parts registered (``worker_parts()`` unless
+    given: tests and benchmarks build apps with fewer).
 
     ``profile`` defaults to the settings' profile; ``auto`` asks the broker for its cluster id.
     """
@@ -82,8 +94,8 @@ def create_app(
     app = faust.App(settings.worker.app_id, **faust_options(settings, chosen))
     runtime = runtime or Runtime(settings)
     runtime.profile = chosen
-    for module_name in agent_modules:
-        importlib.import_module(module_name).register(app, settings, runtime)
+    for register in worker_parts() if parts is None else parts:
+        register(app, settings, runtime)
     log.info("app %s built with the %s broker profile", settings.worker.app_id, chosen.value)
     return app
 

@@ -12,7 +12,7 @@ from typing import Any
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from .settings import BrokerProfile, KafkaSettings, TopicSettings
+from ..settings import BrokerProfile, KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 

@@ -124,7 +124,7 @@ def check_faust_internals() -> None:
         msg = (
             f"faust-streaming {faust.__version__} / aiokafka {aiokafka.__version__} differ from "
             "the versions the embedded broker profile was verified on; "
-            "re-verify streams/embedded.py:"
+            "re-verify streams/engine/embedded.py:"
             "\n  " + "\n  ".join(problems)
         )
         raise IncompatibleFaustError(msg)

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from mode import Service
 
-from ..broker import client_options
 from ..settings import KafkaSettings
+from .broker import client_options
 
 log = logging.getLogger(__name__)
 RESOLVED_MEMORY = 100_000

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from ..broker import client_options
 from ..settings import KafkaSettings
+from .broker import client_options
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,0 @@
-"""Agents, one module per domain stream; start order: ``streams.app.AGENT_MODULES``."""
