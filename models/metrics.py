@@ -1,8 +1,10 @@
-"""Discrimination and calibration metrics (numpy only), with patient-level bootstrap."""
+"""Discrimination and calibration metrics (numpy only), with patient-level bootstrap, and
+the event-based alarm score the glucose evaluations share (grid and minute based)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,3 +68,57 @@ def bootstrap_ci(
     if not values:
         return float("nan"), float("nan")
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+@dataclass
+class AlarmScore:
+    """Alarm episodes (all, true), events (all, warned ahead) and monitored days."""
+
+    alarms: int = 0
+    true_alarms: int = 0
+    events: int = 0
+    detected: int = 0  # events warned of 0-30 min ahead
+    days: float = 0.0
+    leads_min: list[float] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float:
+        return self.true_alarms / self.alarms if self.alarms else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.events if self.events else float("nan")
+
+    @property
+    def false_per_day(self) -> float:
+        return (self.alarms - self.true_alarms) / self.days
+
+    @property
+    def median_lead(self) -> float:
+        return float(np.median(self.leads_min)) if self.leads_min else float("nan")
+
+    def __add__(self, other: AlarmScore) -> AlarmScore:
+        return AlarmScore(
+            self.alarms + other.alarms,
+            self.true_alarms + other.true_alarms,
+            self.events + other.events,
+            self.detected + other.detected,
+            self.days + other.days,
+            self.leads_min + other.leads_min,
+        )
+
+    def summary(self) -> dict[str, float | int | None]:
+        """The figures with stable keys (``None`` where one cannot be computed)."""
+
+        def ratio(a: float, b: float) -> float | None:
+            return round(a / b, 4) if b else None
+
+        return {
+            "alarms": self.alarms,
+            "events": self.events,
+            "warned": self.detected,
+            "precision": ratio(self.true_alarms, self.alarms),
+            "recall": ratio(self.detected, self.events),
+            "false_alarms_per_day": ratio(self.alarms - self.true_alarms, self.days),
+            "median_lead_min": float(np.median(self.leads_min)) if self.leads_min else None,
+        }

@@ -14,9 +14,9 @@ sensors read every 5 or 15 minutes and skip readings, so here everything is in m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
+
+from ..metrics import AlarmScore
 
 LOW = 70.0
 HORIZON_MIN = 30.0
@@ -49,40 +49,6 @@ def hypo_onsets(times_min: np.ndarray, cgm: np.ndarray) -> list[float]:
             last_end = float(times_min[j])
         i = j + 1
     return onsets
-
-
-@dataclass
-class AlarmScore:
-    alarms: int = 0
-    true_alarms: int = 0
-    events: int = 0
-    warned: int = 0
-    days: float = 0.0
-    leads_min: list[float] = field(default_factory=list)
-
-    def __add__(self, other: AlarmScore) -> AlarmScore:
-        return AlarmScore(
-            self.alarms + other.alarms,
-            self.true_alarms + other.true_alarms,
-            self.events + other.events,
-            self.warned + other.warned,
-            self.days + other.days,
-            self.leads_min + other.leads_min,
-        )
-
-    def summary(self) -> dict[str, float | int | None]:
-        def ratio(a: float, b: float) -> float | None:
-            return round(a / b, 4) if b else None
-
-        return {
-            "alarms": self.alarms,
-            "events": self.events,
-            "warned": self.warned,
-            "precision": ratio(self.true_alarms, self.alarms),
-            "recall": ratio(self.warned, self.events),
-            "false_alarms_per_day": ratio(self.alarms - self.true_alarms, self.days),
-            "median_lead_min": float(np.median(self.leads_min)) if self.leads_min else None,
-        }
 
 
 def score_visit(times_min: np.ndarray, cgm: np.ndarray, alarm_times_min: np.ndarray) -> AlarmScore:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from ..metrics import AlarmScore
 from .sim import STEP_MIN
 
 LOW = 70.0
@@ -72,42 +71,6 @@ def hypo_events(bg: np.ndarray) -> list[int]:
         else:
             i += 1
     return onsets
-
-
-@dataclass
-class AlarmScore:
-    alarms: int
-    true_alarms: int
-    events: int
-    detected: int
-    days: float
-    leads_min: list[float]
-
-    @property
-    def precision(self) -> float:
-        return self.true_alarms / self.alarms if self.alarms else float("nan")
-
-    @property
-    def recall(self) -> float:
-        return self.detected / self.events if self.events else float("nan")
-
-    @property
-    def false_per_day(self) -> float:
-        return (self.alarms - self.true_alarms) / self.days
-
-    @property
-    def median_lead(self) -> float:
-        return float(np.median(self.leads_min)) if self.leads_min else float("nan")
-
-    def __add__(self, other: AlarmScore) -> AlarmScore:
-        return AlarmScore(
-            self.alarms + other.alarms,
-            self.true_alarms + other.true_alarms,
-            self.events + other.events,
-            self.detected + other.detected,
-            self.days + other.days,
-            self.leads_min + other.leads_min,
-        )
 
 
 def score_alarms(alarm_steps: np.ndarray, bg: np.ndarray, first: int, last: int) -> AlarmScore:

@@ -16,6 +16,7 @@ import numpy as np
 
 from streams.scoring.families import HORIZONS_MIN
 
+from ..metrics import AlarmScore
 from . import events
 from .personal import PersonalBias
 from .real import Replay, Visit
@@ -51,7 +52,7 @@ def alarm_table(visits: Sequence[Visit], r: Replay, fires: dict[str, np.ndarray]
     """Event-based alarm figures per rule; ``fires`` is a boolean per sample."""
     out = {}
     for rule, fired in fires.items():
-        total = events.AlarmScore()
+        total = AlarmScore()
         for index in np.unique(r.visit):
             visit = visits[int(index)]
             mine = r.visit == index

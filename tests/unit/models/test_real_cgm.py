@@ -89,10 +89,10 @@ def test_an_event_lasts_15_minutes_at_any_rate() -> None:
 def test_alarm_scoring_in_minutes() -> None:
     t, v = series([120, 110, 100, 90, 80, 66, 60, 64, 90, 120] + [120] * 40, 15)
     warned = events.score_visit(t, v, np.array([60.0]))  # 15 min before the onset at 75
-    assert (warned.alarms, warned.true_alarms, warned.events, warned.warned) == (1, 1, 1, 1)
+    assert (warned.alarms, warned.true_alarms, warned.events, warned.detected) == (1, 1, 1, 1)
     assert warned.leads_min == [15.0]
     false = events.score_visit(t, v, np.array([300.0]))
-    assert (false.alarms, false.true_alarms, false.warned) == (1, 0, 0)
+    assert (false.alarms, false.true_alarms, false.detected) == (1, 0, 0)
     assert false.summary()["false_alarms_per_day"] == pytest.approx(1 / (735 / 1440), abs=1e-4)
 
 
