@@ -59,8 +59,8 @@ def served_forecast(
     """The forecast served per horizon (the model's only where its gate says it won) and
     which one served it."""
     gate = manifest.gate
-    if gate is None:
-        return model, dict.fromkeys(model, "model")
+    if gate is None or all(gate.forecast.get(h) == "model" for h in model):
+        return model, dict.fromkeys(model, "model")  # no AR2 to compute (the hot path)
     ar2 = g.ar2_forecast_ms(window.recent_cgm(20 * 60_000), steps=max(HORIZONS_MIN) // 5)
     served, by = {}, {}
     for horizon, value in model.items():
