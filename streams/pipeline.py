@@ -154,6 +154,7 @@ class PatientPipeline:
                 inserted.append(observation)
                 if observation.code == CGM_CODE:
                     output.cgm_inserted += 1
+                    window.note_offset(t_ms, observation.utc_offset_min)
                     self._judge(output, observation, t_ms)
                 fresh.clear()
                 reacting.update(i for i, s in enumerate(self.scorers) if s.reacts_to(observation))

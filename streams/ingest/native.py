@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -173,5 +173,12 @@ def decode_native(
 
 
 def native_record(observation: Observation) -> bytes:
-    """A normalised observation as the native JSON the stream decodes (with provenance)."""
-    return orjson.dumps(observation.model_dump(mode="json"))
+    """A normalised observation as the native JSON the stream decodes (with provenance).
+
+    The offset its time was written in travels as the offset of ``effective_at`` (the native
+    schema's way to say it), so decoding the record gives the same observation back."""
+    document = observation.model_dump(mode="json", exclude={"utc_offset_min"})
+    if observation.utc_offset_min:
+        written = timezone(timedelta(minutes=observation.utc_offset_min))
+        document["effective_at"] = observation.effective_at.astimezone(written).isoformat()
+    return orjson.dumps(document)

@@ -89,18 +89,23 @@ class PatientWindow:
         self, observation: Observation, *, allowed_lateness_ms: int, max_vital_samples: int
     ) -> Applied:
         """Insert one observation in event-time order (or count it as duplicate/late)."""
-        if observation.utc_offset_min is not None and observation.code == CGM_CODE:
-            t = int(observation.effective_at.timestamp() * SECOND_MS)
-            if t >= self.last_seen.get(CGM_CODE, 0):  # the newest reading's zone
-                self.utc_offset_min = observation.utc_offset_min
-        return self.apply_value(
+        t = int(observation.effective_at.timestamp() * SECOND_MS)
+        applied = self.apply_value(
             observation.code,
             observation.kind,
-            int(observation.effective_at.timestamp() * SECOND_MS),
+            t,
             float(observation.value),
             allowed_lateness_ms=allowed_lateness_ms,
             max_vital_samples=max_vital_samples,
         )
+        if applied is Applied.INSERTED and observation.code == CGM_CODE:
+            self.note_offset(t, observation.utc_offset_min)
+        return applied
+
+    def note_offset(self, t_ms: int, offset_min: int | None) -> None:
+        """Keep the offset the newest CGM reading was written in (the local time of day)."""
+        if offset_min is not None and t_ms >= self.last_seen.get(CGM_CODE, 0):
+            self.utc_offset_min = offset_min
 
     def apply_value(
         self,

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -320,7 +320,19 @@ def test_models_score_in_the_stream_and_drive_alerts(
     worker.wait_ready()
     run = uuid.uuid4().hex[:6]
     falling, worsening = f"fall-{run}", f"worse-{run}"
-    records = [cgm_record(falling, 5 * i, 180 - 6 * i) for i in range(18)]
+    # The glucose model reads the patient's local time of day, here from the offset the
+    # readings are written in: early morning, whatever the hour the test runs at (the shipped
+    # model's P(< 70) for this fall stays under its threshold at local night-time, where AR2's
+    # rule would still alarm: see the glucose model card)
+    last = START + timedelta(minutes=85)
+    offset = (6 * 60 - (last.hour * 60 + last.minute)) % 1440
+    offset -= 1440 if offset > 840 else 0
+    written = timezone(timedelta(minutes=offset))
+    records = [
+        cgm_record(falling, 5 * i, 180 - 6 * i)
+        | {"effective_at": (START + timedelta(minutes=5 * i)).astimezone(written).isoformat()}
+        for i in range(18)
+    ]
     sets = [(h, 78, 15, 97, 126, 36.8) for h in range(0, 24, 4)] + [
         (24 + 2 * i, 95 + 8 * i, 20 + 2 * i, 94 - i, 110 - 6 * i, round(37.8 + 0.3 * i, 1))
         for i in range(5)

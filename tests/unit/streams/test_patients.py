@@ -140,15 +140,17 @@ def test_without_a_zone_the_offset_the_reading_was_written_in_counts(tmp_path: P
     [ns], [fh], [na] = nightscout.observations, fhir.observations, native.observations
     assert (ns.utc_offset_min, fh.utc_offset_min, na.utc_offset_min) == (480, 120, 0)
     assert ns.effective_at == fh.effective_at == na.effective_at  # the same instant
-    window = PatientWindow("sh-2")
-    window.apply(ns, allowed_lateness_ms=0, max_vital_samples=1)
-    window = PatientWindow.from_bytes(window.to_bytes())
-    assert window.utc_offset_min == 480
+    direct = PatientWindow("sh-2")
+    direct.apply(ns, allowed_lateness_ms=0, max_vital_samples=1)
+    assert direct.utc_offset_min == 480
     path = write(tmp_path, {"ldn": {"tz": "Europe/London"}})
     pipeline = PatientPipeline(
         StreamSettings(patient_settings_file=path),
         models=ModelScoring(ScoringSettings(provider="cpu")).serving_models(),
     )
+    # the stream's path: the pipeline applies it (and a stored window keeps the offset)
+    window = PatientWindow.from_bytes(pipeline.process("sh-2", None, [ns]).window.to_bytes())
+    assert window.utc_offset_min == 480
     glucose = next(m for m in pipeline.models if m.family.name == "glucose")
 
     def local_minutes(profile_of: str) -> int:

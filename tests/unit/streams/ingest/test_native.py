@@ -1,10 +1,15 @@
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
+from streams.ingest.decode import decode_record
+from streams.ingest.native import native_record
 from streams.ingest.problems import DecodeResult, Reason
 from streams.schemas.observation import Format, Kind
+
+from .conftest import NOW
 
 Decode = Callable[..., DecodeResult]
 Make = Callable[..., dict[str, Any]]
@@ -92,3 +97,28 @@ def test_one_bad_item_does_not_sink_the_rest(decode: Decode, native: Make) -> No
         (Reason.IMPLAUSIBLE, "/1"),
         (Reason.SCHEMA, "/2"),
     ]
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2026-11-24T12:00:00+02:00", "2026-11-24T10:00:00+00:00", "2026-11-24T05:30:00-04:30"],
+)
+def test_a_republished_observation_decodes_to_itself(written: str) -> None:
+    """The gateway and the re-router publish normalised observations as native records: the
+    stream must decode them to the same observation, the offset their time was written in
+    included (once refused as an unknown field, which dead-lettered every gateway post)."""
+    fhir = {
+        "resourceType": "Observation", "status": "final", "id": "obs-1",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "99504-3"}]},
+        "subject": {"reference": "Patient/p-7"}, "effectiveDateTime": written,
+        "valueQuantity": {"value": 120, "unit": "mg/dL"},
+    }  # fmt: skip
+    [first] = decode_record(orjson.dumps(fhir), received_at=NOW, key=None).observations
+    again = decode_record(native_record(first), received_at=NOW, key=None)
+    assert not again.problems, again.problems
+    [second] = again.observations
+    assert second.utc_offset_min == first.utc_offset_min
+    assert second.effective_at == first.effective_at and second.event_id == first.event_id
+    assert (second.code, second.value, second.unit, second.patient_id) == (
+        first.code, first.value, first.unit, first.patient_id,
+    )  # fmt: skip
