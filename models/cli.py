@@ -46,7 +46,12 @@ def _checkpoint(directory: Path, kind: str) -> Path:
     help="Deterioration cohort size (glucose always uses the 30 virtual patients).",
 )
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option(
+    "--epochs",
+    type=int,
+    default=None,
+    help="Epochs [30; --real: glucose 12, deterioration 40, as the shipped models].",
+)
 @click.option("--hidden", type=int, default=None, help="GRU width [32].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
@@ -67,7 +72,7 @@ def train(
     days: int | None,
     patients: int,
     seed: int,
-    epochs: int,
+    epochs: int | None,
     hidden: int | None,
     quiet: bool,
     real: bool,
@@ -77,7 +82,7 @@ def train(
     hidden_real = hidden
     from .training import TrainConfig
 
-    config = TrainConfig(epochs=epochs, seed=seed)
+    config = TrainConfig(epochs=epochs or 30, seed=seed)
     started = time.monotonic()
     days = days or DEFAULT_DAYS[kind]
     hidden = hidden or DEFAULT_HIDDEN[kind]
@@ -92,7 +97,7 @@ def train(
                 path,
                 data=data or data_dir(),
                 hidden=hidden_real or 16,
-                config=TrainConfig(epochs=40, batch_size=64, learning_rate=3e-3),
+                config=TrainConfig(epochs=epochs or 40, batch_size=64, learning_rate=3e-3),
             )
         except DataMissing as missing:
             raise click.ClickException(str(missing)) from missing
@@ -106,7 +111,7 @@ def train(
                 path,
                 data=data or real_data.data_dir(),
                 hidden=hidden,
-                config=TrainConfig(epochs=epochs, seed=seed, batch_size=512, patience=3),
+                config=TrainConfig(epochs=epochs or 12, seed=seed, batch_size=512, patience=3),
                 progress=not quiet,
             )
         except real_data.DataMissing as missing:
