@@ -21,7 +21,7 @@ from torch import nn
 from streams.scoring.features import GLUCOSE, GLUCOSE_CENTER, contract_hash
 
 from ..nets import GlucoseGRU
-from ..training import TrainConfig, fit, save_trained
+from ..training import TrainConfig, fit, save_trained, seed_everything
 from . import real
 
 
@@ -70,6 +70,7 @@ def train(
     visits = real.limit(visits, split, limit_patients)
     train_part = parts(visits, split, "train", dense=True)
     validation = parts(visits, split, "validation", dense=True)
+    seed_everything(config.seed, config.threads)  # the initial weights too
     model = GlucoseGRU(hidden=hidden)
     result = fit(
         model, loss, tensors(train_part), tensors(validation), config, progress=progress,

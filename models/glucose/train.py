@@ -13,7 +13,7 @@ from torch import nn
 from streams.scoring.features import GLUCOSE, GLUCOSE_CENTER, contract_hash
 
 from ..nets import GlucoseGRU
-from ..training import TrainConfig, fit, save_trained
+from ..training import TrainConfig, fit, save_trained, seed_everything
 from .dataset import TEST_PATIENTS, VALIDATION_PATIENTS, GlucoseSamples, cohort, samples, split_of
 from .sim import PATIENTS
 
@@ -51,6 +51,7 @@ def train(
 ) -> dict[str, Any]:
     traces = cohort(days, seed, cache, patients)
     parts = split_samples(samples(traces), [t.name for t in traces])
+    seed_everything(config.seed, config.threads)  # the initial weights too
     model = GlucoseGRU(hidden=hidden)
     result = fit(
         model,

@@ -12,7 +12,7 @@ from torch import nn
 from streams.scoring.features import VITALS, contract_hash
 
 from ..nets import DeteriorationGRU
-from ..training import TrainConfig, fit, save_trained
+from ..training import TrainConfig, fit, save_trained, seed_everything
 from .dataset import HORIZON_H, VitalsSamples, cohort, split_of
 
 
@@ -38,6 +38,7 @@ def train(
 ) -> dict[str, Any]:
     s, stay, pattern = cohort(patients, days, seed, cache)
     split = split_of(s.patient, seed)
+    seed_everything(config.seed, config.threads)  # the initial weights too
     model = DeteriorationGRU(hidden=hidden)
     result = fit(
         model,
