@@ -2,4 +2,7 @@
 
 Pure functions: bytes in, observations and problems out. Every input ends as at least one
 observation or a problem with a reason; nothing raises out of :func:`decode_record`.
+
+Imports no Faust, mode or aiokafka (``tests/unit/test_structure.py``); only
+``streams.engine`` does.
 """

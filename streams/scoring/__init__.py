@@ -4,4 +4,7 @@ A scorer is anything with ``score(window, profile) -> Score | None``; the pipeli
 registered scorer after a patient's window changed and publishes all scores together on the
 risk topic. Scorers use event time (the window's watermark), never the wall clock, so a
 replay scores the same.
+
+Imports no Faust, mode or aiokafka (``tests/unit/test_structure.py``); only
+``streams.engine`` does.
 """

@@ -1,1 +1,7 @@
-"""Sinks: idempotent writes whose success gates the Kafka commit."""
+"""Sinks: line protocol for the time-series server (``lines``) and the series reader the
+charts use (``reader``); the writing service, whose success gates the commit, is
+``streams.engine.series``.
+
+Imports no Faust, mode or aiokafka (``tests/unit/test_structure.py``); only
+``streams.engine`` does.
+"""
