@@ -8,6 +8,12 @@ from pathlib import Path
 import click
 
 KINDS = click.Choice(["glucose", "deterioration"])
+DATA_OPTION = click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Real data folder [$BEDSIDE_DATA_DIR or ../shared/data].",
+)
 DEFAULT_DAYS = {"glucose": 28, "deterioration": 3}
 DEFAULT_HIDDEN = {"glucose": 32, "deterioration": 32}
 
@@ -57,14 +63,9 @@ def _checkpoint(directory: Path, kind: str) -> Path:
 @click.option(
     "--real",
     is_flag=True,
-    help="glucose: train on the real CGM of the training patients (Shanghai T1DM/T2DM).",
+    help="Train on real patients: glucose on Shanghai CGM, deterioration on ICU stays.",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Real data folder [$BEDSIDE_DATA_DIR or ../shared/data].",
-)
+@DATA_OPTION
 def train(
     kind: str,
     out: Path,
@@ -169,14 +170,9 @@ def train(
 @click.option(
     "--real",
     is_flag=True,
-    help="glucose: a checkpoint trained with --real, on the real test patients; sets the gate.",
+    help="A checkpoint trained with --real, on the real test patients (glucose: sets the gate).",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Real data folder [$BEDSIDE_DATA_DIR or ../shared/data].",
-)
+@DATA_OPTION
 @click.option(
     "--cgm",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

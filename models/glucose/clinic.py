@@ -99,10 +99,12 @@ def _number(path: Path, line: int, column: int, text: str, what: str) -> float:
 
 def read_tidy(path: Path, zone: tzinfo) -> list[Reading]:
     out = []
+    columns: tuple[str, str, str] | None = None
     for line, row, header in _rows(path):
-        id_col = _column(path, header, 1, "id")
-        time_col = _column(path, header, 1, "time")
-        gl_col = _column(path, header, 1, "gl")
+        if columns is None:  # the header's, found once
+            columns = tuple(_column(path, header, 1, n) for n in ("id", "time", "gl"))  # type: ignore[assignment]
+        assert columns is not None
+        id_col, time_col, gl_col = columns
         value = row.get(gl_col, "").strip()
         if value in ("", "NA", "NaN"):
             continue
