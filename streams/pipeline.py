@@ -183,11 +183,8 @@ class PatientPipeline:
         output.profile = profile
         families = {m.family.name for m in self.models if any(map(m.family.reacts_to, inserted))}
         for model in self.models:
-            if (
-                model.family.name in families
-                and (x := model.family.input(window, profile)) is not None
-            ):
-                output.requests.append(ModelRequest(model, x))
+            if model.family.name in families and model.family.ready(window):
+                output.requests.append(ModelRequest(model, window, profile))
         if not output.requests:
             self.finish(output, [])
         return output
@@ -209,7 +206,8 @@ class PatientPipeline:
                 and (score.value or 0) >= threshold
             ):
                 # why: only for scores that alert, so the stream pays for it rarely
-                score.details["drivers"] = explain.drivers(model.family.name, request.x, model.run)
+                x = request.x if request.x is not None else model.family.input(window, profile)
+                score.details["drivers"] = explain.drivers(model.family.name, x, model.run)
             model_scores.append(score)
         primary = [s for s in model_scores if not s.name.endswith("_shadow")]
         events = output.events

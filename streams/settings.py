@@ -352,12 +352,6 @@ class ScoringSettings(_Section):
     )
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per call (0: ORT's).")
     max_batch: int = Field(256, ge=1, le=65536, description="Most windows scored in one call.")
-    max_delay_ms: float = Field(
-        5.0, ge=0, description="Longest a window waits for others to fill a batch."
-    )
-    queue_size: int = Field(
-        8192, ge=1, description="Windows waiting to be scored before callers wait (backpressure)."
-    )
     reload_interval_s: float = Field(
         30.0, gt=0, description="How often model_dir is checked for new versions."
     )

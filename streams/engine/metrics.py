@@ -72,7 +72,7 @@ def render(app: faust.App, runtime: Runtime) -> str:
     stream_metrics(out, runtime)
     health_metrics(out, app, runtime)
     if runtime.scoring is not None:
-        model_metrics(out, runtime.scoring.batcher.stats)
+        model_metrics(out, runtime.scoring.calls.stats)
     alarm_metrics(out, runtime)
     return out.text()
 

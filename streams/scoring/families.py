@@ -10,7 +10,7 @@ from each model's manifest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,7 +21,7 @@ from ..schemas.observation import Kind, Observation
 from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .base import PatientProfile, Score
-from .features import window_glucose_input, window_vitals_input
+from .features import windows_glucose_inputs, windows_vitals_inputs
 from .manifest import Manifest
 
 Role = Literal["primary", "shadow"]
@@ -35,22 +35,33 @@ class ModelFamily:
     alert_kind: str
     threshold_name: str
     reacts_to: Callable[[Observation], bool]
-    input: Callable[[PatientWindow, PatientProfile], np.ndarray | None]
+    ready: Callable[[PatientWindow], bool]  # the window holds what the model reads
+    # the inputs of many ready windows at once: (N, steps, channels)
+    inputs: Callable[[Sequence[PatientWindow], Sequence[PatientProfile]], np.ndarray]
     to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str], Score]
 
+    def input(self, window: PatientWindow, profile: PatientProfile) -> np.ndarray | None:
+        """One window's input (None when it is not ready)."""
+        if not self.ready(window):
+            return None
+        row: np.ndarray = self.inputs([window], [profile])[0]
+        return row
 
-def _glucose_input(window: PatientWindow, profile: PatientProfile) -> np.ndarray | None:
+
+def _glucose_offset(window: PatientWindow, profile: PatientProfile) -> int:
     """Time of day in the patient's own zone: ``tz`` in the patient settings, else the
     offset the newest CGM reading was written in (FHIR, native, Nightscout ``utcOffset``),
     else UTC."""
-    cgm = window.cgm_series()
-    if not cgm:
-        return None
     if profile.utc_offset is not None:
-        offset = profile.utc_offset_minutes(cgm[-1][0])
-    else:
-        offset = window.utc_offset_min or 0
-    return window_glucose_input(window, offset)
+        return profile.utc_offset_minutes(window.cgm[max(window.cgm)][0])
+    return window.utc_offset_min or 0
+
+
+def _glucose_inputs(
+    windows: Sequence[PatientWindow], profiles: Sequence[PatientProfile]
+) -> np.ndarray:
+    offsets = [_glucose_offset(w, p) for w, p in zip(windows, profiles, strict=True)]
+    return windows_glucose_inputs(windows, offsets)
 
 
 def served_forecast(
@@ -152,10 +163,28 @@ class ServingModel:
         return self.family.score_name + suffix
 
 
-@dataclass(frozen=True)
+@dataclass
 class ModelRequest:
+    """A ready window to score with ``model``; its input ``x`` is built for the whole batch
+    at once (:func:`build_inputs`) unless given."""
+
     model: ServingModel
-    x: np.ndarray
+    window: PatientWindow
+    profile: PatientProfile
+    x: np.ndarray | None = None
+
+
+def build_inputs(requests: Sequence[ModelRequest]) -> None:
+    """Fill in ``x`` of every request, one array per model family for the whole batch."""
+    by_family: dict[str, list[ModelRequest]] = {}
+    for request in requests:
+        if request.x is None:
+            by_family.setdefault(request.model.family.name, []).append(request)
+    for waiting in by_family.values():
+        family = waiting[0].model.family
+        rows = family.inputs([r.window for r in waiting], [r.profile for r in waiting])
+        for request, row in zip(waiting, rows, strict=True):
+            request.x = row
 
 
 FAMILIES = {
@@ -165,7 +194,8 @@ FAMILIES = {
         "predicted_low",
         "p_low_30",
         lambda o: o.code == CGM_CODE,
-        _glucose_input,
+        lambda window: bool(window.cgm),
+        _glucose_inputs,
         _glucose_score,
     ),
     "deterioration": ModelFamily(
@@ -174,7 +204,8 @@ FAMILIES = {
         "deterioration",
         "p_deterioration",
         lambda o: o.kind is Kind.VITAL,
-        lambda window, _: window_vitals_input(window),
+        lambda window: any(window.vitals.values()),
+        lambda windows, _: windows_vitals_inputs(windows),
         _deterioration_score,
     ),
 }

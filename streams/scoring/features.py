@@ -64,35 +64,61 @@ def glucose_input(
     cgm: Sequence[tuple[int, float]], now_ms: int, utc_offset_minutes: int = 0
 ) -> np.ndarray:
     """CGM readings up to ``now_ms`` as the glucose model's (36, 6) input."""
+    out: np.ndarray = glucose_inputs([cgm], [now_ms], [utc_offset_minutes])[0]
+    return out
+
+
+def _flatten(
+    series: Sequence[Sequence[tuple[int, float]]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, time ms, value) of every sample of every series, in order."""
+    counts = [len(s) for s in series]
+    rows = np.repeat(np.arange(len(series)), counts)
+    pairs = np.array([p for s in series for p in s], dtype=np.float64).reshape(-1, 2)
+    return rows, pairs[:, 0].astype(np.int64), pairs[:, 1]
+
+
+def glucose_inputs(
+    cgm: Sequence[Sequence[tuple[int, float]]],
+    now_ms: Sequence[int],
+    utc_offset_minutes: Sequence[int],
+) -> np.ndarray:
+    """Many patients' CGM readings as the glucose model's (N, 36, 6) input, at once.
+
+    Row ``i``: the readings ``cgm[i]`` (oldest first) up to ``now_ms[i]``, time of day at
+    ``utc_offset_minutes[i]``."""
     slot_ms = GLUCOSE.step_minutes * MINUTE_MS
-    steps = GLUCOSE.steps
-    first_slot = now_ms // slot_ms - steps + 1
-    values = np.full(steps, np.nan)
-    for t, v in cgm:
-        index = t // slot_ms - first_slot
-        if 0 <= index < steps:
-            values[index] = v  # oldest first: a slot keeps its latest reading
-    out = np.zeros((steps, len(GLUCOSE.channels)), dtype=np.float32)
+    n, steps = len(cgm), GLUCOSE.steps
+    first_slot = np.asarray(now_ms, dtype=np.int64) // slot_ms - steps + 1
+    values = np.full((n, steps), np.nan)
+    rows, t, v = _flatten(cgm)
+    index = t // slot_ms - first_slot[rows]
+    inside = (index >= 0) & (index < steps)
+    cells = rows[inside] * steps + index[inside]
+    # a slot keeps its latest reading: the last of repeated cells wins
+    cells_reversed = cells[::-1]
+    unique, last_of = np.unique(cells_reversed, return_index=True)
+    values.reshape(-1)[unique] = v[inside][::-1][last_of]
+    out = np.zeros((n, steps, len(GLUCOSE.channels)), dtype=np.float32)
     observed = ~np.isnan(values)
-    minutes = (first_slot + np.arange(steps)) * GLUCOSE.step_minutes + utc_offset_minutes
+    offsets = np.asarray(utc_offset_minutes, dtype=np.int64)[:, None]
+    minutes = (first_slot[:, None] + np.arange(steps)) * GLUCOSE.step_minutes + offsets
     angle = 2 * math.pi * (minutes % 1440) / 1440
-    out[:, 4], out[:, 5] = np.sin(angle), np.cos(angle)
-    if not observed.any():
-        out[:, 2] = 1.0
-        return out
+    out[:, :, 4], out[:, :, 5] = np.sin(angle), np.cos(angle)
+    any_reading = observed.any(axis=1)
     indices = np.where(observed, np.arange(steps), -1)
-    last = np.maximum.accumulate(indices)  # index of the latest reading at or before a step
-    first = int(np.argmax(observed))
-    filled = values[np.where(last >= 0, last, first)]  # carried forward; back-filled at start
-    mg_dl = np.clip(filled, *GLUCOSE_CLIP)
-    out[:, 0] = np.log(mg_dl / GLUCOSE_CENTER)
-    out[:, 1] = observed
+    last = np.maximum.accumulate(indices, axis=1)  # the latest reading at or before a step
+    first = np.argmax(observed, axis=1)[:, None]
+    filled = np.take_along_axis(values, np.where(last >= 0, last, first), axis=1)
+    mg_dl = np.clip(np.where(any_reading[:, None], filled, GLUCOSE_CENTER), *GLUCOSE_CLIP)
     since = np.where(last >= 0, np.arange(steps) - last, steps) * GLUCOSE.step_minutes / 60
-    out[:, 2] = np.minimum(since, 1.0)
-    rate = np.zeros(steps)
-    rate[3:] = (mg_dl[3:] - mg_dl[:-3]) / 15.0
-    rate[: first + 3] = 0.0  # no slope across the back-filled start
-    out[:, 3] = rate / 2.0
+    rate = np.zeros((n, steps))
+    rate[:, 3:] = (mg_dl[:, 3:] - mg_dl[:, :-3]) / 15.0
+    rate[np.arange(steps) < first + 3] = 0.0  # no slope across the back-filled start
+    out[:, :, 0] = np.where(any_reading[:, None], np.log(mg_dl / GLUCOSE_CENTER), 0.0)
+    out[:, :, 1] = observed
+    out[:, :, 2] = np.where(any_reading[:, None], np.minimum(since, 1.0), 1.0)
+    out[:, :, 3] = np.where(any_reading[:, None], rate / 2.0, 0.0)
     return out
 
 
@@ -136,67 +162,121 @@ def vitals_input(
 
     ``baselines`` maps a code to its personal (median, robust sd), or None while unknown.
     """
+    out: np.ndarray = vitals_inputs([vitals], [baselines], [now_ms])[0]
+    return out
+
+
+def _hourly(
+    samples: Sequence[Sequence[tuple[int, float]]], first_bin: np.ndarray, now: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cell = row * steps + bin, value) of the samples inside each row's 24 bins."""
+    rows, t, v = _flatten(samples)
+    index = t // (VITALS.step_minutes * MINUTE_MS) - first_bin[rows]
+    inside = (index >= 0) & (index < VITALS.steps) & (t <= now[rows])
+    return rows[inside] * VITALS.steps + index[inside], v[inside]
+
+
+def _carried(observed: np.ndarray) -> np.ndarray:
+    """Per step, the latest observed step at or before it (-1 before the first)."""
+    steps = observed.shape[1]
+    return np.maximum.accumulate(np.where(observed, np.arange(steps), -1), axis=1)
+
+
+def vitals_inputs(
+    vitals: Sequence[Mapping[str, Sequence[tuple[int, float]]]],
+    baselines: Sequence[Mapping[str, tuple[float, float] | None]],
+    now_ms: Sequence[int],
+) -> np.ndarray:
+    """Many patients' vital signs as the deterioration model's (N, 24, 19) input, at once."""
+    n, steps = len(vitals), VITALS.steps
     bin_ms = VITALS.step_minutes * MINUTE_MS
-    steps = VITALS.steps
-    first_bin = now_ms // bin_ms - steps + 1
-    out = np.zeros((steps, len(VITALS.channels)), dtype=np.float32)
+    now = np.asarray(now_ms, dtype=np.int64)
+    first_bin = now // bin_ms - steps + 1
+    out = np.zeros((n, steps, len(VITALS.channels)), dtype=np.float32)
     for s_index, signal in enumerate(VITAL_SIGNALS):
-        sums, counts = np.zeros(steps), np.zeros(steps)
-        baseline = None
-        for code in signal.codes:
-            for t, v in vitals.get(code, ()):
-                index = t // bin_ms - first_bin
-                if 0 <= index < steps and t <= now_ms:
-                    sums[index] += v
-                    counts[index] += 1
-            baseline = baseline or baselines.get(code)
+        sums, counts = np.zeros(n * steps), np.zeros(n * steps)
+        for code in signal.codes:  # codes in order, samples in order: the sums' order
+            cells, v = _hourly([p.get(code, ()) for p in vitals], first_bin, now)
+            sums += np.bincount(cells, weights=v, minlength=n * steps)
+            counts += np.bincount(cells, minlength=n * steps)
+        sums, counts = sums.reshape(n, steps), counts.reshape(n, steps)
         observed = counts > 0
         column = 3 * s_index
-        if not observed.any():
-            continue
         means = np.where(observed, sums / np.maximum(counts, 1), np.nan)
-        last = np.maximum.accumulate(np.where(observed, np.arange(steps), -1))
-        filled = np.where(last >= 0, means[np.maximum(last, 0)], signal.center)
-        out[:, column] = (filled - signal.center) / signal.scale
-        out[:, column + 1] = observed
-        if baseline is not None:
-            center, spread = baseline
-            z = (filled - center) / max(spread, 1e-6 + abs(center) * 0.01)
-            out[:, column + 2] = np.where(last >= 0, np.clip(z, -DEVIATION_CLIP, DEVIATION_CLIP), 0)
-            out[:, column + 2] /= 3.0
-    oxygen = np.full(steps, np.nan)
+        last = _carried(observed)
+        carried = np.take_along_axis(means, np.maximum(last, 0), axis=1)
+        filled = np.where(last >= 0, carried, signal.center)
+        out[:, :, column] = (filled - signal.center) / signal.scale
+        out[:, :, column + 1] = observed
+        known = [_first_baseline(b, signal.codes) for b in baselines]
+        has = np.array([k is not None for k in known])
+        if not has.any():
+            continue
+        center = np.array([k[0] if k else 0.0 for k in known])[:, None]
+        spread = np.array([k[1] if k else 1.0 for k in known])[:, None]
+        z = (filled - center) / np.maximum(spread, 1e-6 + np.abs(center) * 0.01)
+        clipped = np.where(last >= 0, np.clip(z, -DEVIATION_CLIP, DEVIATION_CLIP), 0)
+        out[has, :, column + 2] = clipped[has]
+        out[has, :, column + 2] /= 3.0
+    oxygen = np.full(n * steps, -1.0)
     for code in OXYGEN_CODES:
         room_air = 0.0 if code == "3151-8" else 21.0
-        for t, v in vitals.get(code, ()):
-            index = t // bin_ms - first_bin
-            if 0 <= index < steps and t <= now_ms:
-                on = 1.0 if v > room_air else 0.0
-                oxygen[index] = on if np.isnan(oxygen[index]) else max(oxygen[index], on)
-    last = np.maximum.accumulate(np.where(~np.isnan(oxygen), np.arange(steps), -1))
-    out[:, -1] = np.where(last >= 0, oxygen[np.maximum(last, 0)], 0.0)
+        cells, v = _hourly([p.get(code, ()) for p in vitals], first_bin, now)
+        np.maximum.at(oxygen, cells, (v > room_air).astype(np.float64))
+    oxygen = oxygen.reshape(n, steps)
+    last = _carried(oxygen >= 0)
+    out[:, :, -1] = np.where(
+        last >= 0, np.take_along_axis(oxygen, np.maximum(last, 0), axis=1), 0.0
+    )
     return out
+
+
+def _first_baseline(
+    baselines: Mapping[str, tuple[float, float] | None], codes: Sequence[str]
+) -> tuple[float, float] | None:
+    for code in codes:
+        if found := baselines.get(code):
+            return found
+    return None
 
 
 # -- from the serving window -------------------------------------------------------------
 def window_glucose_input(window: PatientWindow, utc_offset_minutes: int = 0) -> np.ndarray | None:
     """The glucose model's input at the patient's latest CGM reading (None without one)."""
-    cgm = window.cgm_series()
-    if not cgm:
+    if not window.cgm:
         return None
-    return glucose_input(cgm, cgm[-1][0], utc_offset_minutes)
+    out: np.ndarray = windows_glucose_inputs([window], [utc_offset_minutes])[0]
+    return out
+
+
+def windows_glucose_inputs(
+    windows: Sequence[PatientWindow], utc_offset_minutes: Sequence[int]
+) -> np.ndarray:
+    """``window_glucose_input`` of many windows (each with a CGM reading), at once."""
+    series = [w.cgm_series() for w in windows]
+    return glucose_inputs(series, [s[-1][0] for s in series], utc_offset_minutes)
 
 
 def window_vitals_input(window: PatientWindow) -> np.ndarray | None:
     """The deterioration model's input at the patient's latest vital sign (None without)."""
-    latest = max((samples[-1][0] for samples in window.vitals.values() if samples), default=None)
-    if latest is None:
+    if not any(window.vitals.values()):
         return None
-    baselines = {code: b.stats() for code, b in window.baselines.items()}
-    return vitals_input(window.vitals, baselines, latest)
+    out: np.ndarray = windows_vitals_inputs([window])[0]
+    return out
+
+
+def windows_vitals_inputs(windows: Sequence[PatientWindow]) -> np.ndarray:
+    """``window_vitals_input`` of many windows (each with a vital sign), at once."""
+    latest = [max(s[-1][0] for s in w.vitals.values() if s) for w in windows]
+    baselines = [{code: b.stats() for code, b in w.baselines.items()} for w in windows]
+    return vitals_inputs([w.vitals for w in windows], baselines, latest)
 
 
 # -- hashes ----------------------------------------------------------------------------
-_FUNCTIONS = {GLUCOSE.name: (glucose_input,), VITALS.name: (vitals_input,)}
+_FUNCTIONS = {
+    GLUCOSE.name: (glucose_inputs, _flatten),
+    VITALS.name: (vitals_inputs, _flatten, _hourly, _carried, _first_baseline),
+}
 _CONSTANTS: dict[str, object] = {
     GLUCOSE.name: {"center": GLUCOSE_CENTER, "clip": GLUCOSE_CLIP},
     VITALS.name: {

@@ -1,8 +1,7 @@
-"""The worker's model scoring: the model store, the micro-batcher, and errors as a policy."""
+"""The worker's model scoring: the model store, batched calls, and errors as a policy."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -10,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..settings import ScoringSettings
-from .batching import MicroBatcher
-from .families import FAMILIES, ModelRequest, ServingModel
+from .batching import ModelCalls, group_by
+from .families import FAMILIES, ModelRequest, ServingModel, build_inputs
 from .onnx import ModelStore, OnnxModel
 
 log = logging.getLogger(__name__)
@@ -34,11 +33,7 @@ class ModelScoring:
             provider=settings.provider,
             threads=settings.intra_op_threads,
         )
-        self.batcher = MicroBatcher(
-            max_batch=settings.max_batch,
-            max_delay_ms=settings.max_delay_ms,
-            queue_size=settings.queue_size,
-        )
+        self.calls = ModelCalls(max_batch=settings.max_batch)
         self.failed_batches = 0
         if settings.models:
             self.store.load()
@@ -53,15 +48,22 @@ class ModelScoring:
 
     async def score(self, requests: Sequence[ModelRequest]) -> list[list[np.ndarray] | None]:
         """Outputs per request, batched across patients; None where the model failed."""
-        results = await asyncio.gather(
-            *(self.batcher.submit(r.model.key, r.model.run, r.x) for r in requests),
-            return_exceptions=True,
-        )
-        failures = [r for r in results if isinstance(r, BaseException)]
+        build_inputs(requests)
+        results: list[list[np.ndarray] | None] = [None] * len(requests)
+        failures: list[BaseException] = []
+        for key, indices in group_by([r.model.key for r in requests]).items():
+            model = requests[indices[0]].model
+            x = np.stack([requests[i].x for i in indices])  # type: ignore[misc]  # built above
+            rows, error = await self.calls.run(key, model.run, x)
+            for index, row in zip(indices, rows, strict=True):
+                results[index] = row
+            if error is not None:
+                failures.append(error)
         if failures:
             self.failed_batches += 1
-            log.error("model scoring failed for %d windows: %r", len(failures), failures[0])
-        return [None if isinstance(r, BaseException) else r for r in results]
+            unscored = sum(r is None for r in results)
+            log.error("model scoring failed for %d windows: %r", unscored, failures[0])
+        return results
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -74,7 +76,7 @@ class ModelScoring:
                     "largest_batch": s.largest,
                     "errors": s.errors,
                 }
-                for key, s in self.batcher.stats.items()
+                for key, s in self.calls.stats.items()
             },
             "failed_batches": self.failed_batches,
         }
