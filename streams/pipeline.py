@@ -207,7 +207,8 @@ class PatientPipeline:
             ):
                 # why: only for scores that alert, so the stream pays for it rarely
                 x = request.x if request.x is not None else model.family.input(window, profile)
-                score.details["drivers"] = explain.drivers(model.family.name, x, model.run)
+                if x is not None:
+                    score.details["drivers"] = explain.drivers(model.family.name, x, model.run)
             model_scores.append(score)
         primary = [s for s in model_scores if not s.name.endswith("_shadow")]
         events = output.events

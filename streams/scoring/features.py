@@ -194,12 +194,12 @@ def vitals_inputs(
     first_bin = now // bin_ms - steps + 1
     out = np.zeros((n, steps, len(VITALS.channels)), dtype=np.float32)
     for s_index, signal in enumerate(VITAL_SIGNALS):
-        sums, counts = np.zeros(n * steps), np.zeros(n * steps)
+        flat_sums, flat_counts = np.zeros(n * steps), np.zeros(n * steps)
         for code in signal.codes:  # codes in order, samples in order: the sums' order
             cells, v = _hourly([p.get(code, ()) for p in vitals], first_bin, now)
-            sums += np.bincount(cells, weights=v, minlength=n * steps)
-            counts += np.bincount(cells, minlength=n * steps)
-        sums, counts = sums.reshape(n, steps), counts.reshape(n, steps)
+            flat_sums += np.bincount(cells, weights=v, minlength=n * steps)
+            flat_counts += np.bincount(cells, minlength=n * steps)
+        sums, counts = flat_sums.reshape(n, steps), flat_counts.reshape(n, steps)
         observed = counts > 0
         column = 3 * s_index
         means = np.where(observed, sums / np.maximum(counts, 1), np.nan)
@@ -218,12 +218,12 @@ def vitals_inputs(
         clipped = np.where(last >= 0, np.clip(z, -DEVIATION_CLIP, DEVIATION_CLIP), 0)
         out[has, :, column + 2] = clipped[has]
         out[has, :, column + 2] /= 3.0
-    oxygen = np.full(n * steps, -1.0)
+    flat_oxygen = np.full(n * steps, -1.0)
     for code in OXYGEN_CODES:
         room_air = 0.0 if code == "3151-8" else 21.0
         cells, v = _hourly([p.get(code, ()) for p in vitals], first_bin, now)
-        np.maximum.at(oxygen, cells, (v > room_air).astype(np.float64))
-    oxygen = oxygen.reshape(n, steps)
+        np.maximum.at(flat_oxygen, cells, (v > room_air).astype(np.float64))
+    oxygen = flat_oxygen.reshape(n, steps)
     last = _carried(oxygen >= 0)
     out[:, :, -1] = np.where(
         last >= 0, np.take_along_axis(oxygen, np.maximum(last, 0), axis=1), 0.0
