@@ -19,7 +19,7 @@ import orjson
 
 from .alerts import quality
 from .alerts.lifecycle import FAULT_KIND, Finding
-from .alerts.policy import lifecycle, render, stale_conditions, transitions
+from .alerts.policy import lifecycle, render, stale_at, stale_conditions, transitions
 from .patients import load_patient_settings
 from .rules.glucose import GlucoseTargets
 from .schemas.observation import Observation
@@ -268,6 +268,18 @@ class PatientPipeline:
         output.alerts = [orjson.dumps(render(e)) for e in events]
         output.lines = [alert_line(e, e["event_time"]) for e in events]
         return output
+
+    def tick_due(self, window: PatientWindow) -> int | None:
+        """The wall-clock ms from which a tick may change ``window``: 0 (every tick) while an
+        alarm is open or a condition is pending; else when its data would go stale; None
+        when only new data can change it (it has sent nothing a tick watches)."""
+        if window.alarms or any(any(bits) for bits in window.alarm_history.values()):
+            return 0
+        stale = stale_at(window, self.vitals_stale_ms)
+        if stale is None:
+            return None
+        # patient time = watermark + (wall - arrived_at): see patient_time
+        return window.arrived_at + max(0, stale - window.watermark)
 
     def tick(self, window: PatientWindow, wall_ms: int) -> PatientOutput:
         """Time passed without data: stale-data alarms, snooze expiry, re-alerts, escalation."""

@@ -271,6 +271,12 @@ class IngestSettings(_Section):
     max_unstored_batches: int = Field(
         10_000, ge=1, description="Most batches computed but not yet stored (see above)."
     )
+    window_cache: int = Field(
+        20_000,
+        ge=0,
+        description="Patients' windows kept decoded between batches (the most recently "
+        "processed): a patient seen again is not decoded from the table again.",
+    )
 
 
 class GlucoseTargetSettings(_Section):

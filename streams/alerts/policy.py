@@ -52,6 +52,7 @@ MODEL_KINDS = {"glucose_model": ("predicted_low",), "deterioration_model": ("det
 STALE_KINDS = ("cgm_stale_15", "cgm_stale_30", "vitals_stale")
 GLUCOSE_MARGIN, HIGH_MARGIN = 5.0, 10.0  # hysteresis of open glucose alarms, mg/dL
 MINUTE_MS = 60_000
+CGM_STALE_MIN, CGM_LOST_MIN = 15, 30  # no CGM for this long: cgm_stale_15, cgm_stale_30
 Condition = Finding  # what a detector returns for a kind whose condition holds
 
 
@@ -266,10 +267,10 @@ def stale_conditions(
     if last_cgm is not None:
         minutes = (now - last_cgm) / MINUTE_MS
         evaluated["cgm_stale_15"] = evaluated["cgm_stale_30"] = None
-        if minutes >= 15:
+        if minutes >= CGM_STALE_MIN:
             evidence = {"last_cgm_at": iso(last_cgm), "minutes_without_cgm": round(minutes)}
             reason = f"No CGM reading for {minutes:.0f} min (last at {iso(last_cgm)})."
-            if minutes < 30:
+            if minutes < CGM_LOST_MIN:
                 evaluated["cgm_stale_15"] = Condition(
                     "cgm_stale_15", reason, evidence, minutes, "staleness-1"
                 )
@@ -295,6 +296,19 @@ def stale_conditions(
                     "staleness-1",
                 )
     return evaluated
+
+
+def stale_at(window: PatientWindow, vitals_stale_ms: int) -> int | None:
+    """The earliest patient time at which a stale-data condition can start to hold (None
+    for a patient who has sent neither CGM nor vital signs)."""
+    starts = []
+    last_cgm = window.last_seen.get(CGM_CODE)
+    if last_cgm is not None:
+        starts.append(last_cgm + CGM_STALE_MIN * MINUTE_MS)
+    last_vital = max((s[-1][0] for s in window.vitals.values() if s), default=None)
+    if last_vital is not None:
+        starts.append(last_vital + vitals_stale_ms)
+    return min(starts, default=None)
 
 
 def detect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -100,6 +101,21 @@ def create_app(
     return app
 
 
+#: Young-generation threshold of the cyclic garbage collector in a worker. The stream
+#: allocates a few hundred objects per event and frees nearly all of them by reference
+#: counting; at Python's default (700) the collector ran every few events and, with many
+#: patients' windows alive, took 25 % of a sparse-regime batch (measured in process:
+#: 124 -> 106 us/event with this threshold; 90 with the collector off).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect young objects less often and leave what start-up built out of every collection."""
+    gc.collect()
+    gc.freeze()  # modules, settings, models: never garbage, never scanned again
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+
+
 def run_worker(app: faust.App, loglevel: str, *, debug_libraries: bool = False) -> None:
     """Run ``app`` as a Faust worker until it is stopped.
 
@@ -114,6 +130,7 @@ def run_worker(app: faust.App, loglevel: str, *, debug_libraries: bool = False) 
             logsafe.limit_repeats(logger.handlers)
 
     logsafe.install(loglevel, debug_libraries=debug_libraries)
+    tune_gc()
     worker = BedsideWorker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None
     worker.execute_from_commandline()

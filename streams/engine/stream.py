@@ -129,6 +129,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         stats=runtime.ingest,
         quality=runtime.quality,
         partition_of=partition_of,
+        window_cache=settings.ingest.window_cache,
     )
 
     @app.timer(interval=settings.scoring.reload_interval_s)  # type: ignore[untyped-decorator]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,6 +85,7 @@ class BatchStep:
         quality: QualityStats,
         partition_of: Callable[[bytes], int],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        window_cache: int = 20_000,
     ) -> None:
         self.topics, self.limits, self.pipeline, self.scoring = topics, limits, pipeline, scoring
         self.state, self.records, self.checkpoint = state, records, checkpoint
@@ -99,15 +101,22 @@ class BatchStep:
             Kind.LAB: topics.labs,
         }
         self.kinds = {topic: kind for kind, topic in self.topic_of_kind.items()}
-        # partition -> patients whose windows live there: what this worker processed, joined
-        # with a scan of the store on the partition's first tick (windows from before a restart)
-        self.known: dict[int, set[bytes]] = {}
+        # the tick index: partition -> patient -> wall ms from which a tick may change its
+        # window (PatientPipeline.tick_due); patients only new data can change are not in it.
+        # Filled by what this worker processes and, on a partition's first tick, by a scan of
+        # the store (windows from before a restart are due at once, then indexed as visited)
+        self.due: dict[int, dict[bytes, int]] = {}
         self.scanned: set[int] = set()
+        # windows kept decoded between batches, most recently processed last
+        self.cache: OrderedDict[bytes, PatientWindow] = OrderedDict()
+        self.cache_size = window_cache
 
     def forget(self) -> None:
-        """Partitions were revoked: rebuild the patient index from the store at the next ticks."""
-        self.known.clear()
+        """Partitions were revoked: rebuild the tick index from the store at the next ticks;
+        drop the decoded windows (another worker may change them now)."""
+        self.due.clear()
         self.scanned.clear()
+        self.cache.clear()
 
     async def __call__(self, records: Sequence[IncomingRecord]) -> None:
         received_at = self.clock()
@@ -118,6 +127,7 @@ class BatchStep:
         await self._score(batch)
         await self._act(batch)
         await self._tick(batch)
+        self._remember(batch)
         lines = await self._emit(batch)
         await self.checkpoint.submit(batch.sent, lines, batch.current, records)
 
@@ -176,7 +186,27 @@ class BatchStep:
         pending = self.checkpoint.pending(key)  # a batch still being stored
         if pending is not None:
             return pending[0]
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
         return load_window(self.state.get(partition, key))
+
+    def _remember(self, batch: Batch) -> None:
+        """Index the windows the batch touched for ticks; keep them decoded for the next."""
+        for key, (partition, window) in batch.current.items():
+            self._index(partition, key, window)
+            if self.cache_size:
+                self.cache[key] = window
+                self.cache.move_to_end(key)
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def _index(self, partition: int, key: bytes, window: PatientWindow) -> None:
+        due = self.pipeline.tick_due(window)
+        if due is None:
+            self.due.get(partition, {}).pop(key, None)
+        else:
+            self.due.setdefault(partition, {})[key] = due
 
     async def _apply(self, batch: Batch) -> None:
         for partition, patients in batch.groups.items():
@@ -191,7 +221,6 @@ class BatchStep:
                     arrived_at=batch.wall_ms,
                 )
                 batch.current[key] = (partition, applied.window)
-                self.known.setdefault(partition, set()).add(key)
                 for output in applied.outputs:
                     batch.outputs.append((key, output))
                     self.stats.count(output.applied)
@@ -301,25 +330,36 @@ class BatchStep:
             batch.current[key] = (record.partition, target)
 
     async def _tick(self, batch: Batch) -> None:
+        """Time-driven transitions, for the patients the tick index says are due."""
         for partition, now in batch.ticks.items():
             self.stats.ticks += 1
+            due = self.due.setdefault(partition, {})
             if partition not in self.scanned:
-                self.known.setdefault(partition, set()).update(self.state.keys(partition))
+                for key in self.state.keys(partition):
+                    due.setdefault(key, 0)
                 self.scanned.add(partition)
-            for key in self.known.get(partition, ()):
-                load = functools.partial(self.load, batch, partition, key)
-                ticked = contained_tick(self.pipeline, load, now)
-                if ticked is None:
-                    continue
-                if isinstance(ticked, str):  # the stored state makes ticks fail
-                    window = PatientWindow(key.decode("utf-8", "replace"))
-                    state = self.stored(partition, key) or b""
-                    output = await self.quarantine(batch, partition, key, state, ticked, window)
-                else:
-                    window, output = ticked
-                if output.alerts:
-                    batch.outputs.append((key, output))
-                    batch.current[key] = (partition, window)
+            for key in [k for k, at in due.items() if at <= now]:
+                await self._tick_patient(batch, partition, key, now)
+
+    async def _tick_patient(self, batch: Batch, partition: int, key: bytes, now: int) -> None:
+        load = functools.partial(self.load, batch, partition, key)
+        ticked = contained_tick(self.pipeline, load, now)
+        if ticked is None:
+            self.due[partition].pop(key, None)
+            return
+        if isinstance(ticked, str):  # the stored state makes ticks fail
+            window = PatientWindow(key.decode("utf-8", "replace"))
+            state = self.stored(partition, key) or b""
+            output = await self.quarantine(batch, partition, key, state, ticked, window)
+        else:
+            window, output = ticked
+        if output.alerts:
+            batch.outputs.append((key, output))
+            batch.current[key] = (partition, window)
+        elif key not in batch.current:
+            # a tick without alarms stores nothing: the next batch decodes the stored window
+            self.cache.pop(key, None)
+        self._index(partition, key, window)
 
     # -- outputs ---------------------------------------------------------------------------
     async def _emit(self, batch: Batch) -> list[str]:

@@ -173,3 +173,55 @@ async def test_ticks_reach_windows_stored_before_a_restart() -> None:
     await later.step([tick(partition_of(b"syn-s"))])
     await later.checkpoint.drain()
     assert any(a["kind"] == "cgm_stale_30" for a in later.alerts())
+
+
+class CountingTicks(PatientPipeline):
+    """The pipeline, counting the windows ticks visit."""
+
+    def __init__(self) -> None:
+        super().__init__(StreamSettings())
+        self.ticked: list[str] = []
+
+    def tick(self, window, wall_ms):  # type: ignore[no-untyped-def]
+        self.ticked.append(window.patient_id)
+        return super().tick(window, wall_ms)
+
+
+async def test_ticks_visit_only_patients_with_open_alarms_or_data_about_to_go_stale() -> None:
+    pipeline = CountingTicks()
+    h = Harness(pipeline)
+    fresh = [cgm(f"syn-f{i}", 1, 120) for i in range(50)]  # steady, in range, just sent
+    await h.step([*fresh, *low("syn-low")])
+    partitions = {r.partition for r in fresh} | {partition_of(b"syn-low")}
+    await h.step([tick(p) for p in partitions])
+    await h.checkpoint.drain()
+    assert pipeline.ticked == ["syn-low"]  # the open urgent low: re-alerts and escalation
+    # 14 min later nothing is stale yet; 16 min after the readings every CGM is
+    h.step.clock = lambda: NOW + timedelta(minutes=13)
+    await h.step([tick(p) for p in partitions])
+    assert pipeline.ticked == ["syn-low", "syn-low"]
+    h.step.clock = lambda: NOW + timedelta(minutes=15)
+    await h.step([tick(p) for p in partitions])
+    await h.checkpoint.drain()
+    stale = {a["patient_id"] for a in h.alerts() if a["kind"] == "cgm_stale_15"}
+    assert stale == {f"syn-f{i}" for i in range(50)} | {"syn-low"}
+    # the stale alarms are open now: every tick visits them
+    before = len(pipeline.ticked)
+    await h.step([tick(p) for p in partitions])
+    assert len(pipeline.ticked) - before == 51
+
+
+async def test_a_patient_seen_again_is_not_decoded_from_the_store_again() -> None:
+    h = Harness()
+    await h.step([cgm("syn-c", 10, 120)])
+    await h.checkpoint.drain()
+    partition = partition_of(b"syn-c")
+    stored = h.state.data[partition][b"syn-c"]
+    h.state.data[partition][b"syn-c"] = b"\x93\x02garbage"  # would quarantine if decoded
+    await h.step([cgm("syn-c", 5, 118)])
+    await h.checkpoint.drain()
+    assert not h.letters() and h.state.data[partition][b"syn-c"] != stored
+    h.step.forget()  # partitions revoked: the decoded windows go
+    h.state.data[partition][b"syn-c"] = b"\x93\x02garbage"
+    await h.step([cgm("syn-c", 1, 119)])
+    assert [letter["reason"] for letter in h.letters()] == ["state"]
