@@ -3,7 +3,7 @@
 Reads the dead-letter topic from its start to its current end (no consumer group) and prints
 one JSON object per letter. ``--decode`` adds ``original``: the original as text when it is
 UTF-8, and for quarantined patient states (reason ``state``) the window as it was stored
-(msgpack, shown as JSON), so an operator can see what the patient's state held before the
+(its stored document, shown as JSON), so an operator can see what the patient's state held before the
 worker reset it.
 """
 
@@ -14,12 +14,13 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-import msgpack
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.engine.broker import client_options
 from streams.settings import Settings
+from streams.windows.compact import decode_document
+from streams.windows.patient import FORMAT_VERSION
 
 
 def decoded(letter: dict[str, Any]) -> Any:
@@ -27,7 +28,7 @@ def decoded(letter: dict[str, Any]) -> Any:
     raw = base64.b64decode(letter.get("original_b64") or "")
     if letter.get("reason") == "state":
         try:
-            return _json_safe(msgpack.unpackb(raw, strict_map_key=False))
+            return _json_safe(decode_document(FORMAT_VERSION, raw))
         except Exception:  # noqa: BLE001 - a corrupt state is why it is here
             return {"undecodable_state_b64": letter.get("original_b64")}
     try:
