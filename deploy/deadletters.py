@@ -2,9 +2,9 @@
 
 Reads the dead-letter topic from its start to its current end (no consumer group) and prints
 one JSON object per letter. ``--decode`` adds ``original``: the original as text when it is
-UTF-8, and for quarantined patient states (reason ``state``) the window as it was stored
-(its stored document, shown as JSON), so an operator can see what the patient's state held before the
-worker reset it.
+UTF-8, and for quarantined patient states (reason ``state``) the window's stored document
+(shown as JSON), so an operator can see what the patient's state held before the worker
+reset it.
 """
 
 from __future__ import annotations
