@@ -28,7 +28,7 @@ from streams.scoring.features import CONTRACTS
 from streams.scoring.onnx import SHIPPED_MODELS, OnnxModel
 from streams.settings import Settings, get_settings
 
-from .benchkit import burst, measure_latency, p50_p99, produce, records, run_workers
+from .benchkit import burst, measure_latency, measure_workers, p50_p99, produce, records
 
 BATCHES = (1, 8, 64, 256, 1024)
 
@@ -141,51 +141,72 @@ def influx_rate(settings: Settings, points: int = 50_000) -> float | None:
 
 
 def whole(
-    settings: Settings, events: int, patients: int, rate: float, burst_events: int = 0
+    settings: Settings,
+    events: int,
+    patients: int,
+    rate: float,
+    burst_events: int = 0,
+    sparse: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """End-to-end events/s with one and two workers, and latency at ``rate``."""
+    """End-to-end events/s with one and two workers (dense: ``patients``), one worker in the
+    sparse regime (``sparse``: patients, events), and latency at ``rate`` in each."""
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
     bedside = [str(Path(sys.executable).parent / "bedside"), "worker"]
-    items = records(patients, max(2, events // patients), datetime.now(UTC) - timedelta(hours=1))
     base = {**os.environ, "BEDSIDE_WORKER__LOG_LEVEL": "warning"}
-    out: dict[str, Any] = {"events": len(items)}
-    for workers in (1, 2):
-        prefix = f"bench.{run}.w{workers}."
-        topics = get_settings(topics={"prefix": prefix}).topics
-        asyncio.run(ensure_bedside_topics(settings.kafka, topics))
-        asyncio.run(produce(settings, {"glucose": topics.glucose, "vitals": topics.vitals}, items))
-        group = f"bench-{run}-{workers}"
-        specs = [
-            (
-                {
-                    **base,
-                    "BEDSIDE_TOPICS__PREFIX": prefix,
-                    "BEDSIDE_WORKER__APP_ID": group,
-                    "BEDSIDE_WORKER__DATA_DIR": str(work / f"{group}-{i}"),
-                    "BEDSIDE_WEB__PORT": str(6095 + i),
-                },
-                6095 + i,
-                work / f"{group}-{i}.log",
-            )
-            for i in range(workers)
-        ]
-        out[f"workers_{workers}_events_per_s"] = run_workers(bedside, specs, len(items))
-    prefix = f"bench.{run}.lat."
-    lat_settings = get_settings(topics={"prefix": prefix})
-    asyncio.run(ensure_bedside_topics(settings.kafka, lat_settings.topics))
-    env = {
-        **base,
-        "BEDSIDE_TOPICS__PREFIX": prefix,
-        "BEDSIDE_WORKER__APP_ID": f"bench-lat-{run}",
-        "BEDSIDE_WEB__PORT": "6097",
-    }
-    measured = measure_latency(
-        bedside, env, 6097, work / "latency.log", settings, lat_settings, patients, rate, 20
-    )
-    if measured:
-        out["latency_p50_ms"], out["latency_p99_ms"] = p50_p99(measured)
-        out["latency_alerts"] = len(measured)
+    out: dict[str, Any] = {}
+    regimes: list[tuple[str, int, int, tuple[int, ...]]] = [("", patients, events, (1, 2))]
+    if sparse is not None:
+        regimes.append(("sparse_", sparse[0], sparse[1], (1,)))
+    for label, count, total, worker_counts in regimes:
+        start = datetime.now(UTC) - timedelta(hours=1)
+        items = records(count, max(2, total // count), start)
+        out[f"{label}events"] = len(items)
+        out[f"{label}patients"] = count
+        for workers in worker_counts:
+            prefix = f"bench.{run}.{label}w{workers}."
+            topics = get_settings(topics={"prefix": prefix}).topics
+            asyncio.run(ensure_bedside_topics(settings.kafka, topics))
+            topic_of = {"glucose": topics.glucose, "vitals": topics.vitals}
+            asyncio.run(produce(settings, topic_of, items))
+            group = f"bench-{run}-{label}{workers}"
+            specs = [
+                (
+                    {
+                        **base,
+                        "BEDSIDE_TOPICS__PREFIX": prefix,
+                        "BEDSIDE_WORKER__APP_ID": group,
+                        "BEDSIDE_WORKER__DATA_DIR": str(work / f"{group}-{i}"),
+                        "BEDSIDE_WEB__PORT": str(6095 + i),
+                    },
+                    6095 + i,
+                    work / f"{group}-{i}.log",
+                )
+                for i in range(workers)
+            ]
+            measured = measure_workers(bedside, specs, len(items))
+            out[f"{label}workers_{workers}_events_per_s"] = measured.events_per_s
+            if workers == 1:
+                written = measured.stats.get("state_bytes", 0)
+                observations = max(1, measured.stats.get("observations", 0))
+                out[f"{label}rss_mb"] = measured.rss_bytes / 2**20
+                out[f"{label}state_bytes_per_event"] = written / observations
+        prefix = f"bench.{run}.{label}lat."
+        lat_settings = get_settings(topics={"prefix": prefix})
+        asyncio.run(ensure_bedside_topics(settings.kafka, lat_settings.topics))
+        env = {
+            **base,
+            "BEDSIDE_TOPICS__PREFIX": prefix,
+            "BEDSIDE_WORKER__APP_ID": f"bench-{label}lat-{run}",
+            "BEDSIDE_WEB__PORT": "6097",
+        }
+        log = work / f"{label}latency.log"
+        latencies = measure_latency(
+            bedside, env, 6097, log, settings, lat_settings, count, rate, 20
+        )
+        out[f"{label}latency_alerts"] = len(latencies)
+        if latencies:
+            out[f"{label}latency_p50_ms"], out[f"{label}latency_p99_ms"] = p50_p99(latencies)
     if burst_events:
         prefix = f"bench.{run}.burst."
         asyncio.run(
@@ -203,7 +224,12 @@ def whole(
 
 
 def run(
-    events: int, patients: int, rate: float, parts_only: bool, burst_events: int = 0
+    events: int,
+    patients: int,
+    rate: float,
+    parts_only: bool,
+    burst_events: int = 0,
+    sparse: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     settings = get_settings()
     result: dict[str, Any] = {"bench": "bedside", "decode_records_per_s": decode_rates()}
@@ -216,7 +242,7 @@ def run(
     ]
     if not parts_only:
         result["influx_points_per_s"] = influx_rate(settings)
-        result.update(whole(settings, events, patients, rate, burst_events))
+        result.update(whole(settings, events, patients, rate, burst_events, sparse))
     return result
 
 
@@ -247,11 +273,22 @@ def table(result: dict[str, Any]) -> list[str]:
                 "n/a (stack down)" if value is None else f"{value:,.0f}",
             )
         )
+    dense = f"dense ({result.get('patients', 0):,} patients)"
+    sparse = f"sparse ({result.get('sparse_patients', 0):,} patients)"
     for key, label in (
-        ("workers_1_events_per_s", "end to end, 1 worker, events/s"),
-        ("workers_2_events_per_s", "end to end, 2 workers, events/s"),
-        ("latency_p50_ms", "produce -> alert latency p50, ms"),
-        ("latency_p99_ms", "produce -> alert latency p99, ms"),
+        ("workers_1_events_per_s", f"{dense}: end to end, 1 worker, events/s"),
+        ("workers_2_events_per_s", f"{dense}: end to end, 2 workers, events/s"),
+        ("rss_mb", f"{dense}: worker RSS at the end, MiB"),
+        ("state_bytes_per_event", f"{dense}: state bytes written per event"),
+        ("latency_p50_ms", f"{dense}: produce -> alarm latency p50, ms"),
+        ("latency_p99_ms", f"{dense}: produce -> alarm latency p99, ms"),
+        ("latency_alerts", f"{dense}: alarms measured"),
+        ("sparse_workers_1_events_per_s", f"{sparse}: end to end, 1 worker, events/s"),
+        ("sparse_rss_mb", f"{sparse}: worker RSS at the end, MiB"),
+        ("sparse_state_bytes_per_event", f"{sparse}: state bytes written per event"),
+        ("sparse_latency_p50_ms", f"{sparse}: produce -> alarm latency p50, ms"),
+        ("sparse_latency_p99_ms", f"{sparse}: produce -> alarm latency p99, ms"),
+        ("sparse_latency_alerts", f"{sparse}: alarms measured"),
         ("burst_events_per_s", "burst (topics hours apart), 1 worker, events/s"),
         ("burst_points_distinct", "burst: points stored (distinct)"),
         ("burst_late", "burst: observations classed late"),

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,21 @@ async def produce(
         await producer.stop()
 
 
-def stats(port: int) -> dict[str, int]:
+def stats(port: int) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as response:
             return dict(json.loads(response.read()))
     except OSError:
         return {}
+
+
+@dataclass
+class WorkerRun:
+    """What a benchmark measured of workers on pre-produced records."""
+
+    events_per_s: float
+    rss_bytes: int  # the workers' resident memory at the end, summed
+    stats: dict[str, Any]  # /stats of the first worker at the end
 
 
 def run_worker(argv: list[str], env: dict[str, str], port: int, expected: int, log: Path) -> float:
@@ -88,19 +98,43 @@ def run_workers(
 ) -> float:
     """Start workers (one group) on pre-produced records; their summed events/s from the first
     processed record to the last."""
+    return measure_workers(argv, workers, expected).events_per_s
+
+
+def finished(counters: dict[str, Any]) -> int:
+    """Records a worker is done with: for Bedside, stored (every output acknowledged, the
+    offset committable); for the reference agents, processed (what they can tell)."""
+    return int(counters.get("records_stored", counters.get("observations", 0)))
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 where /proc cannot tell)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def measure_workers(
+    argv: list[str], workers: list[tuple[dict[str, str], int, Path]], expected: int
+) -> WorkerRun:
+    """``run_workers`` with the workers' memory and counters at the end."""
     processes = []
     for env, _, log in workers:
         with open(log, "wb") as out:
             processes.append(subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT))
     try:
         first_at = first_count = None
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             for process, (_, _, log) in zip(processes, workers, strict=True):
                 if process.poll() is not None:
                     msg = f"worker exited: see {log}"
                     raise SystemExit(msg)
-            done = sum(stats(port).get("observations", 0) for _, port, _ in workers)
+            done = sum(finished(stats(port)) for _, port, _ in workers)
             now = time.perf_counter()
             if done and first_at is None:
                 first_at, first_count = now, done
@@ -113,9 +147,13 @@ def run_workers(
                         "reading: too few to measure throughput; send more (--events)"
                     )
                     raise SystemExit(msg)
-                return (done - first_count) / max(now - first_at, 1e-9)
+                rate = (done - first_count) / max(now - first_at, 1e-9)
+                time.sleep(1.0)  # the last batch's windows are stored after it is counted
+                return WorkerRun(
+                    rate, sum(rss_bytes(p.pid) for p in processes), stats(workers[0][1])
+                )
             time.sleep(0.05)
-        msg = "workers did not finish in 600 s"
+        msg = "workers did not finish in 900 s"
         raise SystemExit(msg)
     finally:
         for process in processes:
@@ -124,63 +162,80 @@ def run_workers(
             process.wait(timeout=30)
 
 
+PROBES_PER_S = 10  # patients whose glucose falls to an urgent low, each second
+
+
 async def latency(
     settings: Settings, env_settings: Settings, patients: int, rate: float, seconds: int
 ) -> list[float]:
+    """Produce ``rate`` events/s for ``seconds``: a population of ``patients`` visited in turn
+    (CGM in range and heart rate, the load) and, each second, ``PROBES_PER_S`` new probe
+    patients whose two CGM readings 1 s apart fall below 54 mg/dL (the second opens
+    ``urgent_low``). Returns ms from producing each probe's second reading to receiving its
+    opened alarm. Works for any number of patients, however few readings each gets."""
     topics = env_settings.topics
-    topic_of = {"glucose": topics.glucose, "vitals": topics.vitals}
     consumer = AIOKafkaConsumer(
         topics.alerts, group_id=None, auto_offset_reset="latest", **client_options(settings.kafka)
     )
     await consumer.start()
     latencies: list[float] = []
-    sent_at: dict[tuple[str, str], float] = {}  # (patient, event time) -> produce wall time
+    sent_at: dict[tuple[str, str], float] = {}  # (probe, event time) -> produce wall time
 
     async def collect() -> None:
         while True:
             for batch in (await consumer.getmany(timeout_ms=200)).values():
-                now = datetime.now(UTC)
+                now = time.time()
                 for record in batch:
                     event = orjson.loads(record.value)
                     if event["transition"] == "opened" and event["kind"] in ("low", "urgent_low"):
                         at = event["evidence"]["recent_cgm"][-1]["at"]
-                        sent = sent_at.get((event["patient_id"], at))
+                        sent = sent_at.pop((event["patient_id"], at), None)
                         if sent is not None:
-                            latencies.append((now.timestamp() - sent) * 1000)
+                            latencies.append((now - sent) * 1000)
+
+    def body(pid: str, code: str, unit: str, value: float, at: str) -> bytes:
+        document = {"patient_id": pid, "code": code, "value": value, "unit": unit,
+                    "effective_at": at, "source": "bench"}  # fmt: skip
+        return orjson.dumps(document)
 
     task = asyncio.create_task(collect())
     producer = AIOKafkaProducer(linger_ms=5, **client_options(settings.kafka))
     await producer.start()
     try:
         started = time.perf_counter()
-        sent = 0
-        for step in range(seconds * int(rate) // (2 * patients)):
-            for p in range(patients):
-                at = datetime.now(UTC).replace(microsecond=0)
-                pid = f"lat-{p:05d}"
-                glucose = 60.0 if (step + p) % 10 in (0, 1) else 110.0  # opens on 2 of 3
-                for kind, code, unit, value in (
-                    ("glucose", "99504-3", "mg/dL", glucose),
-                    ("vitals", "8867-4", "/min", 72.0),
+        sent = visit = 0
+        pending: list[str] = []  # probes that sent their first low reading a second ago
+        for second in range(seconds):
+            at = datetime.now(UTC).replace(microsecond=0).isoformat()
+            for pid in pending:  # the second low: this one opens the alarm
+                sent_at[(pid, at)] = time.time()
+                value = body(pid, "99504-3", "mg/dL", 45.0, at)
+                await producer.send(topics.glucose, value, key=pid.encode())
+            pending = [f"probe-{second:04d}-{k}" for k in range(PROBES_PER_S)]
+            for pid in pending:
+                value = body(pid, "99504-3", "mg/dL", 50.0, at)
+                await producer.send(topics.glucose, value, key=pid.encode())
+            sent += 2 * PROBES_PER_S
+            while sent < (second + 1) * rate:
+                pid = f"lat-{visit % patients:06d}"
+                visit += 1
+                for topic, code, unit, value_of in (
+                    (topics.glucose, "99504-3", "mg/dL", 110.0 + visit % 7),
+                    (topics.vitals, "8867-4", "/min", 70.0 + visit % 20),
                 ):
-                    body = {
-                        "patient_id": pid,
-                        "code": code,
-                        "value": value,
-                        "unit": unit,
-                        "effective_at": at.isoformat(),
-                        "source": "bench",
-                        "event_id": f"{pid}-{code}-{step}",
-                    }
-                    if kind == "glucose":
-                        sent_at[(pid, at.isoformat())] = time.time()
-                    await producer.send(topic_of[kind], orjson.dumps(body), key=pid.encode())
-                    sent += 1
+                    await producer.send(
+                        topic, body(pid, code, unit, value_of, at), key=pid.encode()
+                    )
+                sent += 2
+                if sent % 200 == 0:
                     ahead = sent / rate - (time.perf_counter() - started)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
+            ahead = (second + 1) - (time.perf_counter() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
         await producer.flush()
-        await asyncio.sleep(3)
+        await asyncio.sleep(5)
     finally:
         await producer.stop()
         task.cancel()

@@ -249,6 +249,20 @@ def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
 @click.option(
     "--rate", type=float, default=2000.0, show_default=True, help="Records/s for the latency run."
 )
+@click.option(
+    "--sparse-patients",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Patients of the sparse-regime run (about one event per patient per batch; 0: none).",
+)
+@click.option(
+    "--sparse-events",
+    type=int,
+    default=200_000,
+    show_default=True,
+    help="Records of the sparse-regime run.",
+)
 @click.option("--parts-only", is_flag=True, help="Only the in-process parts (no stack needed).")
 @click.option(
     "--burst-events",
@@ -267,6 +281,8 @@ def bench(
     events: int,
     patients: int,
     rate: float,
+    sparse_patients: int,
+    sparse_events: int,
     parts_only: bool,
     burst_events: int,
     json_out: Path | None,
@@ -276,7 +292,8 @@ def bench(
 
     from .bench import run, table
 
-    result = run(events, patients, rate, parts_only, burst_events)
+    sparse = (sparse_patients, sparse_events) if sparse_patients else None
+    result = run(events, patients, rate, parts_only, burst_events, sparse)
     for line in table(result):
         click.echo(line)
     text = json.dumps(result, default=float)

@@ -41,6 +41,7 @@ class Monitor:
     sink: SinkState | None = None
     unstored_points: int = 0  # computed, not yet accepted by the database
     batches_stored: int = 0
+    records_stored: int = 0  # consumed records whose every output is stored (acknowledged)
     last_stored: float = field(default_factory=time.monotonic)
     broker_down_since: float | None = None
     lag: int = 0  # records waiting on the owned patient partitions
@@ -48,9 +49,10 @@ class Monitor:
     alert_id: str | None = None  # the open monitoring_degraded alert, if any
     clients: list[BrokerClient] = field(default_factory=list)  # producers, alert view
 
-    def stored(self, points: int) -> None:
+    def stored(self, points: int, records: int = 0) -> None:
         self.unstored_points -= points
         self.batches_stored += 1
+        self.records_stored += records
         self.last_stored = time.monotonic()
 
     def problems(self, stall_s: float, now: float | None = None) -> list[str]:

@@ -35,6 +35,8 @@ class IngestStats:
     actions_ignored: int = 0  # on alarms not open (resolved, unknown)
     processing_errors: int = 0  # records or actions whose application failed (contained)
     quarantined: int = 0  # patient states that could not be used (dead-lettered, reset)
+    state_writes: int = 0  # patient windows stored (one changelog record each)
+    state_bytes: int = 0  # their stored size, summed: what the changelog carried
     dead_letters: Counter[str] = field(default_factory=Counter)
 
     def count(self, applied: Mapping[Applied, int]) -> None:

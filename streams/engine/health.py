@@ -96,6 +96,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         body: dict[str, Any] = asdict(runtime.ingest)
         # a Counter is a dict subclass: Faust's orjson refuses it
         body["dead_letters"] = dict(runtime.ingest.dead_letters)
+        body["records_stored"] = runtime.monitor.records_stored
         if runtime.scoring is not None:
             body["scoring"] = runtime.scoring.describe()
         return web.json(body)

@@ -93,6 +93,18 @@ def stream_metrics(out: Exposition, runtime: Runtime) -> None:
         ],
     )
     out.metric(
+        "state_writes_total",
+        "counter",
+        "Patient windows stored (one changelog record each).",
+        [({}, stats.state_writes)],
+    )
+    out.metric(
+        "state_bytes_total",
+        "counter",
+        "Bytes of patient windows stored (what the changelog carried).",
+        [({}, stats.state_bytes)],
+    )
+    out.metric(
         "dead_letters_total",
         "counter",
         "Records dead-lettered, by reason.",

@@ -129,7 +129,9 @@ class BatchStep:
         await self._tick(batch)
         self._remember(batch)
         lines = await self._emit(batch)
-        await self.checkpoint.submit(batch.sent, lines, batch.current, records)
+        stored = await self.checkpoint.submit(batch.sent, lines, batch.current, records)
+        self.stats.state_writes += len(batch.current)
+        self.stats.state_bytes += stored
 
     # -- decode and group ----------------------------------------------------------------
     async def _sort(self, batch: Batch, record: IncomingRecord) -> None:
@@ -290,15 +292,17 @@ class BatchStep:
 
     # -- models, actions, ticks ------------------------------------------------------------
     async def _score(self, batch: Batch) -> None:
-        """One scoring round for the whole batch: the micro-batcher groups it by model."""
+        """One scoring round for the whole batch: the scorer groups it by model."""
         requests = [r for _, output in batch.outputs for r in output.requests]
         if not requests:
             return
         results = await self.scoring.score(requests)
+        start = 0
         for _, output in batch.outputs:
             if not output.requests:
                 continue
-            mine, results = results[: len(output.requests)], results[len(output.requests) :]
+            mine = results[start : start + len(output.requests)]
+            start += len(output.requests)
             try:
                 self.pipeline.finish(output, mine)
             except Exception as exc:  # noqa: BLE001 - the rule alarms still go out

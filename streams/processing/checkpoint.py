@@ -65,11 +65,12 @@ class Checkpoint:
         lines: list[str],
         windows: dict[bytes, tuple[int, PatientWindow]],
         records: Sequence[IncomingRecord],
-    ) -> None:
+    ) -> int:
         """Store a computed batch after the ones before it; wait only beyond the bounds.
 
         ``windows``: key -> (partition, window) of every window the batch touched, serialised
-        now (the next batch may change them while this one is stored)."""
+        now (the next batch may change them while this one is stored). Returns the bytes of
+        the windows to store."""
         number = next(self._numbers)
         states = {key: (p, window.to_bytes()) for key, (p, window) in windows.items()}
         for key, (_, window) in windows.items():
@@ -87,6 +88,7 @@ class Checkpoint:
             self.monitor.unstored_points > self.max_points or len(self._inflight) > self.max_batches
         ):
             await self._inflight.popleft()[0]
+        return sum(len(state) for _, state in states.values())
 
     async def drain(self) -> None:
         """Wait until every submitted batch is stored (tests, shutdown)."""
@@ -110,7 +112,7 @@ class Checkpoint:
             *(self.state.put(partition, key, state) for key, (partition, state) in states.items())
         )
         self.acks.acknowledge(records)  # 5
-        self.monitor.stored(len(lines))
+        self.monitor.stored(len(lines), len(records))
         for key in states:
             if self._unstored.get(key, (None,))[0] == number:
                 del self._unstored[key]
