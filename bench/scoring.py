@@ -24,11 +24,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.bench import BATCHES, per_call
-from deploy.benchkit import produce, records, run_worker
-from streams.engine.broker import ensure_bedside_topics
+from deploy.modelbench import BATCHES, per_call
 from streams.scoring.onnx import SHIPPED_MODELS, ModelError, OnnxModel
-from streams.settings import get_settings
 
 
 def call_table(providers: list[str]) -> list[dict[str, object]]:
@@ -49,6 +46,10 @@ def call_table(providers: list[str]) -> list[dict[str, object]]:
 
 
 def stream_ratio(events: int, patients: int) -> dict[str, float]:
+    from deploy.benchkit import produce, records, run_worker  # the stack's clients: only here
+    from streams.engine.broker import ensure_bedside_topics
+    from streams.settings import get_settings
+
     settings = get_settings()
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-scoring-"))

@@ -20,8 +20,9 @@ Dense also measures the floors: (a2) a ``take_events`` agent that only counts (F
 and (a3) Bedside's batch delivery to a handler that only counts. Events/s from the first
 record a worker is done with to the last: for Bedside, *stored* (its alarms, risk events,
 series points and window all acknowledged: a worker that computes faster than it stores is
-not counted faster); for the reference agents, processed. Ratios are of the same run. Then the stored bytes of a
-realistic day of one patient's 5-minute CGM, heart rate, SpO2 and respiratory rate.
+not counted faster); for the reference agents, processed. Ratios are of the same run. Then
+the stored bytes of a realistic day of one patient's 5-minute CGM, heart rate, SpO2 and
+respiratory rate.
 Prints a table and a JSON line; a figure that cannot be measured says why. Every run uses
 fresh topic names and consumer groups.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,3 +72,19 @@ class Runtime:
     alert_view: AlertView | None = None  # every alarm, from the alerts topic (http.alarms)
     quality: QualityStats = field(default_factory=QualityStats)  # live predicted_low quality
     monitor: Monitor = field(default_factory=Monitor)  # is monitoring working (health agent)
+
+
+#: Young-generation threshold of the cyclic garbage collector in a worker. The stream
+#: allocates a few hundred objects per event and frees nearly all of them by reference
+#: counting; at Python's default (700) the collector ran every few events and, with many
+#: patients' windows alive, took 15-25 % of a sparse-regime batch in process (124 -> 106
+#: us/event with this threshold, 90 with the collector off; a worker on the embedded stack
+#: gained a further 7 % with it off).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect young objects less often and leave what start-up built out of every collection."""
+    gc.collect()
+    gc.freeze()  # modules, settings, models: never garbage, never scanned again
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)

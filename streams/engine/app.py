@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import faust
 
 from .. import logsafe
-from ..runtime import Runtime
+from ..runtime import Runtime, tune_gc
 from ..settings import BrokerProfile, Settings
 from . import consumer, embedded
 from .broker import faust_credentials, resolve_profile
@@ -99,21 +98,6 @@ def create_app(
         register(app, settings, runtime)
     log.info("app %s built with the %s broker profile", settings.worker.app_id, chosen.value)
     return app
-
-
-#: Young-generation threshold of the cyclic garbage collector in a worker. The stream
-#: allocates a few hundred objects per event and frees nearly all of them by reference
-#: counting; at Python's default (700) the collector ran every few events and, with many
-#: patients' windows alive, took 25 % of a sparse-regime batch (measured in process:
-#: 124 -> 106 us/event with this threshold; 90 with the collector off).
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Collect young objects less often and leave what start-up built out of every collection."""
-    gc.collect()
-    gc.freeze()  # modules, settings, models: never garbage, never scanned again
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
 def run_worker(app: faust.App, loglevel: str, *, debug_libraries: bool = False) -> None:
