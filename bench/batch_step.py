@@ -1,7 +1,8 @@
 """The stream's batch step in process: no broker, no database, the ports in memory.
 
     .venv/bin/python bench/batch_step.py [--regimes dense,sparse] [--provider cpu|cuda]
-        [--dense 1000x150000] [--sparse 100000x200000] [--batch 10000] [--models-off]
+        [--dense 1000x150000] [--sparse 100000x200000] [--batch 10000] [--max-batch 256]
+        [--models-off]
 
 What ``bench/stream.py`` measures end to end, without the consumer, the producer, the
 changelog or the time-series server: decode, windows, rules, model inputs, ONNX scoring,
@@ -94,11 +95,12 @@ def main() -> None:
     parser.add_argument("--sparse", default="100000x200000", help="PATIENTSxEVENTS")
     parser.add_argument("--batch", type=int, default=10_000, help="records per batch")
     parser.add_argument("--provider", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--max-batch", type=int, default=256, help="windows per model call")
     parser.add_argument("--models-off", action="store_true")
     args = parser.parse_args()
     scoring = None
     if not args.models_off:
-        scoring = ModelScoring(ScoringSettings(provider=args.provider))
+        scoring = ModelScoring(ScoringSettings(provider=args.provider, max_batch=args.max_batch))
     providers = (
         sorted({m["provider"] for m in scoring.store.describe().values()}) if scoring else []
     )

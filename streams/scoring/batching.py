@@ -3,7 +3,9 @@
 The batch step hands the model requests of a whole batch at once; they are grouped by
 model, their inputs built per family as one array (``families.build_inputs``) and scored
 in calls of at most ``max_batch`` windows on a worker thread, so the event loop never
-blocks on a model and no window waits for a timer to fill a batch.
+blocks on a model and no window waits for a timer to fill a batch. On a GPU every call is
+padded to a power-of-two batch (8 .. ``max_batch``): the provider then meets a handful of
+input shapes, each set up once, instead of a new one for nearly every call.
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ class ModelCalls:
         self.stats: dict[str, BatchStats] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bedside-onnx")
 
-    async def run(self, key: str, run: Run, x: np.ndarray) -> tuple[Rows, BaseException | None]:
+    async def run(
+        self, key: str, run: Run, x: np.ndarray, *, pad: bool = False
+    ) -> tuple[Rows, BaseException | None]:
         """Rows of every window of ``x`` (N, steps, channels); a call that raises leaves its
-        windows None and returns its error (the other calls still count)."""
+        windows None and returns its error (the other calls still count). ``pad``: call with
+        power-of-two batches (a GPU)."""
         loop = asyncio.get_running_loop()
         stats = self.stats.setdefault(key, BatchStats())
         rows: Rows = [None] * len(x)
@@ -58,7 +63,8 @@ class ModelCalls:
             chunk = x[start : start + self.max_batch]
             started = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self._executor, run, chunk)
+                call = padded(chunk, self.max_batch) if pad else chunk
+                outputs = await loop.run_in_executor(self._executor, run, call)
             except Exception as exc:  # noqa: BLE001 - these windows go unscored, the rest count
                 stats.errors += 1
                 error = exc
@@ -70,6 +76,15 @@ class ModelCalls:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
+
+
+def padded(x: np.ndarray, most: int) -> np.ndarray:
+    """``x`` with zero rows appended up to the next power of two (at least 8, at most
+    ``most``); callers read only the first ``len(x)`` rows of the outputs."""
+    size = min(most, max(8, 1 << (len(x) - 1).bit_length()))
+    if size <= len(x):
+        return x
+    return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), dtype=x.dtype)])
 
 
 def group_by(keys: Sequence[str]) -> dict[str, list[int]]:

@@ -174,17 +174,26 @@ class ModelRequest:
     x: np.ndarray | None = None
 
 
+def inputs_of(requests: Sequence[ModelRequest]) -> np.ndarray:
+    """The inputs of requests to one model as one array (N, steps, channels), built for all
+    of them at once; each request's ``x`` becomes its row."""
+    if all(r.x is not None for r in requests):
+        return np.stack([r.x for r in requests])  # type: ignore[misc]  # all given
+    family = requests[0].model.family
+    x = family.inputs([r.window for r in requests], [r.profile for r in requests])
+    for request, row in zip(requests, x, strict=True):
+        request.x = row
+    return x
+
+
 def build_inputs(requests: Sequence[ModelRequest]) -> None:
-    """Fill in ``x`` of every request, one array per model family for the whole batch."""
-    by_family: dict[str, list[ModelRequest]] = {}
+    """Fill in ``x`` of every request, one array per model for the whole batch."""
+    by_model: dict[str, list[ModelRequest]] = {}
     for request in requests:
         if request.x is None:
-            by_family.setdefault(request.model.family.name, []).append(request)
-    for waiting in by_family.values():
-        family = waiting[0].model.family
-        rows = family.inputs([r.window for r in waiting], [r.profile for r in waiting])
-        for request, row in zip(waiting, rows, strict=True):
-            request.x = row
+            by_model.setdefault(request.model.key, []).append(request)
+    for waiting in by_model.values():
+        inputs_of(waiting)
 
 
 FAMILIES = {

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..settings import ScoringSettings
 from .batching import ModelCalls, group_by
-from .families import FAMILIES, ModelRequest, ServingModel, build_inputs
-from .onnx import ModelStore, OnnxModel
+from .families import FAMILIES, ModelRequest, ServingModel, inputs_of
+from .onnx import CUDA, ModelStore, OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,19 @@ class ModelScoring:
             threads=settings.intra_op_threads,
         )
         self.calls = ModelCalls(max_batch=settings.max_batch)
+        self.on_gpu: set[str] = set()  # keys of the models a GPU runs (calls padded)
         self.failed_batches = 0
         if settings.models:
             self.store.load()
 
     def serving_models(self) -> list[ServingModel]:
         models = []
+        self.on_gpu = {
+            m.key
+            for loaded in self.store.loaded.values()
+            for m in (loaded.primary, loaded.shadow)
+            if m is not None and m.provider == CUDA
+        }
         for loaded in self.store.loaded.values():
             models.append(serving(loaded.primary, "primary"))
             if loaded.shadow is not None:
@@ -48,13 +55,12 @@ class ModelScoring:
 
     async def score(self, requests: Sequence[ModelRequest]) -> list[list[np.ndarray] | None]:
         """Outputs per request, batched across patients; None where the model failed."""
-        build_inputs(requests)
         results: list[list[np.ndarray] | None] = [None] * len(requests)
         failures: list[BaseException] = []
         for key, indices in group_by([r.model.key for r in requests]).items():
-            model = requests[indices[0]].model
-            x = np.stack([requests[i].x for i in indices])  # type: ignore[misc]  # built above
-            rows, error = await self.calls.run(key, model.run, x)
+            mine = [requests[i] for i in indices]
+            x = inputs_of(mine)
+            rows, error = await self.calls.run(key, mine[0].model.run, x, pad=key in self.on_gpu)
             for index, row in zip(indices, rows, strict=True):
                 results[index] = row
             if error is not None:

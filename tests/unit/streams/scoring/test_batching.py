@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.scoring.batching import ModelCalls, group_by
+from streams.scoring.batching import ModelCalls, group_by, padded
 
 
 def doubling(calls: list[int]):
@@ -49,3 +49,23 @@ async def test_a_failing_call_leaves_only_its_windows_unscored() -> None:
 
 def test_group_by_keeps_the_order_within_each_key() -> None:
     assert group_by(["a", "b", "a", "c", "b"]) == {"a": [0, 2], "b": [1, 4], "c": [3]}
+
+
+async def test_padded_calls_meet_few_shapes_and_return_only_real_rows() -> None:
+    calls: list[int] = []
+    model = ModelCalls(max_batch=64)
+    x = np.arange(150 * 3, dtype=np.float32).reshape(150, 3)
+    rows, error = await model.run("m@1", doubling(calls), x, pad=True)
+    small, _ = await model.run("m@1", doubling(calls), x[:3], pad=True)
+    model.close()
+    assert error is None and calls == [64, 64, 32, 8]  # 22 rows padded to 32, 3 to 8
+    assert len(rows) == 150 and len(small) == 3
+    for i, row in enumerate(rows):
+        assert row is not None and row[1] == x[i].sum()
+    assert model.stats["m@1"].windows == 153  # real windows, not padding
+
+
+def test_padding_stops_at_max_batch() -> None:
+    assert len(padded(np.zeros((5, 2)), 4)) == 5
+    assert len(padded(np.zeros((100, 2)), 1024)) == 128
+    assert len(padded(np.zeros((128, 2)), 1024)) == 128
