@@ -34,7 +34,6 @@ import asyncio
 import json
 import math
 import os
-import random
 import sys
 import tempfile
 import uuid
@@ -47,6 +46,7 @@ from deploy.benchkit import (
     WorkerRun,
     measure_latency,
     measure_workers,
+    monitored_day,
     p50_p99,
     produce,
     records,
@@ -162,33 +162,9 @@ def measure(bench: Bench, regime: Regime, args: argparse.Namespace) -> None:
 
 
 def day_window_bytes(days: int = 20) -> float:
-    """Mean stored bytes of a day of 5-minute CGM, heart rate, SpO2 and respiratory rate,
-    varying as real signals do (random walks; CGM to the unit, RR to a tenth)."""
-    from streams.schemas.observation import Kind
-    from streams.windows.patient import PatientWindow
-
-    sizes = []
+    """Mean stored bytes of a realistic day of one patient (``benchkit.monitored_day``)."""
     end = int(datetime.now(UTC).timestamp()) * 1000
-    for seed in range(days):
-        rnd = random.Random(seed)
-        window = PatientWindow(f"bench-{seed:05d}")
-        hr, spo2, rr, glucose = 72.0, 97.0, 16.0, 120.0
-        for k in range(288):
-            t = end - 86_400_000 + k * 300_000 + rnd.randint(0, 20) * 1000
-            hr = min(180.0, max(40.0, hr + rnd.choice((-3, -1, 0, 0, 1, 3))))
-            spo2 = min(100.0, max(85.0, spo2 + rnd.choice((-1, 0, 0, 0, 1))))
-            rr = min(30.0, max(8.0, round(rr + rnd.uniform(-1, 1), 1)))
-            glucose = min(400.0, max(40.0, glucose + rnd.uniform(-8, 8)))
-            for code, kind, value in (
-                ("99504-3", Kind.GLUCOSE, round(glucose)),
-                ("8867-4", Kind.VITAL, hr),
-                ("59408-5", Kind.VITAL, spo2),
-                ("9279-1", Kind.VITAL, rr),
-            ):
-                window.apply_value(
-                    code, kind, t, value, allowed_lateness_ms=7_200_000, max_vital_samples=288
-                )
-        sizes.append(len(window.to_bytes()))
+    sizes = [len(monitored_day(seed, end).to_bytes()) for seed in range(days)]
     return sum(sizes) / len(sizes)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 import subprocess
 import time
@@ -21,7 +22,34 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.engine.broker import client_options
+from streams.schemas.observation import Kind
 from streams.settings import Settings
+from streams.windows.patient import PatientWindow
+
+
+def monitored_day(seed: int, end_ms: int) -> PatientWindow:
+    """One patient's window after a day of 5-minute CGM, heart rate, SpO2 and respiratory
+    rate ending at ``end_ms``, varying as real signals do (random walks; CGM to the unit,
+    respiratory rate to a tenth; times a few seconds off the grid)."""
+    rnd = random.Random(seed)
+    window = PatientWindow(f"bench-{seed:05d}")
+    hr, spo2, rr, glucose = 72.0, 97.0, 16.0, 120.0
+    for k in range(288):
+        t = end_ms - 86_400_000 + k * 300_000 + rnd.randint(0, 20) * 1000
+        hr = min(180.0, max(40.0, hr + rnd.choice((-3, -1, 0, 0, 1, 3))))
+        spo2 = min(100.0, max(85.0, spo2 + rnd.choice((-1, 0, 0, 0, 1))))
+        rr = min(30.0, max(8.0, round(rr + rnd.uniform(-1, 1), 1)))
+        glucose = min(400.0, max(40.0, glucose + rnd.uniform(-8, 8)))
+        for code, kind, value in (
+            ("99504-3", Kind.GLUCOSE, round(glucose)),
+            ("8867-4", Kind.VITAL, hr),
+            ("59408-5", Kind.VITAL, spo2),
+            ("9279-1", Kind.VITAL, rr),
+        ):
+            window.apply_value(
+                code, kind, t, value, allowed_lateness_ms=7_200_000, max_vital_samples=288
+            )
+    return window
 
 
 def records(patients: int, per_patient: int, start: datetime) -> list[tuple[str, bytes, bytes]]:

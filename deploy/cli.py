@@ -243,9 +243,19 @@ def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
 
 @click.command()
 @click.option(
-    "--events", type=int, default=40_000, show_default=True, help="Records for the end-to-end runs."
+    "--events",
+    type=int,
+    default=150_000,
+    show_default=True,
+    help="Records of the dense-regime end-to-end runs.",
 )
-@click.option("--patients", type=int, default=1000, show_default=True)
+@click.option(
+    "--patients",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Patients of the dense-regime runs.",
+)
 @click.option(
     "--rate", type=float, default=2000.0, show_default=True, help="Records/s for the latency run."
 )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.schemas.observation import Kind
+from deploy.benchkit import monitored_day
 from streams.windows import compact
 from streams.windows.patient import PatientWindow
 
@@ -55,33 +53,9 @@ def test_a_baselines_hours_come_back_exactly() -> None:
     assert compact.unpack_hours(compact.pack_hours({})) == {}
 
 
-def day_of_monitoring(seed: int) -> PatientWindow:
-    """24 h of 5-minute CGM, heart rate, SpO2 and respiratory rate, varying as real signals
-    do (random walks, CGM to the unit, vitals to the unit or a tenth)."""
-    rnd = random.Random(seed)
-    window = PatientWindow("bench-01234")
-    hr, spo2, rr, glucose = 72.0, 97.0, 16.0, 120.0
-    for k in range(288):
-        t = WATERMARK - DAY_S * 1000 + k * 300_000 + rnd.randint(0, 20) * 1000
-        hr = min(180.0, max(40.0, hr + rnd.choice((-3, -1, 0, 0, 1, 3))))
-        spo2 = min(100.0, max(85.0, spo2 + rnd.choice((-1, 0, 0, 0, 1))))
-        rr = min(30.0, max(8.0, round(rr + rnd.uniform(-1, 1), 1)))
-        glucose = min(400.0, max(40.0, glucose + rnd.uniform(-8, 8)))
-        for code, kind, value in (
-            ("99504-3", Kind.GLUCOSE, round(glucose)),
-            ("8867-4", Kind.VITAL, hr),
-            ("59408-5", Kind.VITAL, spo2),
-            ("9279-1", Kind.VITAL, rr),
-        ):
-            window.apply_value(
-                code, kind, t, value, allowed_lateness_ms=7_200_000, max_vital_samples=288
-            )
-    return window
-
-
 def test_a_day_of_5_minute_monitoring_fits_in_2_kb() -> None:
     for seed in range(5):
-        window = day_of_monitoring(seed)
+        window = monitored_day(seed, WATERMARK)
         assert sum(len(s) for s in window.vitals.values()) == 3 * 288
         raw = window.to_bytes()
         assert len(raw) <= 2048, len(raw)
