@@ -165,8 +165,8 @@ class ServingModel:
 
 @dataclass
 class ModelRequest:
-    """A ready window to score with ``model``; its input ``x`` is built for the whole batch
-    at once (:func:`build_inputs`) unless given."""
+    """A ready window to score with ``model``; its input ``x`` is built for all of a batch's
+    requests to the model at once (:func:`inputs_of`) unless given."""
 
     model: ServingModel
     window: PatientWindow
@@ -184,16 +184,6 @@ def inputs_of(requests: Sequence[ModelRequest]) -> np.ndarray:
     for request, row in zip(requests, x, strict=True):
         request.x = row
     return x
-
-
-def build_inputs(requests: Sequence[ModelRequest]) -> None:
-    """Fill in ``x`` of every request, one array per model for the whole batch."""
-    by_model: dict[str, list[ModelRequest]] = {}
-    for request in requests:
-        if request.x is None:
-            by_model.setdefault(request.model.key, []).append(request)
-    for waiting in by_model.values():
-        inputs_of(waiting)
 
 
 FAMILIES = {

@@ -69,3 +69,33 @@ def test_padding_stops_at_max_batch() -> None:
     assert len(padded(np.zeros((5, 2)), 4)) == 5
     assert len(padded(np.zeros((100, 2)), 1024)) == 128
     assert len(padded(np.zeros((128, 2)), 1024)) == 128
+
+
+async def test_a_window_whose_input_cannot_be_built_goes_unscored_alone() -> None:
+    """Inputs are built for the whole batch at once; one window that breaks the builder
+    must not leave the others unscored (nor raise out of the batch step)."""
+    from dataclasses import replace
+
+    from streams.scoring.base import PatientProfile
+    from streams.scoring.families import FAMILIES, ModelRequest, ServingModel
+    from streams.scoring.manifest import Manifest
+    from streams.scoring.onnx import SHIPPED_MODELS
+    from streams.scoring.service import ModelScoring
+    from streams.settings import ScoringSettings
+    from streams.windows.patient import PatientWindow
+
+    def inputs(windows, profiles):  # type: ignore[no-untyped-def]
+        if any(w.patient_id == "poisoned" for w in windows):
+            raise ValueError("a window the builder cannot read")
+        return np.ones((len(windows), 2, 3), dtype=np.float32)
+
+    family = replace(FAMILIES["glucose"], inputs=inputs)
+    manifest = Manifest.read(SHIPPED_MODELS / "glucose" / "2.0.0" / "manifest.json")
+    model = ServingModel(family, "primary", manifest, lambda x: [x.sum(axis=(1, 2))])
+    scoring = ModelScoring(ScoringSettings(models=[]))
+    ids = ["a", "poisoned", "b"]
+    requests = [ModelRequest(model, PatientWindow(p), PatientProfile()) for p in ids]
+    results = await scoring.score(requests)
+    scoring.calls.close()
+    assert results[1] is None and scoring.failed_batches == 1
+    assert [float(r[0]) for r in (results[0], results[2]) if r is not None] == [6.0, 6.0]

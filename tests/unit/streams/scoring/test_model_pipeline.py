@@ -12,7 +12,7 @@ import pytest
 from streams.pipeline import PatientOutput, PatientPipeline
 from streams.rules import glucose as g
 from streams.schemas.observation import Format, Kind, Observation, stable_event_id
-from streams.scoring.families import build_inputs
+from streams.scoring.families import inputs_of
 from streams.scoring.manifest import Gate
 from streams.scoring.service import ModelScoring
 from streams.settings import ScoringSettings, StreamSettings
@@ -55,7 +55,8 @@ def vitals_set(hours: float, hr: float, rr: float, spo2: float, sbp: float, temp
 
 def score_now(output: PatientOutput) -> list[list[np.ndarray] | None]:
     """What the batched scoring does, one window at a time."""
-    build_inputs(output.requests)
+    for request in output.requests:
+        inputs_of([request])
     return [[o[0] for o in r.model.run(r.x[None])] for r in output.requests]
 
 
