@@ -7,7 +7,7 @@
    available (``cuda`` needs onnxruntime-gpu and a GPU: ``make install ONNX=gpu``). With two
    providers it prints the smallest batch size where the GPU overtakes the CPU.
 2. ``--stream`` (needs ``bedside stack up``): a Bedside worker consumes the same
-   pre-produced records twice, once with micro-batching (max_batch 256) and once one window
+   pre-produced records twice, once batched (max_batch 256) and once one window
    per call (max_batch 1); events/s and model calls, and the ratio, from one run.
 Prints a table and a JSON line.
 """
