@@ -1,7 +1,7 @@
 """Batched scoring across patients: each model scores a batch's windows in few ONNX calls.
 
 The batch step hands the model requests of a whole batch at once; they are grouped by
-model, their inputs built per family as one array (``families.build_inputs``) and scored
+model, their inputs built per model as one array (``families.inputs_of``) and scored
 in calls of at most ``max_batch`` windows on a worker thread, so the event loop never
 blocks on a model and no window waits for a timer to fill a batch. On a GPU every call is
 padded to a power-of-two batch (8 .. ``max_batch``): the provider then meets a handful of

@@ -48,11 +48,7 @@ class Baseline:
         center, spread = stats
         return (value - center) / max(spread, 1e-6 + abs(center) * 0.01)
 
-    def to_list(self) -> list[int]:
-        return [
-            x for hour, (total, count) in sorted(self.hours.items()) for x in (hour, total, count)
-        ]
-
     @classmethod
     def from_list(cls, flat: list[int]) -> Baseline:
+        """A baseline as formats 2 and 3 stored it: [hour, sum, count, ...] (migration only)."""
         return cls({flat[i]: (flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)})

@@ -27,7 +27,7 @@ never shifts what is already stored in tables and changelogs; a missing field ta
 default. Sample buffers are stored compactly (:mod:`streams.windows.compact`): times as
 second offsets from the watermark and values as exact hundredths, delta-encoded in the
 smallest integer type that holds them; the document is msgpack, zlib-compressed when that
-pays (about 1 KB for a day of 5-minute heart rate, SpO2, respiratory rate and CGM). Formats
+pays (about 1.65 KB for a day of 5-minute heart rate, SpO2, respiratory rate and CGM). Formats
 3 (msgpack, float32 buffers) and 2 (positional lists) are still read and migrated.
 """
 
