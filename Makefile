@@ -28,12 +28,12 @@ install: $(VENV)/.installed
 # The InfluxDB-write-compatible time-series server of the local stack (Debian/Ubuntu).
 tsdb:
 	@command -v victoria-metrics >/dev/null || [ -x /usr/bin/victoria-metrics ] || \
-	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y victoria-metrics)
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends victoria-metrics)
 
 # Debian's chromium and playwright-core (npm) for the care-team page's browser test.
 browser:
-	@command -v npm >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm)
-	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+	@command -v npm >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nodejs npm)
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium fonts-liberation)
 	@[ -d tests/browser/node_modules/playwright-core ] || \
 	  npm install --prefix tests/browser --no-audit --no-fund --silent
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -102,7 +103,7 @@ def status(**options: Any) -> None:
 
 
 @click.command()
-@click.option("--patients", type=int, default=200, show_default=True)
+@click.option("--patients", type=int, default=200, show_default=True, help="Simulated patients.")
 @click.option(
     "--duration",
     "hours",
@@ -124,6 +125,7 @@ def status(**options: Any) -> None:
     type=click.Choice(["native", "fhir", "nightscout", "mixed"]),
     default="mixed",
     show_default=True,
+    help="Wire format of the records (mixed: each patient's device picks one).",
 )
 @click.option(
     "--faults",
@@ -139,7 +141,7 @@ def status(**options: Any) -> None:
     show_default=True,
     help="Where the ground truth (true lows, deterioration events) is written.",
 )
-@click.option("--seed", type=int, default=11, show_default=True)
+@click.option("--seed", type=int, default=11, show_default=True, help="Random seed of the cohort.")
 def simulate(
     patients: int, hours: float, speed: float, fmt: str, faults: str, truth: Path, seed: int
 ) -> None:
@@ -211,7 +213,7 @@ def replay(file: Path | None, mimic_demo: bool, speed: float) -> None:
 
 
 @click.command()
-@click.option("--patients", type=int, default=200, show_default=True)
+@click.option("--patients", type=int, default=200, show_default=True, help="Simulated patients.")
 @click.option(
     "--duration",
     "hours",
@@ -220,15 +222,22 @@ def replay(file: Path | None, mimic_demo: bool, speed: float) -> None:
     show_default=True,
     help="Hours of simulated data.",
 )
-@click.option("--speed", type=float, default=120.0, show_default=True)
+@click.option("--speed", type=float, default=120.0, show_default=True, help="Times real time.")
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(["native", "fhir", "nightscout", "mixed"]),
     default="mixed",
     show_default=True,
+    help="Wire format of the records (mixed: each patient's device picks one).",
 )
-def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
+@click.option(
+    "--stay/--no-stay",
+    default=None,
+    help="Keep the stack, worker and page up after the summary until Ctrl-C "
+    "(default: on a terminal).",
+)
+def demo(patients: int, hours: float, speed: float, fmt: str, stay: bool | None) -> None:
     """The whole demo: stack, worker with the shipped models, simulated cohort, console."""
     from streams.settings import get_settings
 
@@ -237,7 +246,13 @@ def demo(patients: int, hours: float, speed: float, fmt: str) -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # probing a starting broker
     settings = get_settings()
     run_demo(
-        settings, patients=patients, hours=hours, speed=speed, fmt=fmt, state_dir=settings.stack.dir
+        settings,
+        patients=patients,
+        hours=hours,
+        speed=speed,
+        fmt=fmt,
+        state_dir=settings.stack.dir,
+        stay=sys.stdout.isatty() if stay is None else stay,
     )
 
 
@@ -329,3 +344,26 @@ def dead_letters(reason: str | None, key: str | None, decode: bool, **options: A
     _quiet_clients()
     for line in read(settings_from_options(**options), reason, key, decode):
         click.echo(line)
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit trail of alarm events."""
+
+
+@audit.command("verify")
+@setting_option("--bootstrap", "kafka", "bootstrap", help="Kafka bootstrap servers.")
+@setting_option("--topic-prefix", "topics", "prefix", help="Prefix of topic names.")
+def audit_verify(**options: Any) -> None:
+    """Check every patient's chain on the alerts topic; exit 1 if any was altered."""
+    from .audit import audit as run_audit
+    from .audit import report
+
+    _quiet_clients()
+    try:
+        found = report(run_audit(settings_from_options(**options)))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(found, indent=2))
+    if not found["ok"]:
+        sys.exit(1)

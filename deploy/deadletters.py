@@ -49,7 +49,13 @@ def _json_safe(value: Any) -> Any:
 
 async def read_letters(settings: Settings) -> list[dict[str, Any]]:
     """Every letter on the dead-letter topic now, oldest first per partition."""
-    topic = settings.topics.deadletter
+    return await read_topic(settings, settings.topics.deadletter)
+
+
+async def read_topic(
+    settings: Settings, topic: str, *, with_key: bool = True
+) -> list[dict[str, Any]]:
+    """Every JSON record on ``topic`` now (with its ``key``), oldest first per partition."""
     consumer = AIOKafkaConsumer(
         group_id=None, enable_auto_commit=False, **client_options(settings.kafka)
     )
@@ -68,7 +74,8 @@ async def read_letters(settings: Settings) -> list[dict[str, Any]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
                     letter = orjson.loads(record.value)
-                    letter["key"] = (record.key or b"").decode("utf-8", "replace")
+                    if with_key:
+                        letter["key"] = (record.key or b"").decode("utf-8", "replace")
                     letters.append(letter)
         return letters
     finally:

@@ -2,10 +2,14 @@
 
 Starts the local stack (unless it runs), a worker with the shipped models, simulates a cohort
 (``deploy.simulate``) and publishes it accelerated; every 2 s the console shows throughput,
-open alerts by severity and the latest transitions with their reasons. At the end (or on
-Ctrl-C) it prints a summary: events, alerts by kind, alarm precision / recall / lead
-against the simulation's ground truth, produce -> alert latency, and the care-team page URL;
-then it stops what it started.
+open alerts by severity and the latest transitions with their reasons. The demo signs a user
+in: it writes a users file with one physician of every ward and prints the care-team page's
+sign-in link. Each run starts with empty series for the simulated patients (the local
+time-series server keeps data between runs). At the end, or on Ctrl-C (then partial), it
+prints a summary: events, alerts by kind, alarm precision / recall / lead against the
+simulation's ground truth, produce -> alert latency. With ``--stay`` (the default on a
+terminal) the stack, the worker and the page stay up after the summary until Ctrl-C;
+otherwise it says that they stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -26,11 +31,13 @@ import click
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.access.users import ALL_WARDS, Role, add_user
 from streams.engine.broker import client_options
 from streams.settings import Settings
 
 from .benchkit import p50_p99
 from .simulate import Cohort, Plan, build_cohort, plan, publish
+from .tsdb import delete_series
 
 HORIZON_S = {"predicted_low": 30 * 60, "low": 30 * 60, "deterioration": 12 * 3600}
 TRUTH_OF = {
@@ -41,10 +48,15 @@ TRUTH_OF = {
 }
 
 
-def _get(url: str) -> Any:
+DEMO_USER = "demo-physician"
+DEMO_PATIENTS = 'patient_id=~"syn-.*"'  # the simulator's patient ids
+
+
+def _get(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return json.loads(response.read())
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=3) as r:
+            return json.loads(r.read())
     except OSError:
         return None
 
@@ -93,14 +105,15 @@ def alarm_quality(opened: list[dict[str, Any]], truth: list[dict[str, Any]]) -> 
 class Console:
     """Collects alert transitions (from now on) and renders the live lines."""
 
-    def __init__(self, settings: Settings, worker_url: str) -> None:
-        self.settings, self.url = settings, worker_url
+    def __init__(self, settings: Settings, worker_url: str, token: str) -> None:
+        self.settings, self.url, self.token = settings, worker_url, token
         self.opened: list[dict[str, Any]] = []
         self.by_kind: dict[str, int] = {}
         self.recent: list[dict[str, Any]] = []
         self.latencies: list[float] = []
         self.last_observations = 0
         self.last_time = time.monotonic()
+        self.summarised = False
 
     async def follow(self, the_plan: Plan, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -131,7 +144,7 @@ class Console:
 
     def lines(self, sent: int, total: int) -> list[str]:
         stats = _get(f"{self.url}/stats") or {}
-        alerts = _get(f"{self.url}/v1/alerts") or {"open": []}
+        alerts = _get(f"{self.url}/v1/alerts", self.token) or {"open": []}
         observations = stats.get("observations", 0)
         now = time.monotonic()
         rate = (observations - self.last_observations) / max(now - self.last_time, 1e-6)
@@ -155,7 +168,14 @@ class Console:
 
 
 def run_demo(
-    settings: Settings, *, patients: int, hours: float, speed: float, fmt: str, state_dir: Path
+    settings: Settings,
+    *,
+    patients: int,
+    hours: float,
+    speed: float,
+    fmt: str,
+    state_dir: Path,
+    stay: bool,
 ) -> None:
     from .stack import Health, LocalStack
 
@@ -164,14 +184,27 @@ def run_demo(
     if started_stack:
         click.echo("starting the embedded stack ...")
         stack.up(echo=click.echo)
+    delete_series(settings.influx.url, "{" + DEMO_PATIENTS + "}")  # a run shows only its own
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    users = state_dir / "demo-users.json"
+    token = add_user(users, DEMO_USER, Role.PHYSICIAN, [ALL_WARDS])
+    env = {
+        **os.environ,
+        "BEDSIDE_WEB__USERS_FILE": str(users),
+        "BEDSIDE_SECURITY__SIGNING_KEY": os.environ.get(
+            "BEDSIDE_SECURITY__SIGNING_KEY", secrets.token_hex(32)
+        ),
+    }
     bedside = str(Path(sys.executable).parent / "bedside")
     with open(logs / "demo-worker.log", "wb") as log:
         worker = subprocess.Popen(
-            [bedside, "worker"], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+            [bedside, "worker"], stdout=log, stderr=subprocess.STDOUT, env=env
         )
     url = f"http://{settings.web.host}:{settings.web.port}"
+    sign_in = f"{url}/ui#token={token}"
+    console = Console(settings, url, token)
+    cohort, the_plan = None, None
     try:
         click.echo(f"starting a worker (log: {logs / 'demo-worker.log'}) ...")
         deadline = time.monotonic() + 120
@@ -189,11 +222,19 @@ def run_demo(
         truth_file.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in cohort.truth))
         click.echo(
             f"publishing {len(the_plan.sends):,} records at {speed:g}x "
-            f"(faults: {the_plan.counts}); care-team page: {url}/ui"
+            f"(faults: {the_plan.counts})\ncare-team page ({DEMO_USER}): {sign_in}"
         )
-        asyncio.run(_live(settings, url, cohort, the_plan, speed))
+        asyncio.run(_live(settings, console, cohort, the_plan, speed))
+        summary(console, cohort, the_plan, url, sign_in)
+        if stay:
+            click.echo(f"\nthe stack, the worker and the page stay up: {sign_in}")
+            click.echo("press Ctrl-C to stop them")
+            while worker.poll() is None:
+                time.sleep(1)
     except KeyboardInterrupt:
         click.echo("\ninterrupted")
+        if cohort is not None and the_plan is not None and not console.summarised:
+            summary(console, cohort, the_plan, url, sign_in, partial=True)
     finally:
         worker.terminate()
         try:
@@ -202,11 +243,16 @@ def run_demo(
             worker.kill()
         if started_stack:
             stack.down()
+        click.echo(
+            "stopped: the worker"
+            + (" and the stack" if started_stack else " (the stack was already up: kept)")
+        )
 
 
-async def _live(settings: Settings, url: str, cohort: Cohort, the_plan: Plan, speed: float) -> None:
+async def _live(
+    settings: Settings, console: Console, cohort: Cohort, the_plan: Plan, speed: float
+) -> None:
     stop = asyncio.Event()
-    console = Console(settings, url)
     follower = asyncio.create_task(console.follow(the_plan, stop))
     progress = {"sent": 0}
     publisher = asyncio.create_task(
@@ -228,14 +274,22 @@ async def _live(settings: Settings, url: str, cohort: Cohort, the_plan: Plan, sp
     finally:
         stop.set()
         await asyncio.gather(publisher, follower, return_exceptions=True)
-    summary(console, cohort, the_plan, url)
 
 
-def summary(console: Console, cohort: Cohort, the_plan: Plan, url: str) -> None:
+def summary(
+    console: Console,
+    cohort: Cohort,
+    the_plan: Plan,
+    url: str,
+    sign_in: str,
+    *,
+    partial: bool = False,
+) -> None:
+    console.summarised = True
     stats = _get(f"{url}/stats") or {}
     latencies = console.latencies
     quality = alarm_quality(console.opened, cohort.truth)
-    click.echo("\n== Bedside demo summary ==")
+    click.echo("\n== Bedside demo summary" + (" (partial: interrupted) ==" if partial else " =="))
     click.echo(
         f"records sent {len(the_plan.sends):,} ({the_plan.counts}); observations "
         f"ingested {stats.get('observations', 0):,}; dead-lettered "
@@ -262,4 +316,4 @@ def summary(console: Console, cohort: Cohort, the_plan: Plan, url: str) -> None:
             f"produce -> alert latency: p50 {p50:,.0f} ms, "
             f"p99 {p99:,.0f} ms ({len(latencies)} CGM alerts)"
         )
-    click.echo(f"care-team page: {url}/ui  (ground truth: .bedside/demo-truth.jsonl)")
+    click.echo(f"care-team page: {sign_in}  (ground truth: .bedside/demo-truth.jsonl)")

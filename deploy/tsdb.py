@@ -58,3 +58,13 @@ def export_series(url: str, match: str) -> list[dict[str, Any]]:
     query = urllib.parse.urlencode({"match[]": match, "start": 0, "end": end})
     with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=10) as response:
         return [json.loads(line) for line in response.read().decode().splitlines() if line]
+
+
+def delete_series(url: str, match: str) -> None:
+    """Delete every series matching a PromQL selector (VictoriaMetrics; local stack only)."""
+    query = urllib.parse.urlencode({"match[]": match})
+    request = urllib.request.Request(
+        f"{url}/api/v1/admin/tsdb/delete_series?{query}", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()

@@ -51,7 +51,7 @@ def _checkpoint(directory: Path, kind: str) -> Path:
     show_default=True,
     help="Deterioration cohort size (glucose always uses the 30 virtual patients).",
 )
-@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed of training.")
 @click.option(
     "--epochs",
     type=int,
@@ -165,7 +165,11 @@ def train(
     help="Where the markdown report, JSON and plots go.",
 )
 @click.option(
-    "--cache", type=click.Path(path_type=Path), default=Path(".bedside/data"), show_default=True
+    "--cache",
+    type=click.Path(path_type=Path),
+    default=Path(".bedside/data"),
+    show_default=True,
+    help="Directory of the simulated cohort (reused if there).",
 )
 @click.option(
     "--real",

@@ -108,6 +108,7 @@ def main() -> None:
 )
 def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
+    from .access.users import UsersFileError
     from .engine.app import create_app, run_worker
     from .engine.broker import (
         BrokerUnavailableError,
@@ -140,12 +141,65 @@ def worker(**options: Any) -> None:
         TopicMismatchError,
         BrokerUnavailableError,
         PatientSettingsError,
+        UsersFileError,
         ModelError,
         IncompatibleConsumerError,
         IncompatibleFaustError,
     ) as exc:
         raise click.ClickException(str(exc)) from exc
     run_worker(app, settings.worker.log_level, debug_libraries=settings.worker.debug_libraries)
+
+
+@main.group()
+def users() -> None:
+    """Named users of the care-team page and API (the users file)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["nurse", "physician", "admin"]),
+    required=True,
+    help="nurse: view and ack/snooze; physician: also model details; admin: also settings.",
+)
+@click.option(
+    "--ward",
+    "wards",
+    multiple=True,
+    required=True,
+    help="A ward the user sees (repeat for several; '*' for every ward).",
+)
+@setting_option("--file", "web", "users_file", help="The users file (created if missing).")
+def users_add(name: str, role: str, wards: tuple[str, ...], **options: Any) -> None:
+    """Add or replace a user; prints their bearer token once (the file keeps only its hash)."""
+    from .access.users import Role, UsersFileError, add_user
+
+    path = settings_from_options(**options).web.users_file
+    if path is None:
+        msg = "no users file: give --file or set BEDSIDE_WEB__USERS_FILE"
+        raise click.UsageError(msg)
+    try:
+        token = add_user(path, name, Role[role.upper()], list(wards))
+    except (UsersFileError, ValidationError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(token)
+
+
+@users.command("list")
+@setting_option("--file", "web", "users_file", help="The users file.")
+def users_list(**options: Any) -> None:
+    """Print the users (name, role, wards; never tokens) as JSON lines."""
+    import json
+
+    from .access.users import UsersFileError, read_users
+
+    try:
+        found = read_users(settings_from_options(**options).web.users_file)
+    except UsersFileError as error:
+        raise click.ClickException(str(error)) from error
+    for user in found.users:
+        click.echo(json.dumps(user.public()))
 
 
 def run() -> None:

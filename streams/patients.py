@@ -4,12 +4,13 @@
                                     "urgent_high": 300},
                 "spo2_scale": 2,
                 "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/London"},
-                "tz": "Europe/London"}}
+                "tz": "Europe/London", "ward": "4B"}}
 
 Validated when the worker starts; a bad value stops it with the patient and field named.
 Quiet hours hold back routine re-alerts only: never urgent kinds (urgent low, NEWS2 >= 7),
 never escalations. ``tz`` (IANA) gives the glucose model the patient's own time of day
-(UTC when nothing is known). Settings given here win over the environment's
+(UTC when nothing is known). ``ward`` says which users see the patient
+(streams/access/users.py). Settings given here win over the environment's
 ``BEDSIDE_STREAM__GLUCOSE_TARGETS`` and ``BEDSIDE_STREAM__SPO2_SCALE2_PATIENTS``.
 """
 
@@ -61,6 +62,11 @@ class PatientSettings(BaseModel):
     quiet_hours: QuietHours | None = None
     tz: str | None = Field(
         None, description="The patient's IANA time zone: the glucose model's time of day."
+    )
+    ward: str | None = Field(
+        None,
+        min_length=1,
+        description="The patient's ward: who may see it (BEDSIDE_WEB__DEFAULT_WARD without).",
     )
 
     @field_validator("tz")

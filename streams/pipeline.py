@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .access.audit import seal
+from .access.signing import Keys
 from .alerts import quality
 from .alerts.lifecycle import FAULT_KIND, Finding
 from .alerts.policy import lifecycle, render, stale_at, stale_conditions, transitions
@@ -77,8 +79,10 @@ class PatientPipeline:
         settings: StreamSettings,
         scorers: list[Scorer] | None = None,
         models: Sequence[ServingModel] = (),
+        keys: Keys | None = None,
     ) -> None:
         self.settings = settings
+        self.keys = keys or Keys.random()
         self.scorers: list[Scorer] = (
             scorers
             if scorers is not None
@@ -228,7 +232,7 @@ class PatientPipeline:
                 "inputs": window.summary(),
             }
         )
-        output.alerts = [orjson.dumps(event) for event in events]
+        output.alerts = seal(self.keys.audit, window, events)
 
     def _record(
         self,
@@ -265,7 +269,7 @@ class PatientPipeline:
 
     def _control_output(self, window: PatientWindow, events: list[dict[str, Any]]) -> PatientOutput:
         output = PatientOutput(window, dict.fromkeys(Applied, 0))
-        output.alerts = [orjson.dumps(render(e)) for e in events]
+        output.alerts = seal(self.keys.audit, window, [render(e) for e in events])
         output.lines = [alert_line(e, e["event_time"]) for e in events]
         return output
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from .access.signing import Keys
 from .alerts.quality import QualityStats
 from .monitoring import Monitor
 from .settings import BrokerProfile, Settings
@@ -15,6 +16,7 @@ from .windows.patient import Applied
 
 if TYPE_CHECKING:
     from .engine.alert_view import AlertView
+    from .http.access import Access
     from .scoring.service import ModelScoring
 
 
@@ -70,8 +72,14 @@ class Runtime:
     windows: WindowTable | None = None  # the patient-window table (engine.stream)
     scoring: ModelScoring | None = None  # the worker's model scoring (engine.stream)
     alert_view: AlertView | None = None  # every alarm, from the alerts topic (http.alarms)
+    access: Access | None = None  # who may see and do what (http.access.access_of)
     quality: QualityStats = field(default_factory=QualityStats)  # live predicted_low quality
     monitor: Monitor = field(default_factory=Monitor)  # is monitoring working (health agent)
+    keys: Keys = field(init=False)  # signs care-team actions and seals the audit chain
+
+    def __post_init__(self) -> None:
+        secret = self.settings.security.signing_key
+        self.keys = Keys.derive(secret.get_secret_value() if secret else None)
 
 
 #: Young-generation threshold of the cyclic garbage collector in a worker. The stream

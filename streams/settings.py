@@ -213,6 +213,20 @@ class WebSettings(_Section):
         description="JSON list of host names the web server answers to (Host and Origin "
         "headers), beside loopback names and web.host: DNS-rebinding and CSRF guard.",
     )
+    auth: Literal["users", "none"] = Field(
+        "users",
+        description="Who may read patient data and act on alarms: named users of the users "
+        "file (default), or none (development only: anyone, logged as a warning at start).",
+    )
+    users_file: Path | None = Field(
+        None,
+        description="JSON users file (streams/access/users.py; `bedside users add` writes it).",
+    )
+    default_ward: str = Field(
+        "general",
+        min_length=1,
+        description="The ward of a patient the patient settings file gives none.",
+    )
 
     @property
     def is_loopback(self) -> bool:
@@ -379,6 +393,30 @@ class WorkerSettings(_Section):
     )
 
 
+class SecuritySettings(_Section):
+    """Signatures of care-team actions and of the audit chain (streams/access/signing.py)."""
+
+    signing_key: SecretStr | None = Field(
+        None,
+        description="Secret that signs care-team actions and chains audit records; the same "
+        "on every worker. Unset: a random one per process (loopback development only).",
+    )
+    unsigned_actions: bool = Field(
+        False,
+        description="Apply actions on the alert-acks topic without the gateway's signature "
+        "(only where Kafka ACLs restrict who may write that topic).",
+    )
+
+    @model_validator(mode="after")
+    def _usable_key(self) -> SecuritySettings:
+        if self.signing_key is not None:
+            problem = secret_problem(self.signing_key.get_secret_value(), MIN_WEB_TOKEN_CHARS)
+            if problem:
+                msg = f"BEDSIDE_SECURITY__SIGNING_KEY {problem}: use openssl rand -hex 32"
+                raise ValueError(msg)
+        return self
+
+
 class StackSettings(_Section):
     """The embedded local stack started by ``bedside stack up``."""
 
@@ -409,6 +447,14 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
+    security: SecuritySettings = SecuritySettings()
+
+    @model_validator(mode="after")
+    def _signing_key_beyond_loopback(self) -> Settings:
+        if not self.web.is_loopback and self.security.signing_key is None:
+            msg = f"web.host={self.web.host} is not loopback: set BEDSIDE_SECURITY__SIGNING_KEY"
+            raise ValueError(msg)
+        return self
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -1,8 +1,11 @@
 """Care-team actions on alarms, as records on ``bedside.alert-acks`` (keyed by patient id).
 
 ``{"alert_id": "...", "patient_id": "...", "action": "ack" | "snooze", "by": "nurse-7",
-"minutes": 30}``. ``POST /v1/alerts/{alert_id}/ack`` (and ``/snooze``) publish the same
-record. An invalid record goes to the dead-letter topic with reason ``schema``.
+"minutes": 30, "sig": "..."}``. ``POST /v1/alerts/{alert_id}/ack`` (and ``/snooze``) publish
+the same record, ``by`` being the signed-in user, signed by the gateway (``sig``); the worker
+applies only signed actions unless ``BEDSIDE_SECURITY__UNSIGNED_ACTIONS`` is set. An invalid
+record goes to the dead-letter topic with reason ``schema``; an unsigned one with
+``unauthenticated``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ class AlertAction(BaseModel):
     action: Literal["ack", "snooze"] = "ack"
     by: str = Field(min_length=1, max_length=200, description="Who acted (user or role).")
     minutes: int = Field(30, ge=1, le=1440, description="Snooze length.")
+    sig: str | None = Field(
+        None, max_length=64, description="The gateway's HMAC (streams/access/signing.py)."
+    )
 
 
 def decode_action(raw: bytes) -> AlertAction | DecodeResult:

@@ -2,22 +2,24 @@
 
 - ``GET /v1/alerts``: open alarms (every patient, from the worker's alert view);
 - ``GET /v1/alerts/stream``: the same, live, as server-sent events (one per transition);
-- ``POST /v1/alerts/{alert_id}/ack`` and ``/snooze`` (body ``{"by": ..., "minutes": ...}``):
-  publishes the action to ``alert-acks`` keyed by the patient and answers 202 once the broker
-  has it; the ``acknowledged`` / ``snoozed`` transition follows on the alerts topic. Unknown
-  ids: 404; resolved ones: 409;
+- ``POST /v1/alerts/{alert_id}/ack`` and ``/snooze`` (body ``{"minutes": ...}``): publishes
+  the action, signed, to ``alert-acks`` keyed by the patient and answers 202 once the broker
+  has it; ``by`` is the signed-in user (a ``by`` in the body is ignored); the
+  ``acknowledged`` / ``snoozed`` transition follows on the alerts topic. Unknown ids: 404;
+  resolved ones: 409;
 - ``GET /v1/patients/{patient_id}/series?hours=6``: glucose and vitals read back from the
-  time-series server (sparklines);
-- ``GET /ui``: the care-team page (static; its data calls carry the bearer token).
+  time-series server (charts);
+- ``GET /v1/me``: the signed-in user; ``GET /v1/admin/users``: every user (admins);
+- ``GET /ui``: the care-team page (static; its data calls carry the user's bearer token).
 
-Bearer token as for the gateway; ``EventSource`` cannot send headers, so the stream also
-accepts ``?token=``.
+Every route but the page needs a signed-in user (``streams.http.access``) and answers only
+about the patients of their wards: alerts of other wards are not listed, streamed or
+actionable (403), series and windows of other wards are 403.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from importlib import resources
 from typing import Any
@@ -28,13 +30,15 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
+from ..access.signing import action_signature
+from ..access.users import Role, User
 from ..alerts.actions import AlertAction
 from ..engine.alert_view import DROPPED, AlertView
 from ..engine.producer import RecordSink
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sinks.reader import SeriesReader
-from .gateway import bearer_ok
+from .access import access_of, guarded
 from .guard import PAGE_HEADERS, refusal
 
 SEVERITY_RANK = {"critical": 0, "urgent": 1, "warning": 2, "info": 3}
@@ -45,26 +49,28 @@ class AlarmsApi:
     """The alarm routes' work (routes: :func:`register`)."""
 
     def __init__(
-        self, settings: Settings, view: AlertView, records: RecordSink, reader: SeriesReader
+        self,
+        settings: Settings,
+        runtime: Runtime,
+        view: AlertView,
+        records: RecordSink,
+        reader: SeriesReader,
     ) -> None:
         self.settings, self.view, self.records, self.reader = settings, view, records, reader
-        web = settings.web
-        self.token = web.token.get_secret_value().encode() if web.token else None
+        self.access, self.keys = access_of(runtime), runtime.keys
 
-    def token_ok(self, request: Request) -> bool:
-        if bearer_ok(request, self.token):
-            return True
-        given = request.query.get("token", "").encode()
-        return self.token is not None and hmac.compare_digest(given, self.token)
-
-    def open_alerts(self) -> dict[str, Any]:
+    def open_alerts(self, user: User) -> dict[str, Any]:
         alerts = sorted(
-            self.view.open.values(),
+            (
+                self.access.shown(user, e)
+                for e in self.view.open.values()
+                if self.access.sees(user, e["patient_id"])
+            ),
             key=lambda e: (SEVERITY_RANK.get(e["severity"], 9), e["opened_at"]),
         )
         return {"open": alerts, "events_seen": self.view.events}
 
-    async def stream(self, request: Request) -> aioweb.StreamResponse:
+    async def stream(self, request: Request, user: User) -> aioweb.StreamResponse:
         """Every new transition as a server-sent event; ends when the page falls behind."""
         queue = self.view.subscribe()
         response = aioweb.StreamResponse(
@@ -81,7 +87,9 @@ class AlarmsApi:
                 if event is DROPPED:  # fell behind: end the stream, the page reloads
                     await response.write(b"event: reload\ndata: {}\n\n")
                     break
-                await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+                if self.access.sees(user, event["patient_id"]):
+                    shown = self.access.shown(user, event)
+                    await response.write(b"data: " + orjson.dumps(shown) + b"\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -89,14 +97,14 @@ class AlarmsApi:
         return response
 
     async def act(self, web: View, request: Request, alert_id: str, action: str) -> Response:
-        if not self.token_ok(request):
-            return web.json({"error": "unauthorized"}, status=401)
+        user = self.access.caller(request)
         raw = await request.read()
         refused = refusal(request, self.settings.web, has_body=bool(raw.strip()))
         if refused is not None:
             return web.json({"error": "refused", "detail": refused[1]}, status=refused[0])
         event = self.view.get(alert_id)
-        if event is None:
+        if event is None or not self.access.sees(user, event["patient_id"]):
+            # another ward's alarm is answered as unknown: its existence is patient data
             return web.json(
                 {"error": "not_found", "detail": f"no alert {alert_id} is known"}, status=404
             )
@@ -111,22 +119,24 @@ class AlarmsApi:
                 alert_id=alert_id,
                 patient_id=event["patient_id"],
                 action=action,
-                by=str(body.get("by") or "web"),
+                by=user.name,  # from the credential, never from the body
                 minutes=int(body.get("minutes") or 30),
             )
         except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError, AttributeError):
-            return web.json(
-                {"error": "invalid", "detail": 'expected {"by": ..., "minutes": ...}'}, status=400
-            )
+            return web.json({"error": "invalid", "detail": 'expected {"minutes": ...}'}, status=400)
+        signature = action_signature(self.keys.actions, command.model_dump())
+        command = command.model_copy(update={"sig": signature})
         sent = await self.records.send(
             self.settings.topics.alert_acks,
             command.patient_id.encode(),
             command.model_dump_json().encode(),
         )
         await sent  # the broker has it
-        return web.json({"status": "accepted", **command.model_dump()}, status=202)
+        shown = command.model_dump(exclude={"sig"})
+        return web.json({"status": "accepted", **shown}, status=202)
 
     async def series(self, web: View, request: Request, patient_id: str) -> Response:
+        self.access.patient(request, patient_id)
         try:
             hours = min(max(float(request.query.get("hours", "6")), 0.25), 72.0)
         except ValueError:
@@ -148,40 +158,52 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     app.service(view)  # type: ignore[arg-type]
     app.service(records)  # type: ignore[arg-type]
     runtime.alert_view = view
-    api = AlarmsApi(settings, view, records, SeriesReader(settings.influx))
+    api = AlarmsApi(settings, runtime, view, records, SeriesReader(settings.influx))
+    access = api.access
     page = (resources.files("streams") / "web" / "ui.html").read_text(encoding="utf-8")
-    unauthorized = {"error": "unauthorized"}
 
     @app.page("/v1/alerts")
     class OpenAlerts(View):
+        @guarded
         async def get(self, request: Request) -> Response:
-            if not api.token_ok(request):
-                return self.json(unauthorized, status=401)
-            return self.json(api.open_alerts())
+            return self.json(api.open_alerts(access.caller(request)))
 
     @app.page("/v1/alerts/stream")
     class AlertStream(View):
+        @guarded
         async def get(self, request: Request) -> Any:
-            if not api.token_ok(request):
-                return self.json(unauthorized, status=401)
-            return await api.stream(request)
+            return await api.stream(request, access.caller(request))
 
     @app.page("/v1/alerts/{alert_id}/ack")
     class Acknowledge(View):
+        @guarded
         async def post(self, request: Request, alert_id: str) -> Response:
             return await api.act(self, request, alert_id, "ack")
 
     @app.page("/v1/alerts/{alert_id}/snooze")
     class Snooze(View):
+        @guarded
         async def post(self, request: Request, alert_id: str) -> Response:
             return await api.act(self, request, alert_id, "snooze")
 
     @app.page("/v1/patients/{patient_id}/series")
     class PatientSeries(View):
+        @guarded
         async def get(self, request: Request, patient_id: str) -> Response:
-            if not api.token_ok(request):
-                return self.json(unauthorized, status=401)
             return await api.series(self, request, patient_id)
+
+    @app.page("/v1/me")
+    class Me(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            return self.json(access.caller(request).public())
+
+    @app.page("/v1/admin/users")
+    class Users(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            access.role(request, Role.ADMIN)
+            return self.json({"users": [u.public() for u in access.directory.users]})
 
     @app.page("/ui")
     class CareTeamPage(View):

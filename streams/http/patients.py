@@ -1,8 +1,8 @@
 """Read access to a patient's window: ``GET /v1/patients/{patient_id}/window``.
 
 Answers from the worker that holds the patient's partition (one worker in development; in
-production put the route behind the worker that owns the key). Bearer-protected like the
-gateway. Used by tests, the care-team page and operators.
+production put the route behind the worker that owns the key). For signed-in users of the
+patient's ward (``streams.http.access``). Used by tests, the care-team page and operators.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from faust.web import Request, Response, View
 from ..runtime import Runtime
 from ..settings import Settings
 from ..windows.patient import PatientWindow
-from .gateway import bearer_ok
+from .access import access_of, guarded
 
 
 def window_document(window: PatientWindow) -> dict[str, Any]:
@@ -35,13 +35,13 @@ def window_document(window: PatientWindow) -> dict[str, Any]:
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    token = settings.web.token.get_secret_value().encode() if settings.web.token else None
+    access = access_of(runtime)
 
     @app.page("/v1/patients/{patient_id}/window")
     class PatientWindowView(View):
+        @guarded
         async def get(self, request: Request, patient_id: str) -> Response:
-            if not bearer_ok(request, token):
-                return self.json({"error": "unauthorized"}, status=401)
+            access.patient(request, patient_id)
             stored = runtime.windows.get(patient_id.encode()) if runtime.windows else None
             if stored is None:
                 return self.json({"error": "not_found", "patient_id": patient_id}, status=404)

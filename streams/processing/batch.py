@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from ..access.signing import action_signed
 from ..alerts.actions import AlertAction, decode_action
 from ..alerts.quality import QualityStats
 from ..containment import PatientResult, apply_contained, contained_tick, load_window
@@ -86,7 +87,9 @@ class BatchStep:
         partition_of: Callable[[bytes], int],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         window_cache: int = 20_000,
+        unsigned_actions: bool = False,
     ) -> None:
+        self.unsigned_actions = unsigned_actions
         self.topics, self.limits, self.pipeline, self.scoring = topics, limits, pipeline, scoring
         self.state, self.records, self.checkpoint = state, records, checkpoint
         self.stats, self.quality, self.partition_of, self.clock = (
@@ -167,6 +170,11 @@ class BatchStep:
 
     async def _sort_action(self, batch: Batch, record: IncomingRecord, value: bytes) -> None:
         action = decode_action(value)
+        if not isinstance(action, DecodeResult) and not self._trusted(action):
+            action = DecodeResult.refused(
+                Reason.UNAUTHENTICATED,
+                "alert action without a valid gateway signature (sig): refused",
+            )
         if isinstance(action, DecodeResult):
             await self.dead_letter(batch, action, record, value)
         elif self.partition_of(action.patient_id.encode()) != record.partition:
@@ -175,6 +183,12 @@ class BatchStep:
             batch.sent.append(await self.records.send(self.topics.alert_acks, key, value))
         else:
             batch.actions.append((action, record))
+
+    def _trusted(self, action: AlertAction) -> bool:
+        """Signed by a gateway of this deployment, or the deployment trusts the topic."""
+        if self.unsigned_actions:
+            return True
+        return action_signed(self.pipeline.keys.actions, action.model_dump())
 
     # -- windows ---------------------------------------------------------------------------
     def stored(self, partition: int, key: bytes) -> bytes | None:

@@ -22,7 +22,8 @@ always is — changes nothing; so the window after any arrival order of the same
 
 Serialised **by field name** with a format version (4): ``signals`` (CGM, vitals, labs,
 last-seen times, baselines), ``alarms`` (the lifecycle's state and debounce history),
-``quality`` (predicted lows awaiting their truth) and ``counters``, so a field added later
+``quality`` (predicted lows awaiting their truth), ``audit`` (the alarm events' chain:
+count and last link) and ``counters``, so a field added later
 never shifts what is already stored in tables and changelogs; a missing field takes its
 default. Sample buffers are stored compactly (:mod:`streams.windows.compact`): times as
 second offsets from the watermark and values as exact hundredths, delta-encoded in the
@@ -84,6 +85,9 @@ class PatientWindow:
     recent_predictions: list[int] = field(default_factory=list)
     cgm_low: bool = False
     utc_offset_min: int | None = None  # the offset the newest CGM reading was written in
+    # the patient's audit chain (streams.access.audit): events sealed so far, the last link
+    audit_seq: int = 0
+    audit_head: bytes = b""
     events: int = 0  # observations inserted
     duplicates: int = 0
     late: int = 0
@@ -268,6 +272,7 @@ class PatientWindow:
                 "recent_predictions": self.recent_predictions,
                 "cgm_low": self.cgm_low,
             },
+            "audit": [self.audit_seq, self.audit_head],
             "counters": {
                 "events": self.events,
                 "duplicates": self.duplicates,
@@ -315,6 +320,7 @@ class PatientWindow:
         window.predictions = quality.get("predictions", [])
         window.recent_predictions = quality.get("recent_predictions", [])
         window.cgm_low = quality.get("cgm_low", False)
+        window.audit_seq, window.audit_head = data.get("audit", (0, b""))
         counters = data.get("counters", {})
         window.events = counters.get("events", 0)
         window.duplicates = counters.get("duplicates", 0)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from care_team import SIGNING_KEY, write_users
 
 from deploy.stack import LocalStack
 from deploy.tsdb import export_series, force_flush
@@ -79,11 +80,15 @@ def stack_env(stack_dir: Path, broker_port: int, tsdb_port: int) -> dict[str, st
 @pytest.fixture(scope="session")
 def stack_env_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment of the session's stack: BEDSIDE_* variables pointing at it."""
+    folder = tmp_path_factory.mktemp("stack")
     env = stack_env(
-        tmp_path_factory.mktemp("stack"),
+        folder,
         int(os.environ.get("BEDSIDE_TEST_BROKER_PORT", "19092")),
         int(os.environ.get("BEDSIDE_TEST_TSDB_PORT", "18086")),
     )
+    # every worker of the session knows the same users and signs with the same key
+    env["BEDSIDE_WEB__USERS_FILE"] = str(write_users(folder / "users.json"))
+    env["BEDSIDE_SECURITY__SIGNING_KEY"] = SIGNING_KEY
     bedside("stack", "up", env=env)
     try:
         yield env

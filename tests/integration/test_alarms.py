@@ -15,12 +15,14 @@ from typing import Any
 
 import orjson
 import pytest
+from care_team import NURSE, SIGNING_KEY
 from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
+from streams.access.signing import Keys, action_signature
 from streams.settings import Settings
 
-TOKEN = "care-team-secret-of-at-least-32-chars"
+TOKEN = NURSE  # nurse-general: patients without a ward in the settings file are "general"
 BROWSER = Path(__file__).parents[1] / "browser"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 
@@ -66,9 +68,7 @@ def open_alert(worker: Any, patient: str, kind: str, timeout: float = 60) -> dic
 
 @pytest.fixture(scope="module")
 def worker(spawn_worker: Callable[..., Any]) -> Any:
-    started = spawn_worker(
-        BEDSIDE_WEB__TOKEN=TOKEN, BEDSIDE_SCORING__MODELS="[]", BEDSIDE_STREAM__TICK_INTERVAL_S="1"
-    )
+    started = spawn_worker(BEDSIDE_SCORING__MODELS="[]", BEDSIDE_STREAM__TICK_INTERVAL_S="1")
     started.wait_ready()
     return started
 
@@ -87,8 +87,9 @@ def test_acknowledged_over_http_once_the_broker_has_it(
         ]
         == 401
     )
-    status, body = call(worker, "POST", f"/v1/alerts/{alert['alert_id']}/ack", {"by": "nurse-7"})
-    assert status == 202 and body["patient_id"] == patient
+    # "by" comes from the credential: a name in the body is ignored
+    status, body = call(worker, "POST", f"/v1/alerts/{alert['alert_id']}/ack", {"by": "Dr. X"})
+    assert status == 202 and body["patient_id"] == patient and body["by"] == "nurse-general"
     found = asyncio.run(
         read_topic(
             stack_settings,
@@ -100,7 +101,7 @@ def test_acknowledged_over_http_once_the_broker_has_it(
     ack = next(e for e in found[patient] if e["transition"] == "acknowledged")
     assert (ack["alert_id"], ack["by"], ack["state"]) == (
         alert["alert_id"],
-        "nurse-7",
+        "nurse-general",
         "acknowledged",
     )
     assert open_alert(worker, patient, "low")["state"] in ("acknowledged", "open")
@@ -116,29 +117,25 @@ def test_unknown_ids_get_404_and_bad_bodies_400(worker: Any, stack_settings: Set
     assert status == 400
 
 
-def test_actions_on_the_topic_and_invalid_ones_dead_lettered(
+def test_actions_on_the_topic_need_the_gateway_signature(
     worker: Any, stack_settings: Settings
 ) -> None:
+    """A forged action sent straight to the topic is dead-lettered; a signed one applies."""
     patient = f"ack-topic-{uuid.uuid4().hex[:6]}"
     asyncio.run(produce(stack_settings, falling_to_low(patient)))
     alert = open_alert(worker, patient, "low")
-    action = {
+    forged = {
         "alert_id": alert["alert_id"],
         "patient_id": patient,
         "action": "snooze",
-        "by": "charge-nurse",
-        "minutes": 45,
+        "by": "Dr. Forged (chief physician)",
+        "minutes": 1440,
     }
-    asyncio.run(
-        send_raw(
-            stack_settings, stack_settings.topics.alert_acks, patient.encode(), orjson.dumps(action)
-        )
-    )
-    asyncio.run(
-        send_raw(
-            stack_settings, stack_settings.topics.alert_acks, patient.encode(), b'{"alert_id": "x"}'
-        )
-    )
+    signed = {**forged, "by": "charge-nurse", "minutes": 45}
+    signed["sig"] = action_signature(Keys.derive(SIGNING_KEY).actions, signed)
+    topic = stack_settings.topics.alert_acks
+    for value in (orjson.dumps(forged), b'{"alert_id": "x"}', orjson.dumps(signed)):
+        asyncio.run(send_raw(stack_settings, topic, patient.encode(), value))
     found = asyncio.run(
         read_topic(
             stack_settings,
@@ -147,22 +144,18 @@ def test_actions_on_the_topic_and_invalid_ones_dead_lettered(
             lambda f: any(e["transition"] == "snoozed" for e in f[patient]),
         )
     )
-    snoozed = next(e for e in found[patient] if e["transition"] == "snoozed")
-    assert (snoozed["by"], snoozed["minutes"], snoozed["state"]) == ("charge-nurse", 45, "snoozed")
+    snoozed = [e for e in found[patient] if e["transition"] == "snoozed"]
+    assert [(e["by"], e["minutes"]) for e in snoozed] == [("charge-nurse", 45)]
     letters = asyncio.run(
         read_topic(
             stack_settings,
             stack_settings.topics.deadletter,
             {patient},
-            lambda f: any(
-                d["source_topic"] == stack_settings.topics.alert_acks for d in f[patient]
-            ),
+            lambda f: sum(d["source_topic"] == topic for d in f[patient]) >= 2,
         )
     )
-    letter = next(
-        d for d in letters[patient] if d["source_topic"] == stack_settings.topics.alert_acks
-    )
-    assert letter["reason"] == "schema" and "not an alert action" in letter["message"]
+    reasons = sorted(d["reason"] for d in letters[patient] if d["source_topic"] == topic)
+    assert reasons == ["schema", "unauthenticated"]
 
 
 def test_prometheus_metrics(worker: Any) -> None:
@@ -247,5 +240,5 @@ def test_care_team_page_in_a_real_browser(worker: Any, stack_settings: Settings)
             lambda f: bool(f[patient]),
         )
     )
-    assert acks[patient][0]["by"] == "care-team page" and acks[patient][0]["action"] == "ack"
+    assert acks[patient][0]["by"] == "nurse-general" and acks[patient][0]["action"] == "ack"
     assert shot.stat().st_size > 5000

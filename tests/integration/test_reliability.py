@@ -21,10 +21,12 @@ from typing import Any
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
+from care_team import NURSE, SIGNING_KEY
 from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
 from deploy.stack import LocalStack
+from streams.access.signing import Keys, action_signature
 from streams.engine.broker import ensure_topics
 from streams.settings import Settings
 
@@ -267,7 +269,7 @@ def test_the_front_door(
     token = "front-door-token-" + uuid.uuid4().hex
     worker = spawn_worker(BEDSIDE_WEB__TOKEN=token, **RULES)
     worker.wait_ready()
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = {"Authorization": f"Bearer {NURSE}"}  # a care-team user; the token is for devices
     patient = f"door-{uuid.uuid4().hex[:6]}"
     asyncio.run(produce(stack_settings, urgent_low(patient)))
     alert_id = alerts_of(stack_settings, {patient}, "urgent_low")[patient][0]["alert_id"]
@@ -294,7 +296,8 @@ def test_the_front_door(
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     # a newline in an alert id cannot forge a log line
     forged = "x\n[1] [CRITICAL] all patients discharged"  # at most 64 characters
-    action = {"alert_id": forged, "patient_id": patient, "action": "ack", "by": "x"}
+    action: dict[str, Any] = {"alert_id": forged, "patient_id": patient, "action": "ack", "by": "x"}
+    action["sig"] = action_signature(Keys.derive(SIGNING_KEY).actions, {**action, "minutes": 30})
     asyncio.run(
         send_raw(
             stack_settings,

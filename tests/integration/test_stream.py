@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from care_team import NURSE
 from stream_helpers import produce, read_topic
 
 from deploy.stack import LocalStack
@@ -63,9 +64,11 @@ def day_of(patient: str, rng: random.Random, minutes: int = 120) -> list[dict[st
 
 def window(worker: Any, patient: str) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(
-            f"{worker.url}/v1/patients/{patient}/window", timeout=5
-        ) as response:
+        request = urllib.request.Request(
+            f"{worker.url}/v1/patients/{patient}/window",
+            headers={"Authorization": f"Bearer {NURSE}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

@@ -1,4 +1,4 @@
-"""The CLI documents every command and the variable behind each option."""
+"""The CLI documents every command, every option, and the variable behind each option."""
 
 import click
 import pytest
@@ -36,6 +36,8 @@ def test_every_command_has_help_and_every_option_names_its_env_var() -> None:
         result = runner.invoke(main, args)
         assert result.exit_code == 0, result.output
         for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"{path} {param.opts[0]} has no help text"
             if isinstance(param, click.Option) and param.envvar:
                 assert f"env var: {param.envvar}" in " ".join(result.output.split()), (path, param)
 

@@ -102,6 +102,12 @@ def test_web_beyond_loopback_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ValidationError, match="BEDSIDE_WEB__TOKEN"):
         get_settings()
     monkeypatch.setenv("BEDSIDE_WEB__TOKEN", "s3cret-" + "x7" * 16)
+    with pytest.raises(ValidationError, match="BEDSIDE_SECURITY__SIGNING_KEY"):
+        get_settings()  # actions and the audit chain need one key on every worker
+    monkeypatch.setenv("BEDSIDE_SECURITY__SIGNING_KEY", "short")
+    with pytest.raises(ValidationError, match="shorter than 32"):
+        get_settings()
+    monkeypatch.setenv("BEDSIDE_SECURITY__SIGNING_KEY", "k3y-" + "q9" * 16)
     assert not get_settings().web.is_loopback
 
 

@@ -1,0 +1,132 @@
+"""Who is calling: the signed-in user of a request, and what they may see and do.
+
+Patient data and alarm actions need a named user (``streams.access.users``): a bearer token
+in ``Authorization`` (``?token=`` too for ``EventSource``, which cannot send headers). A
+patient is visible to users of its ward (the patient settings file's ``ward``, else
+``BEDSIDE_WEB__DEFAULT_WARD``). ``BEDSIDE_WEB__AUTH=none`` lets anyone in, as an admin of
+every ward named ``anyone.auth-none``: development only, logged as a warning at start.
+The ingest gateway keeps its own device credentials (``BEDSIDE_WEB__TOKEN``, Nightscout
+secrets): they read nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faust.web import Request, View
+
+from ..access.users import ALL_WARDS, Directory, Role, User, load_directory
+from ..patients import load_patient_settings
+from ..runtime import Runtime
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+ANYONE = User(name="anyone.auth-none", role=Role.ADMIN, wards=(ALL_WARDS,), token_sha256="0" * 64)
+
+#: Evidence a model alert carries that only physicians see (what drove the model's score).
+MODEL_DETAILS = ("drivers",)
+DRIVEN_BY = re.compile(r" Driven by: [^.]*\.")
+
+
+class Denied(Exception):
+    """A request the caller may not make: 401 (who are you) or 403 (not yours)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    def body(self) -> dict[str, str]:
+        return {
+            "error": "unauthorized" if self.status == 401 else "forbidden",
+            "detail": self.message,
+        }
+
+
+class Access:
+    def __init__(self, settings: Settings) -> None:
+        web = settings.web
+        self.open = web.auth == "none"
+        self.directory = Directory([]) if self.open else load_directory(web.users_file)
+        patients = load_patient_settings(settings.stream.patient_settings_file)
+        self.wards = {pid: p.ward for pid, p in patients.items() if p.ward}
+        self.default_ward = web.default_ward
+        if self.open:
+            log.warning(
+                "BEDSIDE_WEB__AUTH=none: anyone who reaches this server reads every patient "
+                "and acts on every alarm. Development only."
+            )
+        elif not self.directory.users:
+            log.warning(
+                "no users (BEDSIDE_WEB__USERS_FILE): patient data and alarm actions are "
+                "refused until users are added with `bedside users add`"
+            )
+
+    def caller(self, request: Request) -> User:
+        """The signed-in user; raises Denied(401) without valid credentials."""
+        if self.open:
+            return ANYONE
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
+        user = self.directory.find(token)
+        if user is None:
+            raise Denied(401, "sign in: a user's bearer token (bedside users add) is required")
+        return user
+
+    def ward_of(self, patient_id: str) -> str:
+        return self.wards.get(patient_id, self.default_ward)
+
+    def sees(self, user: User, patient_id: str) -> bool:
+        return user.sees(self.ward_of(patient_id))
+
+    def patient(self, request: Request, patient_id: str, role: Role = Role.NURSE) -> User:
+        """The caller, if they may do ``role``'s work on ``patient_id``; else Denied."""
+        user = self.caller(request)
+        if not self.sees(user, patient_id):
+            raise Denied(403, f"patient is not in your wards ({', '.join(user.wards)})")
+        if not user.may(role):
+            raise Denied(403, f"a {role.label} may do this; you are a {user.role.label}")
+        return user
+
+    def role(self, request: Request, role: Role) -> User:
+        user = self.caller(request)
+        if not user.may(role):
+            raise Denied(403, f"a {role.label} may do this; you are a {user.role.label}")
+        return user
+
+    def shown(self, user: User, event: dict[str, Any]) -> dict[str, Any]:
+        """An alert event as ``user`` may see it (model details for physicians and up)."""
+        if user.may(Role.PHYSICIAN) or not any(
+            k in event.get("evidence", {}) for k in MODEL_DETAILS
+        ):
+            return event
+        evidence = {k: v for k, v in event["evidence"].items() if k not in MODEL_DETAILS}
+        return {**event, "evidence": evidence, "reason": DRIVEN_BY.sub("", event["reason"])}
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def guarded(handler: Handler) -> Handler:
+    """A view method whose Denied becomes its 401/403 answer."""
+
+    @functools.wraps(handler)
+    async def answer(view: View, request: Request, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(view, request, *args, **kwargs)
+        except Denied as denied:
+            headers = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else None
+            return view.json(denied.body(), status=denied.status, headers=headers)
+
+    return answer
+
+
+def access_of(runtime: Runtime) -> Access:
+    """The worker's one Access (users file and wards read once, warnings logged once)."""
+    if runtime.access is None:
+        runtime.access = Access(runtime.settings)
+    return runtime.access

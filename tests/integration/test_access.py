@@ -1,0 +1,178 @@
+"""Who sees and does what, on a real worker: every endpoint x role x ward, the audit chain.
+
+Patients of ward 4B come from the patient settings file; everyone else is in the default
+ward ``general``. The users (tests/support/care_team.py): a nurse of each ward, a physician
+of ``general`` and an admin of every ward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from care_team import USERS
+from stream_helpers import produce, read_topic
+from stream_helpers import recent_cgm as cgm
+
+from streams.settings import Settings
+
+RUN = uuid.uuid4().hex[:6]
+IN_4B, IN_GENERAL = f"acc-4b-{RUN}", f"acc-gen-{RUN}"
+TOKENS = {name: token for name, (_, _, token) in USERS.items()}
+SEES = {  # who sees which patient
+    "nurse-general": {IN_GENERAL},
+    "nurse-4b": {IN_4B},
+    "physician-general": {IN_GENERAL},
+    "admin-all": {IN_4B, IN_GENERAL},
+}
+
+
+def call(
+    worker: Any, method: str, path: str, token: str | None, body: bytes | None = None
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(f"{worker.url}{path}", body, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def ward_worker(
+    spawn_worker: Callable[..., Any], stack_settings: Settings, tmp_path_factory: Any
+) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """A worker with one low-glucose alarm in each ward; the alarms by patient."""
+    settings_file: Path = tmp_path_factory.mktemp("wards") / "patients.json"
+    settings_file.write_text(json.dumps({IN_4B: {"ward": "4B"}}))
+    worker = spawn_worker(
+        BEDSIDE_SCORING__MODELS="[]",
+        BEDSIDE_STREAM__PATIENT_SETTINGS_FILE=str(settings_file),
+    )
+    worker.wait_ready()
+    readings = [cgm(p, 15 - 5 * i, v) for p in (IN_4B, IN_GENERAL) for i, v in
+                enumerate([110, 66, 62, 60])]  # fmt: skip
+    asyncio.run(produce(stack_settings, readings))
+    deadline, alerts = time.monotonic() + 60, {}
+    while len(alerts) < 2:
+        assert time.monotonic() < deadline, "the alarms never reached the alert view"
+        status, body = call(worker, "GET", "/v1/alerts", TOKENS["admin-all"])
+        assert status == 200
+        alerts = {a["patient_id"]: a for a in body["open"] if a["patient_id"] in SEES["admin-all"]}
+        time.sleep(0.3)
+    return worker, alerts
+
+
+@pytest.mark.parametrize("user", [*TOKENS, None])
+def test_alert_list_and_stream_show_only_the_users_wards(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]], user: str | None
+) -> None:
+    worker, _ = ward_worker
+    status, body = call(worker, "GET", "/v1/alerts", TOKENS.get(user or ""))
+    if user is None:
+        assert status == 401
+        return
+    assert status == 200
+    listed = {a["patient_id"] for a in body["open"]} & SEES["admin-all"]
+    assert listed == SEES[user]
+
+
+@pytest.mark.parametrize("path", ["/v1/patients/{}/series?hours=1", "/v1/patients/{}/window"])
+@pytest.mark.parametrize("user", [*TOKENS, None, "wrong"])
+def test_patient_reads_need_the_patients_ward(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]], user: str | None, path: str
+) -> None:
+    worker, _ = ward_worker
+    for patient in (IN_4B, IN_GENERAL):
+        token = TOKENS.get(user or "", "not-a-token" if user == "wrong" else None)
+        status, body = call(worker, "GET", path.format(patient), token)
+        if user in SEES:
+            expected = 200 if patient in SEES[user] else 403
+        else:
+            expected = 401
+        assert status == expected, (user, patient, body)
+        if expected == 200:
+            assert body["patient_id"] == patient
+
+
+@pytest.mark.parametrize("user", [*TOKENS, None])
+def test_actions_need_the_patients_ward_and_name_the_user(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]],
+    stack_settings: Settings,
+    user: str | None,
+) -> None:
+    worker, alerts = ward_worker
+    for patient, alert in alerts.items():
+        status, body = call(
+            worker,
+            "POST",
+            f"/v1/alerts/{alert['alert_id']}/snooze",
+            TOKENS.get(user or ""),
+            b'{"by": "Dr. Forged (chief physician)", "minutes": 5}',
+        )
+        if user is None:
+            assert status == 401
+        elif patient in SEES[user]:
+            assert status == 202 and body["by"] == user, body
+        else:
+            assert status == 404, body  # another ward's alarm is not known to this user
+    if user is not None:
+        found = asyncio.run(
+            read_topic(
+                stack_settings,
+                stack_settings.topics.alerts,
+                SEES[user],
+                lambda f: all(any(e.get("by") == user for e in f[p]) for p in SEES[user]),
+            )
+        )
+        names = {e.get("by") for events in found.values() for e in events} - {None}
+        assert "Dr. Forged (chief physician)" not in names and user in names
+
+
+@pytest.mark.parametrize(("user", "expected"), [
+    ("admin-all", 200), ("physician-general", 403), ("nurse-4b", 403), (None, 401)
+])  # fmt: skip
+def test_settings_are_for_admins(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]], user: str | None, expected: int
+) -> None:
+    worker, _ = ward_worker
+    status, body = call(worker, "GET", "/v1/admin/users", TOKENS.get(user or ""))
+    assert status == expected
+    if status == 200:
+        assert {u["name"] for u in body["users"]} == set(TOKENS)
+        assert "token" not in json.dumps(body)  # neither tokens nor their digests
+    status, me = call(worker, "GET", "/v1/me", TOKENS.get(user or ""))
+    assert (status, me.get("name")) == ((200, user) if user else (401, None))
+
+
+def test_the_audit_chain_of_a_run_verifies_and_an_altered_event_does_not(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]],
+    stack_env_vars: dict[str, str],
+    run_bedside: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    result = run_bedside("audit", "verify", env=stack_env_vars)
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["chained"] >= 2 and report["events"] >= report["chained"]
+    wrong_key = {**stack_env_vars, "BEDSIDE_SECURITY__SIGNING_KEY": "another-key-" + "z" * 32}
+    result = run_bedside("audit", "verify", env=wrong_key, check=False)
+    assert result.returncode == 1 and json.loads(result.stdout)["broken_patients"] >= 2
+
+
+def test_no_auth_is_a_loud_development_switch(spawn_worker: Callable[..., Any]) -> None:
+    worker = spawn_worker(BEDSIDE_SCORING__MODELS="[]", BEDSIDE_WEB__AUTH="none")
+    worker.wait_ready()
+    status, body = call(worker, "GET", "/v1/alerts", None)
+    assert status == 200 and "open" in body
+    assert "BEDSIDE_WEB__AUTH=none" in worker.log.read_text()

@@ -1,0 +1,82 @@
+"""What a caller may see: credentials, wards, and model details for physicians only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.access.users import Role, add_user
+from streams.http.access import Access, Denied
+from streams.settings import Settings, StreamSettings, WebSettings
+
+
+class Request:
+    """The two things Access reads of an HTTP request."""
+
+    def __init__(self, token: str | None = None, query: str | None = None) -> None:
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.query = {"token": query} if query else {}
+
+
+def access(tmp_path: Path, **web: Any) -> tuple[Access, dict[str, str]]:
+    users = tmp_path / "users.json"
+    tokens = {
+        "nurse": add_user(users, "nurse", Role.NURSE, ["4B"]),
+        "doctor": add_user(users, "doctor", Role.PHYSICIAN, ["4B"]),
+    }
+    patients = tmp_path / "patients.json"
+    patients.write_text(json.dumps({"p-4b": {"ward": "4B"}}))
+    settings = Settings(
+        web=WebSettings(users_file=users, **web),
+        stream=StreamSettings(patient_settings_file=patients),
+    )
+    return Access(settings), tokens
+
+
+def test_callers_are_named_by_their_token_header_or_stream_query(tmp_path: Path) -> None:
+    found, tokens = access(tmp_path)
+    assert found.caller(Request(tokens["nurse"])).name == "nurse"  # type: ignore[arg-type]
+    assert found.caller(Request(query=tokens["doctor"])).name == "doctor"  # type: ignore[arg-type]
+    for request in (Request(), Request("bsu_guess"), Request(query="bsu_guess")):
+        with pytest.raises(Denied) as denied:
+            found.caller(request)  # type: ignore[arg-type]
+        assert denied.value.status == 401
+
+
+def test_wards_come_from_the_patient_settings_else_the_default(tmp_path: Path) -> None:
+    found, tokens = access(tmp_path, default_ward="general")
+    assert (found.ward_of("p-4b"), found.ward_of("anyone")) == ("4B", "general")
+    nurse = Request(tokens["nurse"])
+    assert found.patient(nurse, "p-4b").name == "nurse"  # type: ignore[arg-type]
+    with pytest.raises(Denied) as denied:
+        found.patient(nurse, "anyone")  # type: ignore[arg-type]
+    assert denied.value.status == 403 and "4B" in denied.value.message
+    with pytest.raises(Denied):
+        found.role(nurse, Role.ADMIN)  # type: ignore[arg-type]
+
+
+def test_model_drivers_are_shown_to_physicians_not_nurses(tmp_path: Path) -> None:
+    found, tokens = access(tmp_path)
+    event = {
+        "patient_id": "p-4b",
+        "reason": "Risk of deterioration is 0.61. Driven by: heart rate, SpO2. Review.",
+        "evidence": {"p_deterioration": 0.61, "drivers": [{"signal": "heart rate"}]},
+    }
+    nurse = found.caller(Request(tokens["nurse"]))  # type: ignore[arg-type]
+    doctor = found.caller(Request(tokens["doctor"]))  # type: ignore[arg-type]
+    assert found.shown(doctor, event) == event
+    shown = found.shown(nurse, event)
+    assert "drivers" not in shown["evidence"] and "Driven by" not in shown["reason"]
+    assert shown["reason"] == "Risk of deterioration is 0.61. Review."
+    assert shown["evidence"]["p_deterioration"] == 0.61
+
+
+def test_without_users_nobody_reads_and_auth_none_lets_anyone(tmp_path: Path) -> None:
+    nobody = Access(Settings())
+    with pytest.raises(Denied):
+        nobody.caller(Request("anything"))  # type: ignore[arg-type]
+    anyone = Access(Settings(web=WebSettings(auth="none")))
+    assert anyone.caller(Request()).may(Role.ADMIN)  # type: ignore[arg-type]

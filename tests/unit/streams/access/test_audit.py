@@ -1,0 +1,76 @@
+"""The audit chain: sealed by the pipeline, verified from the alerts topic's events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.access.audit import seal, verify
+from streams.access.signing import Keys, action_signature, action_signed
+from streams.windows.patient import PatientWindow
+
+KEYS = Keys.derive("unit-test-signing-key-0123456789abcdef")
+
+
+def event(i: int, patient: str = "p1") -> dict[str, Any]:
+    return {"alert_id": f"a{i}", "patient_id": patient, "transition": "opened", "n": i}
+
+
+def sealed(window: PatientWindow, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [orjson.loads(raw) for raw in seal(KEYS.audit, window, events)]
+
+
+def test_a_whole_chain_verifies_in_any_order_with_duplicates() -> None:
+    window = PatientWindow("p1")
+    chain = sealed(window, [event(0), event(1)]) + sealed(window, [event(2)])
+    assert [e["audit"]["seq"] for e in chain] == [1, 2, 3]
+    assert window.audit_head.hex() == chain[-1]["audit"]["hash"]
+    stored = PatientWindow.from_bytes(window.to_bytes())  # the head survives the store
+    assert (stored.audit_seq, stored.audit_head) == (3, window.audit_head)
+    trail = verify(KEYS.audit, [chain[2], chain[0], chain[1], chain[1]])["p1"]
+    assert (trail.length, trail.problems, trail.redelivered) == (3, [], 0)
+
+
+def test_changed_removed_and_forged_events_are_named() -> None:
+    window = PatientWindow("p1")
+    chain = sealed(window, [event(i) for i in range(4)])
+    changed = [*chain[:1], {**chain[1], "by": "someone else"}, *chain[2:]]
+    problems = verify(KEYS.audit, changed)["p1"].problems
+    assert any("does not match its content" in p for p in problems)
+    removed = [chain[0], chain[2], chain[3]]
+    problems = verify(KEYS.audit, removed)["p1"].problems
+    assert any("missing" in p for p in problems)
+    other = Keys.derive("another-deployment-key-0123456789abcdef")
+    forged = orjson.loads(seal(other.audit, window, [event(9)])[0])
+    problems = verify(KEYS.audit, [*chain, forged])["p1"].problems
+    assert any("changed or forged" in p for p in problems)
+    assert verify(KEYS.audit, [event(5)])["p1"].problems  # no link at all
+
+
+def test_a_replayed_batch_is_a_redelivered_branch_not_a_break() -> None:
+    """At-least-once: the first attempt's events were sent, its state was not stored."""
+    window = PatientWindow("p1")
+    first = sealed(window, [event(0)])
+    stored = window.to_bytes()
+    lost = sealed(window, [{**event(1), "event_time": "first attempt"}])
+    again = PatientWindow.from_bytes(stored)  # the state before the lost batch
+    kept = sealed(again, [{**event(1), "event_time": "second attempt"}, event(2)])
+    trail = verify(KEYS.audit, first + lost + kept)["p1"]
+    assert (trail.length, trail.redelivered, trail.problems) == (3, 1, [])
+
+
+def test_patients_have_their_own_chains() -> None:
+    a, b = PatientWindow("a"), PatientWindow("b")
+    events = sealed(a, [event(0, "a")]) + sealed(b, [event(0, "b"), event(1, "b")])
+    trails = verify(KEYS.audit, events)
+    assert (trails["a"].length, trails["b"].length) == (1, 2)
+
+
+def test_action_signatures_cover_every_field() -> None:
+    action = {"alert_id": "a", "patient_id": "p", "action": "ack", "by": "alice", "minutes": 30}
+    signed = {**action, "sig": action_signature(KEYS.actions, action)}
+    assert action_signed(KEYS.actions, signed)
+    assert not action_signed(KEYS.actions, {**signed, "by": "Dr. Forged"})
+    assert not action_signed(KEYS.actions, action)  # unsigned
+    assert not action_signed(KEYS.audit, signed)  # the audit key signs no action
