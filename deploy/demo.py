@@ -49,7 +49,7 @@ TRUTH_OF = {
 
 
 DEMO_USER = "demo-physician"
-DEMO_PATIENTS = 'patient_id=~"syn-.*"'  # the simulator's patient ids
+DEMO_PATIENTS = 'patient_id=~"sim-.*"'  # the simulator's patient ids
 
 
 def _get(url: str, token: str | None = None) -> Any:

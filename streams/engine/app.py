@@ -22,9 +22,9 @@ Part = Callable[[faust.App, Settings, Runtime], None]
 
 def worker_parts() -> tuple[Part, ...]:
     """What a Bedside worker runs, in start order: health first (its /ready answers while
-    the rest starts), the patient stream, the HTTP gateway, patient and alarm endpoints (with
-    the care-team page), metrics last (it reads what the others registered)."""
-    from ..http import alarms, gateway, patients
+    the rest starts), the patient stream, the HTTP gateway, patient and alarm endpoints, the
+    ward and the care-team pages, metrics last (it reads what the others registered)."""
+    from ..http import alarms, gateway, patients, ward
     from . import health, metrics, stream
 
     return (
@@ -33,6 +33,7 @@ def worker_parts() -> tuple[Part, ...]:
         gateway.register,
         patients.register,
         alarms.register,
+        ward.register,
         metrics.register,
     )
 

@@ -1,4 +1,4 @@
-"""Alarms over HTTP and the care-team page.
+"""Alarms over HTTP (the care-team pages: ``streams.http.ward``).
 
 - ``GET /v1/alerts``: open alarms (every patient, from the worker's alert view);
 - ``GET /v1/alerts/stream``: the same, live, as server-sent events (one per transition);
@@ -7,21 +7,19 @@
   has it; ``by`` is the signed-in user (a ``by`` in the body is ignored); the
   ``acknowledged`` / ``snoozed`` transition follows on the alerts topic. Unknown ids: 404;
   resolved ones: 409;
-- ``GET /v1/patients/{patient_id}/series?hours=6``: glucose and vitals read back from the
-  time-series server (charts);
+- ``GET /v1/patients/{patient_id}/series?hours=6&measurements=glucose,vitals``: series read
+  back from the time-series server for the charts (``risk``: scores such as NEWS2), at most
+  72 h; one request per chart, which then appends live points (``streams.http.ward``);
 - ``GET /v1/me``: the signed-in user; ``GET /v1/admin/users``: every user (admins);
-- ``GET /ui``: the care-team page (static; its data calls carry the user's bearer token).
 
-Every route but the page needs a signed-in user (``streams.http.access``) and answers only
-about the patients of their wards: alerts of other wards are not listed, streamed or
-actionable (403), series and windows of other wards are 403.
+Every route needs a signed-in user (``streams.http.access``) and answers only about the
+patients of their wards: alerts of other wards are not listed or streamed, and unknown to
+actions (404); series and windows of other wards are 403.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from importlib import resources
 from typing import Any
 
 import faust
@@ -33,16 +31,17 @@ from pydantic import ValidationError
 from ..access.signing import action_signature
 from ..access.users import Role, User
 from ..alerts.actions import AlertAction
-from ..engine.alert_view import DROPPED, AlertView
+from ..engine.alert_view import AlertView
 from ..engine.producer import RecordSink
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sinks.reader import SeriesReader
 from .access import access_of, guarded
-from .guard import PAGE_HEADERS, refusal
+from .events import event_stream
+from .guard import refusal
 
 SEVERITY_RANK = {"critical": 0, "urgent": 1, "warning": 2, "info": 3}
-SSE_KEEPALIVE_S = 15
+SERIES = ("glucose", "vitals", "risk")  # what a chart may read
 
 
 class AlarmsApi:
@@ -71,30 +70,14 @@ class AlarmsApi:
         return {"open": alerts, "events_seen": self.view.events}
 
     async def stream(self, request: Request, user: User) -> aioweb.StreamResponse:
-        """Every new transition as a server-sent event; ends when the page falls behind."""
-        queue = self.view.subscribe()
-        response = aioweb.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        await response.prepare(request)  # type: ignore[arg-type]
-        try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                if event is DROPPED:  # fell behind: end the stream, the page reloads
-                    await response.write(b"event: reload\ndata: {}\n\n")
-                    break
-                if self.access.sees(user, event["patient_id"]):
-                    shown = self.access.shown(user, event)
-                    await response.write(b"data: " + orjson.dumps(shown) + b"\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            self.view.subscribers.discard(queue)
-        return response
+        """Every new transition of the user's wards as a server-sent event."""
+
+        def render(event: dict[str, Any]) -> list[tuple[str | None, bytes]]:
+            if not self.access.sees(user, event["patient_id"]):
+                return []
+            return [(None, orjson.dumps(self.access.shown(user, event)))]
+
+        return await event_stream(request, [self.view.subscribers], render)
 
     async def act(self, web: View, request: Request, alert_id: str, action: str) -> Response:
         user = self.access.caller(request)
@@ -141,14 +124,19 @@ class AlarmsApi:
             hours = min(max(float(request.query.get("hours", "6")), 0.25), 72.0)
         except ValueError:
             return web.json({"error": "invalid", "detail": "hours: a number"}, status=400)
+        wanted = request.query.get("measurements", "glucose,vitals").split(",")
+        if not wanted or any(m not in SERIES for m in wanted):
+            detail = f"measurements: some of {', '.join(SERIES)}"
+            return web.json({"error": "invalid", "detail": detail}, status=400)
         end = int(time.time() * 1000) + 300_000
         start = end - int(hours * 3_600_000)
+        found: dict[str, Any] = {"patient_id": patient_id}
         try:
-            glucose = await self.reader.series(patient_id, "glucose", start, end)
-            vitals = await self.reader.series(patient_id, "vitals", start, end)
+            for measurement in dict.fromkeys(wanted):
+                found[measurement] = await self.reader.series(patient_id, measurement, start, end)
         except Exception as error:  # noqa: BLE001 - the page degrades, the stream is fine
             return web.json({"error": "unavailable", "detail": type(error).__name__}, status=503)
-        return web.json({"patient_id": patient_id, "glucose": glucose, "vitals": vitals})
+        return web.json(found)
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
@@ -160,7 +148,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     runtime.alert_view = view
     api = AlarmsApi(settings, runtime, view, records, SeriesReader(settings.influx))
     access = api.access
-    page = (resources.files("streams") / "web" / "ui.html").read_text(encoding="utf-8")
 
     @app.page("/v1/alerts")
     class OpenAlerts(View):
@@ -204,8 +191,3 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             access.role(request, Role.ADMIN)
             return self.json({"users": [u.public() for u in access.directory.users]})
-
-    @app.page("/ui")
-    class CareTeamPage(View):
-        async def get(self, request: Request) -> Response:
-            return self.html(page, headers=PAGE_HEADERS)

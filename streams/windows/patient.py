@@ -216,11 +216,12 @@ class PatientWindow:
 
     def summary(self) -> dict[str, Any]:
         """Counts per signal and the latest values (for risk events and the API)."""
-        latest = {code: samples[-1][1] for code, samples in self.vitals.items() if samples}
-        latest.update({code: value for code, (_, value) in self.labs.items()})
+        newest = {code: samples[-1] for code, samples in self.vitals.items() if samples}
+        newest.update(self.labs)
         cgm = self.cgm_series()
         if cgm:
-            latest[CGM_CODE] = cgm[-1][1]
+            newest[CGM_CODE] = cgm[-1]
+        latest = {code: value for code, (_, value) in newest.items()}
         return {
             "watermark_ms": self.watermark,
             "events": self.events,
@@ -230,6 +231,9 @@ class PatientWindow:
             "vital_samples": {code: len(s) for code, s in self.vitals.items()},
             "latest": {
                 f"{CATALOGUE[c].name if c in CATALOGUE else c}": v for c, v in latest.items()
+            },
+            "latest_at": {  # the event time (ms) of each latest value
+                f"{CATALOGUE[c].name if c in CATALOGUE else c}": t for c, (t, _) in newest.items()
             },
         }
 

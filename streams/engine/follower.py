@@ -1,0 +1,140 @@
+"""A worker-wide reader of one topic (all partitions, no consumer group) for the web views.
+
+The alert view and the ward view read their topics on every worker, whichever worker owns
+the patients: each keeps what the pages need in memory and hands changes to live
+subscribers. A broker away at start is waited for; an unreadable record is logged by
+coordinates and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+from mode import Service
+
+from ..settings import KafkaSettings
+from .broker import client_options
+
+log = logging.getLogger(__name__)
+RETRY_S = 1.0  # between attempts to reach a broker that is away at start
+
+
+class TopicFollower(Service):
+    """Reads ``topic`` from its start (or its last ``backfill`` records per partition)."""
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, *, backfill: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kafka, self.topic, self.backfill = kafka, topic, backfill
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def apply(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @property
+    def connected(self) -> bool:
+        return self._consumer is not None
+
+    async def on_start(self) -> None:
+        self.add_future(self._follow())
+
+    async def _connect(self) -> AIOKafkaConsumer | None:
+        """The consumer, started and placed (None when stopped first)."""
+        name = type(self).__name__
+        while not self.should_stop:
+            options = client_options(self.kafka)
+            if self.backfill is None:
+                consumer = AIOKafkaConsumer(
+                    self.topic, group_id=None, auto_offset_reset="earliest", **options
+                )
+            else:
+                consumer = AIOKafkaConsumer(group_id=None, **options)
+            try:
+                await consumer.start()
+                if self.backfill is not None:
+                    await self._place(consumer, self.backfill)
+            except BaseException as exc:
+                await consumer.stop()
+                if not isinstance(exc, KafkaError):
+                    raise
+                log.warning("%s: broker not reachable yet (%s)", name, type(exc).__name__)
+                await self.sleep(RETRY_S)
+                continue
+            self._consumer = consumer
+            return consumer
+        return None
+
+    async def _place(self, consumer: AIOKafkaConsumer, backfill: int) -> None:
+        await consumer.topics()
+        found = consumer.partitions_for_topic(self.topic) or set()
+        partitions = [TopicPartition(self.topic, p) for p in sorted(found)]
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(starts[tp], ends[tp] - backfill))
+
+    async def _follow(self) -> None:
+        consumer = await self._connect()
+        if consumer is None:
+            return
+        # the local consumer is kept: a stop right after the start (a worker told to stop as
+        # it becomes ready) clears ``self._consumer`` before this loop reads again
+        while not self.should_stop:
+            try:
+                batches = await consumer.getmany(timeout_ms=500)
+            except ConsumerStoppedError:
+                return
+            for records in batches.values():
+                for record in records:
+                    try:
+                        self.apply(orjson.loads(record.value))
+                    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                        log.warning(
+                            "%s: unreadable record at %s[%d]@%d",
+                            type(self).__name__,
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                        )
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+#: Put in a stalled subscriber's queue when it is dropped: its stream ends, the page
+#: reconnects and reloads instead of showing "live" without new events.
+DROPPED: dict[str, Any] = {"dropped": True}
+
+
+class Subscribers:
+    """Live subscribers of a view (one queue per open page); a stalled one is dropped."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def subscribe(self, queue: asyncio.Queue[dict[str, Any]] | None = None) -> asyncio.Queue[Any]:
+        queue = queue if queue is not None else asyncio.Queue(1000)
+        self.queues.add(queue)
+        return queue
+
+    def discard(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.queues.discard(queue)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for queue in list(self.queues):
+            if queue.full():  # a stalled page: drop it, it reconnects and reloads
+                self.queues.discard(queue)
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(DROPPED)
+            else:
+                queue.put_nowait(event)

@@ -1,0 +1,125 @@
+"""The care-team pages and the ward's data: one row per patient, live.
+
+- ``GET /ui``: the ward view; ``GET /ui/patients/{patient_id}``: a patient's page;
+  ``GET /ui/static/{name}``: their script, style and the vendored chart library (uPlot);
+- ``GET /v1/ward``: a row per patient of the user's wards (``streams.ward``) with its open
+  alarms;
+- ``GET /v1/ward/stream``: server-sent events: ``alert`` (each transition, as it arrives)
+  and ``rows`` (the rows that changed, at most one message a second);
+- ``GET /v1/patients/{patient_id}/alerts``: the patient's recent transitions, who acted.
+
+Request budget of an open page: on load ``/v1/me``, ``/v1/ward`` (or the patient's row and
+history) and one ``/series`` per chart; then only the event stream and ``/ready`` every 5 s.
+Charts append the points the rows bring; a chart reloads its series only when the stream
+was lost (``reload``) or a new patient appears.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from ..engine.alert_view import AlertView
+from ..engine.ward_view import WardView
+from ..runtime import Runtime
+from ..settings import Settings
+from .access import access_of, guarded
+from .events import event_stream
+from .guard import PAGE_HEADERS
+
+STATIC = {
+    "bedside.js": "text/javascript",
+    "bedside.css": "text/css",
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+}
+
+
+def _web_file(name: str) -> bytes:
+    folder = resources.files("streams") / "web"
+    path = folder / "vendor" / name if name.startswith("uPlot") else folder / name
+    return path.read_bytes()
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    ward = WardView(settings.kafka, settings.topics.risk)
+    runtime.monitor.clients.append(ward)
+    app.service(ward)  # type: ignore[arg-type]
+    access = access_of(runtime)
+    if runtime.alert_view is None:
+        msg = "register streams.http.alarms before the ward"
+        raise RuntimeError(msg)
+    alerts: AlertView = runtime.alert_view
+    pages = {name: _web_file(name).decode() for name in ("ward.html", "patient.html")}
+    static = {name: _web_file(name) for name in STATIC}
+
+    def visible(user: Any, patient: str) -> bool:
+        return access.sees(user, patient)
+
+    @app.page("/v1/ward")
+    class Ward(View):
+        @guarded
+        async def get(self, request: Request) -> Response:
+            user = access.caller(request)
+            open_alarms: dict[str, list[dict[str, Any]]] = {}
+            for event in alerts.open.values():
+                if visible(user, event["patient_id"]):
+                    open_alarms.setdefault(event["patient_id"], []).append(
+                        access.shown(user, event)
+                    )
+            rows = [
+                {**row, "alarms": open_alarms.pop(pid, [])}
+                for pid, row in ward.rows.items()
+                if visible(user, pid)
+            ]
+            # patients with an alarm but no risk event in memory still get a row
+            rows += [{"patient_id": pid, "alarms": found} for pid, found in open_alarms.items()]
+            return self.json({"patients": rows, "connected": ward.connected})
+
+    @app.page("/v1/ward/stream")
+    class WardStream(View):
+        @guarded
+        async def get(self, request: Request) -> Any:
+            user = access.caller(request)
+
+            def render(item: dict[str, Any]) -> list[tuple[str | None, bytes]]:
+                if "rows" in item:
+                    rows = [r for r in item["rows"] if visible(user, r["patient_id"])]
+                    return [("rows", orjson.dumps(rows))] if rows else []
+                if not visible(user, item["patient_id"]):
+                    return []
+                return [("alert", orjson.dumps(access.shown(user, item)))]
+
+            sources = [alerts.subscribers, ward.subscribers]
+            return await event_stream(request, sources, render)
+
+    @app.page("/v1/patients/{patient_id}/alerts")
+    class PatientAlerts(View):
+        @guarded
+        async def get(self, request: Request, patient_id: str) -> Response:
+            user = access.patient(request, patient_id)
+            history = [access.shown(user, e) for e in alerts.history.get(patient_id, ())]
+            row = ward.rows.get(patient_id)
+            return self.json({"patient_id": patient_id, "row": row, "transitions": history})
+
+    @app.page("/ui")
+    class WardPage(View):
+        async def get(self, request: Request) -> Response:
+            return self.html(pages["ward.html"], headers=PAGE_HEADERS)
+
+    @app.page("/ui/patients/{patient_id}")
+    class PatientPage(View):
+        async def get(self, request: Request, patient_id: str) -> Response:
+            return self.html(pages["patient.html"], headers=PAGE_HEADERS)
+
+    @app.page("/ui/static/{name}")
+    class Static(View):
+        async def get(self, request: Request, name: str) -> Response:
+            if name not in STATIC:
+                return self.json({"error": "not_found"}, status=404)
+            headers = {**PAGE_HEADERS, "Cache-Control": "max-age=3600"}
+            return self.bytes(static[name], content_type=STATIC[name], headers=headers)

@@ -1,0 +1,191 @@
+// Shared by the ward view (/ui) and the patient page (/ui/patients/{id}): sign-in, API calls
+// (counted: window.bedsideRequests, for the request budget), the live event stream, the
+// monitoring banner and the charts (uPlot, vendored).
+"use strict";
+
+const Bedside = (() => {
+  const hashToken = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (hashToken) {
+    sessionStorage.setItem("bedside-token", hashToken);
+    history.replaceState(null, "", location.pathname + location.search);  // not in the bar
+  }
+  const token = () => sessionStorage.getItem("bedside-token") || "";
+  window.bedsideRequests = 0;
+
+  async function api(path, options = {}) {
+    window.bedsideRequests += 1;
+    const headers = {...(options.headers || {})};
+    if (token()) headers.Authorization = "Bearer " + token();
+    const r = await fetch(path, {...options, headers});
+    if (r.status === 401) signIn("Your sign-in is missing or no longer valid.");
+    return r;
+  }
+
+  function signIn(why) {
+    const box = document.getElementById("signin");
+    if (!box) return;
+    box.hidden = false;
+    box.querySelector(".why").textContent = why;
+    box.querySelector("form").onsubmit = e => {
+      e.preventDefault();
+      sessionStorage.setItem("bedside-token", box.querySelector("input").value.trim());
+      location.reload();
+    };
+  }
+
+  async function me() {
+    const r = await api("/v1/me");
+    if (!r.ok) return null;
+    const user = await r.json();
+    const who = document.getElementById("who");
+    if (who) who.textContent = `${user.name} · ${user.role} · ${user.wards.join(", ")}`;
+    return user;
+  }
+
+  // One event stream per page: "alert" (each transition) and "rows" (changed rows, <= 1/s).
+  // When it is lost or the server drops a stalled page ("reload"), onReload reloads data.
+  function live(handlers, status) {
+    let source = null, lost = false;
+    function open() {
+      if (source) source.close();
+      window.bedsideRequests += 1;
+      source = new EventSource("/v1/ward/stream?token=" + encodeURIComponent(token()));
+      source.onopen = () => {
+        status.textContent = "live";
+        status.className = "live";
+        if (lost) { lost = false; handlers.onReload(); }
+      };
+      source.onerror = () => { status.textContent = "reconnecting…"; status.className = "down"; lost = true; };
+      source.addEventListener("reload", () => { lost = true; open(); });
+      source.addEventListener("alert", m => handlers.onAlert(JSON.parse(m.data)));
+      source.addEventListener("rows", m => JSON.parse(m.data).forEach(handlers.onRow));
+    }
+    open();
+  }
+
+  // A banner whenever the worker cannot process or store data (monitoring degraded).
+  function watchHealth() {
+    const banner = document.getElementById("degraded");
+    async function check() {
+      let problems = [];
+      try {
+        window.bedsideRequests += 1;
+        const body = await (await fetch("/ready")).json();
+        if (!body.ready) problems = body.problems && body.problems.length ? body.problems : ["the worker is not ready"];
+      } catch (e) { problems = ["the monitoring server does not answer"]; }
+      banner.hidden = problems.length === 0;
+      banner.textContent = problems.length ? "MONITORING DEGRADED — alarms may be delayed or missing: " + problems.join("; ") : "";
+    }
+    setInterval(check, 5000);
+    check();
+  }
+
+  async function act(alertId, action, minutes = 30) {
+    const r = await api(`/v1/alerts/${alertId}/${action}`, {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({minutes}),
+    });
+    return r.ok ? `${action === "ack" ? "acknowledged" : "snoozed"}; waiting for the worker…` : `${action} failed: ${r.status}`;
+  }
+
+  const SEVERITY = {critical: 0, urgent: 1, warning: 2, info: 3};
+  const GLUCOSE = {urgent_low: 0, low: 1, urgent_high: 2, high: 3, in_range: 4};
+  const VITAL_CODES = {heart_rate: ["8867-4"], respiratory_rate: ["9279-1"], spo2: ["59408-5", "2708-6"],
+                       systolic_bp: ["8480-6"], body_temperature: ["8310-5"]};
+  // wall-clock time in the browser's zone, as everywhere on the pages
+  const clock = seconds => new Date(seconds * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  const hhmm = t => clock(typeof t === "string" ? Date.parse(t) / 1000 : t / 1000);
+
+  // Acuity, most urgent first: open alarm severity, then NEWS2, then glucose state.
+  function acuity(row) {
+    const open = (row.alarms || []).filter(a => a.state !== "resolved");
+    const sev = Math.min(9, ...open.map(a => SEVERITY[a.severity] ?? 9));
+    const news2 = row.news2 ? row.news2.score : -1;
+    const glucose = row.glucose ? (GLUCOSE[row.glucose.level] ?? 5) : 6;
+    return [sev, -news2, glucose];
+  }
+  function byAcuity(a, b) {
+    const x = acuity(a), y = acuity(b);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+    return a.patient_id.localeCompare(b.patient_id);
+  }
+
+  // -- charts ------------------------------------------------------------------------------
+  // A time chart: series of [t_ms, value] points, a shaded band (target range), the served
+  // forecast as a dashed line, vertical marks (alarms). Keeps only the last `hours` hours.
+  class TimeChart {
+    constructor(el, {hours, band, label, width, height, min, max, marks}) {
+      this.el = el; this.hours = hours; this.band = band; this.points = []; this.forecast = [];
+      this.marks = marks || [];
+      const chart = this;
+      const opts = {
+        width, height, legend: {show: false}, cursor: {show: false},
+        scales: {x: {time: true}, y: {range: (u, lo, hi) => [Math.min(min, lo ?? min), Math.max(max, hi ?? max)]}},
+        axes: [{size: 24, font: "10px system-ui", ticks: {size: 3}, values: (u, ticks) => ticks.map(clock)},
+               {size: 34, font: "10px system-ui", ticks: {size: 3}}],
+        series: [{}, {label, stroke: "#1d2330", width: 1.5, points: {size: 3}},
+                 {label: "forecast", stroke: "#6a4fb3", width: 1.5, dash: [4, 3], points: {size: 4}}],
+        hooks: {drawClear: [u => chart.drawBackground(u)]},
+      };
+      this.plot = new uPlot(opts, [[], [], []], el);
+    }
+    drawBackground(u) {
+      const ctx = u.ctx;
+      ctx.save();
+      if (this.band) {
+        const top = u.valToPos(this.band[1], "y", true), bottom = u.valToPos(this.band[0], "y", true);
+        ctx.fillStyle = "rgba(46, 160, 67, 0.12)";
+        ctx.fillRect(u.bbox.left, top, u.bbox.width, bottom - top);
+      }
+      ctx.strokeStyle = "rgba(198, 40, 40, 0.8)";
+      ctx.lineWidth = 1;
+      for (const t of this.marks) {
+        const x = u.valToPos(t / 1000, "x", true);
+        if (x >= u.bbox.left && x <= u.bbox.left + u.bbox.width) {
+          ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+        }
+      }
+      ctx.restore();
+    }
+    set(points) { this.points = points.slice().sort((a, b) => a[0] - b[0]); this.draw(); }
+    add(t, v) {
+      if (t == null || v == null) return;
+      const last = this.points[this.points.length - 1];
+      if (last && t <= last[0]) { if (t === last[0]) last[1] = v; else return; }
+      else this.points.push([t, v]);
+      this.draw();
+    }
+    mark(t) { if (!this.marks.includes(t)) { this.marks.push(t); this.draw(); } }
+    setForecast(pairs) { this.forecast = pairs; this.draw(); }
+    draw() {
+      const newest = this.points.length ? this.points[this.points.length - 1][0] : Date.now();
+      const since = newest - this.hours * 3600e3;
+      this.points = this.points.filter(p => p[0] >= since);
+      const ahead = this.forecast.length && this.points.length
+        ? [[newest, this.points[this.points.length - 1][1]], ...this.forecast.filter(f => f[0] > newest)] : [];
+      const xs = [...this.points.map(p => p[0]), ...ahead.slice(1).map(p => p[0])];
+      const real = [...this.points.map(p => p[1]), ...ahead.slice(1).map(() => null)];
+      const fut = [...this.points.map((p, i) => (ahead.length && i === this.points.length - 1 ? p[1] : null)),
+                   ...ahead.slice(1).map(p => p[1])];
+      this.plot.setData([xs.map(t => t / 1000), real, fut]);
+      this.el.dataset.points = String(this.points.length);
+      this.el.classList.toggle("empty", this.points.length === 0);  // no data: no blank chart
+    }
+  }
+
+  function forecastPairs(row) {
+    if (!row.forecast || !row.glucose || row.glucose.at == null) return [];
+    return Object.entries(row.forecast.mg_dl).map(([min, v]) => [row.glucose.at + Number(min) * 60e3, v])
+      .sort((a, b) => a[0] - b[0]);
+  }
+  function forecastText(row) {
+    if (!row.forecast) return "";
+    const f = row.forecast, v = f.mg_dl["30"];
+    if (v == null) return "";
+    const by = (f.served_by || {})["30"] || "";
+    return `→ ${Math.round(v)} in 30 min (${by === "model" ? "model " + (f.version || "") : by === "ar2" ? "AR2 minimum" : by})`;
+  }
+
+  return {api, me, live, watchHealth, act, byAcuity, TimeChart, forecastPairs, forecastText,
+          hhmm, VITAL_CODES, token, signIn};
+})();
