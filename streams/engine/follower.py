@@ -126,6 +126,9 @@ class Subscribers:
         self.queues.add(queue)
         return queue
 
+    def __contains__(self, queue: object) -> bool:
+        return queue in self.queues
+
     def discard(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self.queues.discard(queue)
 
