@@ -20,8 +20,9 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from .config_files import read_json_file
 from .settings import GlucoseTargetSettings
 
 
@@ -93,15 +94,6 @@ class PatientSettingsError(ValueError):
 def load_patient_settings(path: Path | None) -> dict[str, PatientSettings]:
     if path is None:
         return {}
-    try:
-        return SETTINGS_FILE.validate_json(path.read_bytes())
-    except OSError as error:
-        msg = f"patient settings file {path}: {error.strerror or error}"
-        raise PatientSettingsError(msg) from error
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}"
-            for e in error.errors(include_url=False, include_input=False)[:5]
-        )
-        msg = f"patient settings file {path}: {problems}"
-        raise PatientSettingsError(msg) from error
+    return read_json_file(
+        path, SETTINGS_FILE.validate_json, "patient settings file", PatientSettingsError
+    )

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from .access.audit import seal
+from .access.pseudonyms import Pseudonyms
 from .access.signing import Keys
 from .alerts import quality
 from .alerts.lifecycle import FAULT_KIND, Finding
@@ -80,6 +81,7 @@ class PatientPipeline:
         scorers: list[Scorer] | None = None,
         models: Sequence[ServingModel] = (),
         keys: Keys | None = None,
+        pseudonyms: Pseudonyms | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys or Keys.random()
@@ -90,8 +92,11 @@ class PatientPipeline:
         )
         self.lateness_ms = settings.allowed_lateness_s * 1000
         self.vitals_stale_ms = settings.vitals_stale_s * 1000
-        self.patients = load_patient_settings(settings.patient_settings_file)
-        self._scale2 = frozenset(settings.spo2_scale2_patients)
+        # settings name patients as senders do: by pseudonym when ids are pseudonymised
+        named = pseudonyms.keyed if pseudonyms else dict
+        self.patients = named(load_patient_settings(settings.patient_settings_file))
+        self._targets = named(settings.glucose_targets)
+        self._scale2 = frozenset(named(dict.fromkeys(settings.spo2_scale2_patients)))
         self.set_models(models)
 
     def set_models(self, models: Sequence[ServingModel]) -> None:
@@ -101,13 +106,9 @@ class PatientPipeline:
 
     def profile(self, patient_id: str) -> PatientProfile:
         own = self.patients.get(patient_id)
-        if (
-            own is None
-            and patient_id not in self.settings.glucose_targets
-            and patient_id not in self._scale2
-        ):
+        if own is None and patient_id not in self._targets and patient_id not in self._scale2:
             return DEFAULT_PROFILE  # most patients: nothing of their own
-        targets = (own and own.glucose_targets) or self.settings.glucose_targets.get(patient_id)
+        targets = (own and own.glucose_targets) or self._targets.get(patient_id)
         scale = (own and own.spo2_scale) or (2 if patient_id in self._scale2 else 1)
         quiet = own.quiet_hours if own else None
         return PatientProfile(

@@ -189,6 +189,11 @@ class InfluxSettings(_Section):
         description="How series are read back for the care-team page: flux (InfluxDB 2.x), "
         "prometheus (VictoriaMetrics), auto (ask the server).",
     )
+    ca_file: Path | None = Field(
+        None,
+        description="CA certificate(s) that sign an https server's certificate (default: the "
+        "system's CAs).",
+    )
 
 
 class WebSettings(_Section):
@@ -213,6 +218,10 @@ class WebSettings(_Section):
         description="JSON list of host names the web server answers to (Host and Origin "
         "headers), beside loopback names and web.host: DNS-rebinding and CSRF guard.",
     )
+    tls_certfile: Path | None = Field(
+        None, description="Certificate chain (PEM) of the web server: it serves HTTPS."
+    )
+    tls_keyfile: Path | None = Field(None, description="Private key (PEM) of tls_certfile.")
     auth: Literal["users", "none"] = Field(
         "users",
         description="Who may read patient data and act on alarms: named users of the users "
@@ -252,6 +261,9 @@ class WebSettings(_Section):
                 raise ValueError(msg)
         if not self.is_loopback and self.token is None:
             msg = f"web.host={self.host} is not loopback: set BEDSIDE_WEB__TOKEN"
+            raise ValueError(msg)
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            msg = "set both BEDSIDE_WEB__TLS_CERTFILE and BEDSIDE_WEB__TLS_KEYFILE, or neither"
             raise ValueError(msg)
         for patient, secret in self.nightscout_secrets.items():
             problem = secret_problem(secret.get_secret_value(), MIN_NIGHTSCOUT_SECRET_CHARS)
@@ -417,6 +429,32 @@ class SecuritySettings(_Section):
         return self
 
 
+class PrivacySettings(_Section):
+    """Pseudonymised patient ids (streams/access/pseudonyms.py)."""
+
+    pseudonymise: bool = Field(
+        False,
+        description="Replace every sender's patient id with a keyed pseudonym at ingest.",
+    )
+    key: SecretStr | None = Field(
+        None,
+        description="Secret of the pseudonyms (>= 32 characters); changing it changes every "
+        "pseudonym (see README: key rotation).",
+    )
+
+    @model_validator(mode="after")
+    def _key_when_on(self) -> PrivacySettings:
+        if self.pseudonymise and self.key is None:
+            msg = "BEDSIDE_PRIVACY__PSEUDONYMISE needs BEDSIDE_PRIVACY__KEY"
+            raise ValueError(msg)
+        if self.key is not None:
+            problem = secret_problem(self.key.get_secret_value(), MIN_WEB_TOKEN_CHARS)
+            if problem:
+                msg = f"BEDSIDE_PRIVACY__KEY {problem}: use openssl rand -hex 32"
+                raise ValueError(msg)
+        return self
+
+
 class StackSettings(_Section):
     """The embedded local stack started by ``bedside stack up``."""
 
@@ -448,6 +486,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
     security: SecuritySettings = SecuritySettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @model_validator(mode="after")
     def _signing_key_beyond_loopback(self) -> Settings:

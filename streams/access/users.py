@@ -17,14 +17,9 @@ import secrets
 from enum import IntEnum
 from pathlib import Path
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_serializer,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from ..config_files import read_json_file
 
 ALL_WARDS = "*"
 
@@ -120,18 +115,7 @@ class Directory:
 def read_users(path: Path | None) -> UsersFile:
     if path is None or not path.exists():
         return UsersFile()
-    try:
-        return UsersFile.model_validate_json(path.read_bytes())
-    except OSError as error:
-        msg = f"users file {path}: {error.strerror or error}"
-        raise UsersFileError(msg) from error
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}"
-            for e in error.errors(include_url=False, include_input=False)[:5]
-        )
-        msg = f"users file {path}: {problems}"
-        raise UsersFileError(msg) from error
+    return read_json_file(path, UsersFile.model_validate_json, "users file", UsersFileError)
 
 
 def load_directory(path: Path | None) -> Directory:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -71,10 +73,21 @@ def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
         # a batch of the patient stream is what one fetch returns, up to this many records
         "broker_max_poll_records": settings.ingest.batch_size,
     }
+    web = settings.web
+    if web.tls_certfile is not None and web.tls_keyfile is not None:
+        options["web_ssl_context"] = server_tls(web.tls_certfile, web.tls_keyfile)
     if profile is BrokerProfile.EMBEDDED:
         embedded.check_faust_internals()
         options.update(embedded.EMBEDDED_PROFILE.faust_options())
     return options
+
+
+def server_tls(certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    """The web server's TLS: TLS 1.2 or later, the given certificate chain and key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def create_app(

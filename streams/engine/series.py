@@ -49,6 +49,7 @@ class InfluxSink(Service):
             token=self.settings.token.get_secret_value(),
             org=self.settings.org,
             timeout=self.settings.timeout_ms,
+            **({"ssl_ca_cert": str(self.settings.ca_file)} if self.settings.ca_file else {}),
         )
 
     async def on_stop(self) -> None:

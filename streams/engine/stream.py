@@ -131,6 +131,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         partition_of=partition_of,
         window_cache=settings.ingest.window_cache,
         unsigned_actions=settings.security.unsigned_actions,
+        pseudonyms=runtime.pseudonyms,
     )
 
     @app.timer(interval=settings.scoring.reload_interval_s)  # type: ignore[untyped-decorator]

@@ -19,6 +19,7 @@ from typing import Any
 
 from faust.web import Request, View
 
+from ..access.pseudonyms import Pseudonyms
 from ..access.users import ALL_WARDS, Directory, Role, User, load_directory
 from ..patients import load_patient_settings
 from ..runtime import Runtime
@@ -48,12 +49,14 @@ class Denied(Exception):
 
 
 class Access:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pseudonyms: Pseudonyms | None = None) -> None:
         web = settings.web
         self.open = web.auth == "none"
         self.directory = Directory([]) if self.open else load_directory(web.users_file)
         patients = load_patient_settings(settings.stream.patient_settings_file)
-        self.wards = {pid: p.ward for pid, p in patients.items() if p.ward}
+        self.pseudonyms = pseudonyms
+        named = pseudonyms.of if pseudonyms else str
+        self.wards = {named(pid): p.ward for pid, p in patients.items() if p.ward}
         self.default_ward = web.default_ward
         if self.open:
             log.warning(
@@ -98,8 +101,16 @@ class Access:
             raise Denied(403, f"a {role.label} may do this; you are a {user.role.label}")
         return user
 
+    def named(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``item`` (a row, an event) with the sender's id of its pseudonymised patient
+        (``display_id``), for a caller already allowed to see the patient."""
+        if self.pseudonyms is None:
+            return item
+        return {**item, "display_id": self.pseudonyms.display(item["patient_id"])}
+
     def shown(self, user: User, event: dict[str, Any]) -> dict[str, Any]:
         """An alert event as ``user`` may see it (model details for physicians and up)."""
+        event = self.named(event)
         if user.may(Role.PHYSICIAN) or not any(
             k in event.get("evidence", {}) for k in MODEL_DETAILS
         ):
@@ -128,5 +139,5 @@ def guarded(handler: Handler) -> Handler:
 def access_of(runtime: Runtime) -> Access:
     """The worker's one Access (users file and wards read once, warnings logged once)."""
     if runtime.access is None:
-        runtime.access = Access(runtime.settings)
+        runtime.access = Access(runtime.settings, runtime.pseudonyms)
     return runtime.access

@@ -72,12 +72,15 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                         access.shown(user, event)
                     )
             rows = [
-                {**row, "alarms": open_alarms.pop(pid, [])}
+                access.named({**row, "alarms": open_alarms.pop(pid, [])})
                 for pid, row in ward.rows.items()
                 if visible(user, pid)
             ]
             # patients with an alarm but no risk event in memory still get a row
-            rows += [{"patient_id": pid, "alarms": found} for pid, found in open_alarms.items()]
+            rows += [
+                access.named({"patient_id": pid, "alarms": found})
+                for pid, found in open_alarms.items()
+            ]
             return self.json({"patients": rows, "connected": ward.connected})
 
     @app.page("/v1/ward/stream")
@@ -88,7 +91,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
             def render(item: dict[str, Any]) -> list[tuple[str | None, bytes]]:
                 if "rows" in item:
-                    rows = [r for r in item["rows"] if visible(user, r["patient_id"])]
+                    rows = [access.named(r) for r in item["rows"] if visible(user, r["patient_id"])]
                     return [("rows", orjson.dumps(rows))] if rows else []
                 if not visible(user, item["patient_id"]):
                     return []
@@ -104,7 +107,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             user = access.patient(request, patient_id)
             history = [access.shown(user, e) for e in alerts.history.get(patient_id, ())]
             row = ward.rows.get(patient_id)
-            return self.json({"patient_id": patient_id, "row": row, "transitions": history})
+            return self.json(
+                {
+                    **access.named({"patient_id": patient_id}),
+                    "row": row and access.named(row),
+                    "transitions": history,
+                }
+            )
 
     @app.page("/ui")
     class WardPage(View):

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from ..access.pseudonyms import Pseudonyms
 from ..access.signing import action_signed
 from ..alerts.actions import AlertAction, decode_action
 from ..alerts.quality import QualityStats
@@ -88,8 +89,9 @@ class BatchStep:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         window_cache: int = 20_000,
         unsigned_actions: bool = False,
+        pseudonyms: Pseudonyms | None = None,
     ) -> None:
-        self.unsigned_actions = unsigned_actions
+        self.unsigned_actions, self.pseudonyms = unsigned_actions, pseudonyms
         self.topics, self.limits, self.pipeline, self.scoring = topics, limits, pipeline, scoring
         self.state, self.records, self.checkpoint = state, records, checkpoint
         self.stats, self.quality, self.partition_of, self.clock = (
@@ -154,6 +156,11 @@ class BatchStep:
         )
         self.stats.records += 1
         self.stats.observations += len(result.observations)
+        if self.pseudonyms is not None:  # before anything is keyed, stored or published
+            of = self.pseudonyms.of
+            result.observations = [
+                o.model_copy(update={"patient_id": of(o.patient_id)}) for o in result.observations
+            ]
         if result.problems:
             await self.dead_letter(batch, result, record, value)
         patients = batch.groups.setdefault(record.partition, {})
@@ -396,6 +403,8 @@ class BatchStep:
         self, batch: Batch, result: DecodeResult, record: IncomingRecord, value: bytes
     ) -> None:
         key = key_of(record)
+        if key is not None and self.pseudonyms is not None:
+            key = self.pseudonyms.of(key.decode("utf-8", "replace")).encode()
         letter = DeadLetter.build(
             result,
             value,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import ssl
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,8 @@ class SeriesReader:
     def __init__(self, settings: InfluxSettings) -> None:
         self.settings = settings
         self.backend: str | None = None if settings.read_api == "auto" else settings.read_api
+        ca = settings.ca_file
+        self.tls = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
 
     async def _backend(self, session: aiohttp.ClientSession) -> str:
         if self.backend is None:
@@ -49,7 +52,8 @@ class SeriesReader:
     async def series(self, patient_id: str, measurement: str, start_ms: int, end_ms: int) -> Series:
         """Points of ``measurement`` (glucose, vitals, labs, risk) for one patient, by code."""
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_ms / 1000)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(ssl=self.tls) if self.tls else None
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             if await self._backend(session) == "flux":
                 return await self._flux(session, patient_id, measurement, start_ms, end_ms)
             return await self._prometheus(session, patient_id, measurement, start_ms, end_ms)

@@ -88,6 +88,28 @@ const Bedside = (() => {
     return r.ok ? `${action === "ack" ? "acknowledged" : "snoozed"}; waiting for the worker…` : `${action} failed: ${r.status}`;
   }
 
+  // One open alarm: severity, reason, state (who acted), Acknowledge and Snooze in place.
+  function alarmLine(a, status) {
+    const div = document.createElement("div");
+    div.className = `alarm ${a.severity} state-${a.state}`;
+    div.dataset.alertId = a.alert_id;
+    div.dataset.shownAt = String(Date.now());
+    div.innerHTML = `<span class="sev"></span><span class="reason"></span><span class="muted state"></span>
+      <button class="ack">Acknowledge</button><button class="secondary snooze">Snooze 30 min</button>`;
+    div.querySelector(".sev").textContent = a.severity;
+    div.querySelector(".reason").textContent = a.reason;
+    div.querySelector(".state").textContent = a.state === "open" ? "opened " + hhmm(a.opened_at)
+      : `${a.state}${a.by ? " by " + a.by : ""}`;
+    div.querySelector(".ack").disabled = a.state === "acknowledged";
+    div.querySelector(".ack").onclick = async () => status.textContent = await act(a.alert_id, "ack");
+    div.querySelector(".snooze").onclick = async () => status.textContent = await act(a.alert_id, "snooze");
+    return div;
+  }
+  function openAlarms(alarms) {  // most severe first, then oldest
+    return alarms.filter(a => a.state !== "resolved")
+      .sort((x, y) => (SEVERITY[x.severity] - SEVERITY[y.severity]) || x.opened_at.localeCompare(y.opened_at));
+  }
+
   const SEVERITY = {critical: 0, urgent: 1, warning: 2, info: 3};
   const GLUCOSE = {urgent_low: 0, low: 1, urgent_high: 2, high: 3, in_range: 4};
   const VITAL_CODES = {heart_rate: ["8867-4"], respiratory_rate: ["9279-1"], spo2: ["59408-5", "2708-6"],
@@ -187,5 +209,5 @@ const Bedside = (() => {
   }
 
   return {api, me, live, watchHealth, act, byAcuity, TimeChart, forecastPairs, forecastText,
-          hhmm, VITAL_CODES, token, signIn};
+          hhmm, VITAL_CODES, token, signIn, alarmLine, openAlarms};
 })();

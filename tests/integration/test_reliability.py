@@ -317,7 +317,7 @@ def test_the_front_door(
         "POST",
         "/fhir/Observation",
         fhir.encode(),
-        {"Content-Type": "application/fhir+json", **auth},
+        {"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"},
     )
     assert status == 400 and b"nests deeper" in answer
     deadline = time.monotonic() + 20

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
+from streams.access.pseudonyms import Pseudonyms
 from streams.alerts.quality import QualityStats
 from streams.ingest.decode import IngestLimits
 from streams.monitoring import Monitor
@@ -138,6 +139,7 @@ class StepHarness:
         pipeline: PatientPipeline | None = None,
         state: MemoryState | None = None,
         max_batches: int = 10_000,
+        pseudonyms: Pseudonyms | None = None,
     ) -> None:
         self.state = state or MemoryState()
         self.records, self.series, self.acks = MemoryRecords(), MemorySeries(), MemoryAcks()
@@ -165,6 +167,7 @@ class StepHarness:
             quality=QualityStats(),
             partition_of=partition_of,
             clock=lambda: NOW,
+            pseudonyms=pseudonyms,
         )
 
     def alerts(self) -> list[dict[str, Any]]:

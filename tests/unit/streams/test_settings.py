@@ -160,3 +160,18 @@ def test_building_settings_does_not_happen_at_import() -> None:
     import streams.settings as module
 
     assert not any(isinstance(value, Settings) for value in vars(module).values())
+
+
+def test_tls_and_pseudonyms_are_refused_half_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BEDSIDE_WEB__TLS_CERTFILE", "/etc/bedside/cert.pem")
+    with pytest.raises(ValidationError, match="BEDSIDE_WEB__TLS_KEYFILE"):
+        get_settings()
+    monkeypatch.delenv("BEDSIDE_WEB__TLS_CERTFILE")
+    monkeypatch.setenv("BEDSIDE_PRIVACY__PSEUDONYMISE", "true")
+    with pytest.raises(ValidationError, match="BEDSIDE_PRIVACY__KEY"):
+        get_settings()
+    monkeypatch.setenv("BEDSIDE_PRIVACY__KEY", "change-me")
+    with pytest.raises(ValidationError, match="placeholder"):
+        get_settings()
+    monkeypatch.setenv("BEDSIDE_PRIVACY__KEY", "p5eud0-" + "k" * 32)
+    assert get_settings().privacy.pseudonymise
