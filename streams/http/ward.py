@@ -23,11 +23,12 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
+from ..access.users import User
 from ..engine.alert_view import AlertView
 from ..engine.ward_view import WardView
 from ..runtime import Runtime
 from ..settings import Settings
-from .access import access_of, guarded
+from .access import Access, access_of, guarded
 from .events import event_stream
 from .guard import PAGE_HEADERS
 
@@ -45,75 +46,85 @@ def _web_file(name: str) -> bytes:
     return path.read_bytes()
 
 
+class WardApi:
+    """The ward routes' work (routes: :func:`register`)."""
+
+    def __init__(self, ward: WardView, alerts: AlertView, access: Access) -> None:
+        self.ward, self.alerts, self.access = ward, alerts, access
+
+    def rows(self, user: User) -> dict[str, Any]:
+        """A row per visible patient with its open alarms (``GET /v1/ward``)."""
+        access = self.access
+        open_alarms: dict[str, list[dict[str, Any]]] = {}
+        for event in self.alerts.open.values():
+            if access.sees(user, event["patient_id"]):
+                open_alarms.setdefault(event["patient_id"], []).append(access.shown(user, event))
+        rows = [
+            access.named({**row, "alarms": open_alarms.pop(pid, [])})
+            for pid, row in self.ward.rows.items()
+            if access.sees(user, pid)
+        ]
+        # patients with an alarm but no risk event in memory still get a row
+        rows += [
+            access.named({"patient_id": pid, "alarms": found}) for pid, found in open_alarms.items()
+        ]
+        return {"patients": rows, "connected": self.ward.connected}
+
+    async def stream(self, request: Request, user: User) -> Any:
+        """``alert`` and ``rows`` events of the user's wards (``GET /v1/ward/stream``)."""
+        access = self.access
+
+        def render(item: dict[str, Any]) -> list[tuple[str | None, bytes]]:
+            if "rows" in item:
+                rows = [access.named(r) for r in item["rows"] if access.sees(user, r["patient_id"])]
+                return [("rows", orjson.dumps(rows))] if rows else []
+            if not access.sees(user, item["patient_id"]):
+                return []
+            return [("alert", orjson.dumps(access.shown(user, item)))]
+
+        sources = [self.alerts.subscribers, self.ward.subscribers]
+        return await event_stream(request, sources, render)
+
+    def patient(self, user: User, patient_id: str) -> dict[str, Any]:
+        """The patient's row and recent transitions (``GET /v1/patients/{id}/alerts``)."""
+        history = [self.access.shown(user, e) for e in self.alerts.history.get(patient_id, ())]
+        row = self.ward.rows.get(patient_id)
+        return {
+            **self.access.named({"patient_id": patient_id}),
+            "row": row and self.access.named(row),
+            "transitions": history,
+        }
+
+
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     ward = WardView(settings.kafka, settings.topics.risk)
     runtime.monitor.clients.append(ward)
     app.service(ward)  # type: ignore[arg-type]
-    access = access_of(runtime)
     if runtime.alert_view is None:
         msg = "register streams.http.alarms before the ward"
         raise RuntimeError(msg)
-    alerts: AlertView = runtime.alert_view
+    access = access_of(runtime)
+    api = WardApi(ward, runtime.alert_view, access)
     pages = {name: _web_file(name).decode() for name in ("ward.html", "patient.html")}
     static = {name: _web_file(name) for name in STATIC}
-
-    def visible(user: Any, patient: str) -> bool:
-        return access.sees(user, patient)
 
     @app.page("/v1/ward")
     class Ward(View):
         @guarded
         async def get(self, request: Request) -> Response:
-            user = access.caller(request)
-            open_alarms: dict[str, list[dict[str, Any]]] = {}
-            for event in alerts.open.values():
-                if visible(user, event["patient_id"]):
-                    open_alarms.setdefault(event["patient_id"], []).append(
-                        access.shown(user, event)
-                    )
-            rows = [
-                access.named({**row, "alarms": open_alarms.pop(pid, [])})
-                for pid, row in ward.rows.items()
-                if visible(user, pid)
-            ]
-            # patients with an alarm but no risk event in memory still get a row
-            rows += [
-                access.named({"patient_id": pid, "alarms": found})
-                for pid, found in open_alarms.items()
-            ]
-            return self.json({"patients": rows, "connected": ward.connected})
+            return self.json(api.rows(access.caller(request)))
 
     @app.page("/v1/ward/stream")
     class WardStream(View):
         @guarded
         async def get(self, request: Request) -> Any:
-            user = access.caller(request)
-
-            def render(item: dict[str, Any]) -> list[tuple[str | None, bytes]]:
-                if "rows" in item:
-                    rows = [access.named(r) for r in item["rows"] if visible(user, r["patient_id"])]
-                    return [("rows", orjson.dumps(rows))] if rows else []
-                if not visible(user, item["patient_id"]):
-                    return []
-                return [("alert", orjson.dumps(access.shown(user, item)))]
-
-            sources = [alerts.subscribers, ward.subscribers]
-            return await event_stream(request, sources, render)
+            return await api.stream(request, access.caller(request))
 
     @app.page("/v1/patients/{patient_id}/alerts")
     class PatientAlerts(View):
         @guarded
         async def get(self, request: Request, patient_id: str) -> Response:
-            user = access.patient(request, patient_id)
-            history = [access.shown(user, e) for e in alerts.history.get(patient_id, ())]
-            row = ward.rows.get(patient_id)
-            return self.json(
-                {
-                    **access.named({"patient_id": patient_id}),
-                    "row": row and access.named(row),
-                    "transitions": history,
-                }
-            )
+            return self.json(api.patient(access.patient(request, patient_id), patient_id))
 
     @app.page("/ui")
     class WardPage(View):
