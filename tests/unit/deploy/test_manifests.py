@@ -61,7 +61,9 @@ def test_workers_are_a_statefulset_with_volumes_probes_and_settings() -> None:
         and config["BEDSIDE_WORKER__STORE"] == "rocksdb"
     )
     secrets = yaml_documents(DEPLOY / "k8s" / "secret.yaml")[0]["stringData"]
-    assert {"BEDSIDE_INFLUX__TOKEN", "BEDSIDE_WEB__TOKEN"} <= set(secrets)
+    assert {"BEDSIDE_INFLUX__TOKEN", "BEDSIDE_WEB__TOKEN", "BEDSIDE_SECURITY__SIGNING_KEY"} <= set(
+        secrets
+    )
     assert not {k for k in config if "TOKEN" in k or "PASSWORD" in k}  # secrets stay secret
 
 
