@@ -1,6 +1,6 @@
 """Alarms over HTTP (the care-team pages: ``streams.http.ward``).
 
-- ``GET /v1/alerts``: open alarms (every patient, from the worker's alert view);
+- ``GET /v1/alerts``: open alarms of the user's wards (from the worker's alert view);
 - ``GET /v1/alerts/stream``: the same, live, as server-sent events (one per transition);
 - ``POST /v1/alerts/{alert_id}/ack`` and ``/snooze`` (body ``{"minutes": ...}``): publishes
   the action, signed, to ``alert-acks`` keyed by the patient and answers 202 once the broker
