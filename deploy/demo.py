@@ -225,7 +225,7 @@ def run_demo(
             f"(faults: {the_plan.counts})\ncare-team page ({DEMO_USER}): {sign_in}"
         )
         asyncio.run(_live(settings, console, cohort, the_plan, speed))
-        summary(console, cohort, the_plan, url, sign_in)
+        summary(console, cohort, the_plan, url, sign_in if stay else None)
         if stay:
             click.echo(f"\nthe stack, the worker and the page stay up: {sign_in}")
             click.echo("press Ctrl-C to stop them")
@@ -234,7 +234,7 @@ def run_demo(
     except KeyboardInterrupt:
         click.echo("\ninterrupted")
         if cohort is not None and the_plan is not None and not console.summarised:
-            summary(console, cohort, the_plan, url, sign_in, partial=True)
+            summary(console, cohort, the_plan, url, None, partial=True)
     finally:
         worker.terminate()
         try:
@@ -281,10 +281,11 @@ def summary(
     cohort: Cohort,
     the_plan: Plan,
     url: str,
-    sign_in: str,
+    sign_in: str | None,
     *,
     partial: bool = False,
 ) -> None:
+    """The run's figures; ``sign_in``: the page's link while it stays up (None: it stops)."""
     console.summarised = True
     stats = _get(f"{url}/stats") or {}
     latencies = console.latencies
@@ -316,4 +317,5 @@ def summary(
             f"produce -> alert latency: p50 {p50:,.0f} ms, "
             f"p99 {p99:,.0f} ms ({len(latencies)} CGM alerts)"
         )
-    click.echo(f"care-team page: {sign_in}  (ground truth: .bedside/demo-truth.jsonl)")
+    page = sign_in or "stops with the worker now (--stay keeps it up)"
+    click.echo(f"care-team page: {page}  (ground truth: .bedside/demo-truth.jsonl)")
