@@ -1,8 +1,9 @@
 """Who is calling: the signed-in user of a request, and what they may see and do.
 
 Patient data and alarm actions need a named user (``streams.access.users``): a bearer token
-in ``Authorization`` (``?token=`` too for ``EventSource``, which cannot send headers). A
-patient is visible to users of its ward (the patient settings file's ``ward``, else
+in ``Authorization``, never in a URL (where logs, histories and proxies keep it); the users
+file is read again when it changes (checked every 5 s), so adding or removing a user needs
+no restart. A patient is visible to users of its ward (the patient settings file's ``ward``, else
 ``BEDSIDE_WEB__DEFAULT_WARD``). ``BEDSIDE_WEB__AUTH=none`` lets anyone in, as an admin of
 every ward named ``anyone.auth-none``: development only, logged as a warning at start.
 The ingest gateway keeps its own device credentials (``BEDSIDE_WEB__TOKEN``, Nightscout
@@ -14,13 +15,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.web import Request, View
 
 from ..access.pseudonyms import Pseudonyms
-from ..access.users import ALL_WARDS, Directory, Role, User, load_directory
+from ..access.users import ALL_WARDS, Directory, Role, User, UsersFileError, load_directory
 from ..patients import load_patient_settings
 from ..runtime import Runtime
 from ..settings import Settings
@@ -31,6 +33,7 @@ ANYONE = User(name="anyone.auth-none", role=Role.ADMIN, wards=(ALL_WARDS,), toke
 
 #: Evidence a model alert carries that only physicians see (what drove the model's score).
 MODEL_DETAILS = ("drivers",)
+RELOAD_CHECK_S = 5.0  # how often the users file is looked at for changes
 DRIVEN_BY = re.compile(r" Driven by: [^.]*\.")
 
 
@@ -53,6 +56,9 @@ class Access:
         web = settings.web
         self.open = web.auth == "none"
         self.directory = Directory([]) if self.open else load_directory(web.users_file)
+        self.users_file = None if self.open else web.users_file
+        self._loaded = self.users_file.stat().st_mtime_ns if self.users_file else 0
+        self._checked = time.monotonic()
         patients = load_patient_settings(settings.stream.patient_settings_file)
         self.pseudonyms = pseudonyms
         named = pseudonyms.of if pseudonyms else str
@@ -73,12 +79,27 @@ class Access:
         """The signed-in user; raises Denied(401) without valid credentials."""
         if self.open:
             return ANYONE
+        self._reload()
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        token = value.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
-        user = self.directory.find(token)
+        user = self.directory.find(value.strip() if scheme.lower() == "bearer" else "")
         if user is None:
             raise Denied(401, "sign in: a user's bearer token (bedside users add) is required")
         return user
+
+    def _reload(self) -> None:
+        """Take in a changed users file (users added or removed) without a restart; a file
+        that became unusable keeps the users it had, loudly."""
+        now = time.monotonic()
+        if self.users_file is None or now - self._checked < RELOAD_CHECK_S:
+            return
+        self._checked = now
+        try:
+            changed = self.users_file.stat().st_mtime_ns
+            if changed != self._loaded:
+                self.directory, self._loaded = load_directory(self.users_file), changed
+                log.info("users file reloaded: %d users", len(self.directory.users))
+        except (OSError, UsersFileError) as error:
+            log.error("users file not reloaded, the previous users stay: %s", error)
 
     def ward_of(self, patient_id: str) -> str:
         return self.wards.get(patient_id, self.default_ward)

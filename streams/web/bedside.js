@@ -42,23 +42,44 @@ const Bedside = (() => {
     return user;
   }
 
-  // One event stream per page: "alert" (each transition) and "rows" (changed rows, <= 1/s).
-  // When it is lost or the server drops a stalled page ("reload"), onReload reloads data.
+  // One event stream per page: "alert" (each transition) and "rows" (changed rows, <= 1/s),
+  // read with fetch so the token travels in a header, never in a URL. When it ends (the
+  // server drops a page that fell behind, a restart, the network), it reconnects and
+  // onReload reloads what may have been missed.
   function live(handlers, status) {
-    let source = null, lost = false;
-    function open() {
-      if (source) source.close();
-      window.bedsideRequests += 1;
-      source = new EventSource("/v1/ward/stream?token=" + encodeURIComponent(token()));
-      source.onopen = () => {
+    let lost = false, wait = 1000;
+    const dispatch = block => {
+      let name = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) name = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (name === "alert") handlers.onAlert(JSON.parse(data));
+      else if (name === "rows") JSON.parse(data).forEach(handlers.onRow);
+    };
+    async function open() {
+      try {
+        const r = await api("/v1/ward/stream", {headers: {Accept: "text/event-stream"}});
+        if (!r.ok) throw new Error(`stream: ${r.status}`);
         status.textContent = "live";
         status.className = "live";
+        wait = 1000;
         if (lost) { lost = false; handlers.onReload(); }
-      };
-      source.onerror = () => { status.textContent = "reconnecting…"; status.className = "down"; lost = true; };
-      source.addEventListener("reload", () => { lost = true; open(); });
-      source.addEventListener("alert", m => handlers.onAlert(JSON.parse(m.data)));
-      source.addEventListener("rows", m => JSON.parse(m.data).forEach(handlers.onRow));
+        const reader = r.body.getReader(), decoder = new TextDecoder();
+        let buffer = "";
+        for (;;) {
+          const {value, done} = await reader.read();
+          if (done) break;
+          buffer += decoder.decode(value, {stream: true});
+          for (let end; (end = buffer.indexOf("\n\n")) >= 0; buffer = buffer.slice(end + 2))
+            dispatch(buffer.slice(0, end));
+        }
+      } catch (e) { /* reconnect below */ }
+      lost = true;
+      status.textContent = "reconnecting…";
+      status.className = "down";
+      setTimeout(open, wait);
+      wait = Math.min(wait * 2, 15000);
     }
     open();
   }

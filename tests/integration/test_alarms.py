@@ -184,7 +184,10 @@ def test_ticks_reach_every_owned_partition(worker: Any) -> None:
 
 def test_server_sent_events_and_series_for_the_page(worker: Any, stack_settings: Settings) -> None:
     patient = f"sse-{uuid.uuid4().hex[:6]}"
-    request = urllib.request.Request(f"{worker.url}/v1/alerts/stream?token={TOKEN}")
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with pytest.raises(urllib.error.HTTPError):  # a token in the URL is no credential
+        urllib.request.urlopen(f"{worker.url}/v1/alerts/stream?token={TOKEN}", timeout=10)
+    request = urllib.request.Request(f"{worker.url}/v1/alerts/stream", headers=bearer)
     with urllib.request.urlopen(request, timeout=30) as stream:
         asyncio.run(produce(stack_settings, falling_to_low(patient)))
         deadline = time.monotonic() + 30

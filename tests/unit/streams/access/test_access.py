@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,12 @@ def access(tmp_path: Path, **web: Any) -> tuple[Access, dict[str, str]]:
     return Access(settings), tokens
 
 
-def test_callers_are_named_by_their_token_header_or_stream_query(tmp_path: Path) -> None:
+def test_callers_are_named_by_their_token_in_the_header_never_in_the_url(
+    tmp_path: Path,
+) -> None:
     found, tokens = access(tmp_path)
     assert found.caller(Request(tokens["nurse"])).name == "nurse"  # type: ignore[arg-type]
-    assert found.caller(Request(query=tokens["doctor"])).name == "doctor"  # type: ignore[arg-type]
-    for request in (Request(), Request("bsu_guess"), Request(query="bsu_guess")):
+    for request in (Request(), Request("bsu_guess"), Request(query=tokens["doctor"])):
         with pytest.raises(Denied) as denied:
             found.caller(request)  # type: ignore[arg-type]
         assert denied.value.status == 401
@@ -80,3 +83,17 @@ def test_without_users_nobody_reads_and_auth_none_lets_anyone(tmp_path: Path) ->
         nobody.caller(Request("anything"))  # type: ignore[arg-type]
     anyone = Access(Settings(web=WebSettings(auth="none")))
     assert anyone.caller(Request()).may(Role.ADMIN)  # type: ignore[arg-type]
+
+
+def test_a_changed_users_file_is_taken_in_without_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found, tokens = access(tmp_path)
+    monkeypatch.setattr("streams.http.access.RELOAD_CHECK_S", 0.0)
+    users = tmp_path / "users.json"
+    carol = add_user(users, "carol", Role.NURSE, ["4B"])
+    os.utime(users, ns=(1, time.time_ns() + 10**9))  # a new mtime even on coarse clocks
+    assert found.caller(Request(carol)).name == "carol"  # type: ignore[arg-type]
+    users.write_text("{not json")
+    os.utime(users, ns=(1, time.time_ns() + 2 * 10**9))
+    assert found.caller(Request(tokens["nurse"])).name == "nurse"  # type: ignore[arg-type]
