@@ -17,7 +17,7 @@ from ..settings import KafkaSettings
 from ..ward import ward_row
 from .follower import Subscribers, TopicFollower
 
-BACKFILL = 50_000  # risk events per partition read at start
+BACKFILL = 5_000  # risk events per partition read at start (8 us each to apply: 0.04 s)
 PATIENTS = 50_000  # rows kept
 FLUSH_S = 1.0
 

@@ -89,6 +89,75 @@ def test_alert_list_and_stream_show_only_the_users_wards(
     assert listed == SEES[user]
 
 
+@pytest.mark.parametrize("user", [*TOKENS, None])
+def test_ward_rows_show_only_the_users_wards(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]], user: str | None
+) -> None:
+    worker, _ = ward_worker
+    status, body = call(worker, "GET", "/v1/ward", TOKENS.get(user or ""))
+    if user is None:
+        assert status == 401
+        return
+    rows = {r["patient_id"]: r for r in body["patients"]}
+    assert set(rows) & SEES["admin-all"] == SEES[user]
+    for patient in SEES[user]:  # each row carries its own open alarm
+        assert [a["patient_id"] for a in rows[patient]["alarms"]] == [patient]
+
+
+def streamed_patients(worker: Any, path: str, token: str, then: Callable[[], None]) -> set[str]:
+    """Patients named by what ``path`` streams for ``token`` in the 8 s after ``then()``."""
+    found: set[str] = set()
+    request = urllib.request.Request(
+        f"{worker.url}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=4) as stream:
+        then()
+        deadline = time.monotonic() + 8
+        try:
+            while time.monotonic() < deadline:
+                line = stream.readline()
+                if line.startswith(b"data: "):
+                    data = json.loads(line[6:])
+                    found |= {i["patient_id"] for i in (data if isinstance(data, list) else [data])}
+        except TimeoutError:
+            pass  # nothing more within 4 s
+    return found & SEES["admin-all"]
+
+
+@pytest.mark.parametrize("user", ["nurse-4b", "physician-general", "admin-all"])
+def test_live_streams_carry_only_the_users_wards(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]], stack_settings: Settings, user: str
+) -> None:
+    """The pages' stream (rows) and the alert stream, opened before both wards change."""
+    worker, alerts = ward_worker
+
+    def new_readings() -> None:
+        asyncio.run(produce(stack_settings, [cgm(p, 0, 57) for p in (IN_4B, IN_GENERAL)]))
+
+    def snoozed_by_admin() -> None:
+        for alert in alerts.values():
+            path = f"/v1/alerts/{alert['alert_id']}/snooze"
+            assert call(worker, "POST", path, TOKENS["admin-all"], b'{"minutes": 5}')[0] == 202
+
+    rows = streamed_patients(worker, "/v1/ward/stream", TOKENS[user], new_readings)
+    assert rows == SEES[user]
+    transitions = streamed_patients(worker, "/v1/alerts/stream", TOKENS[user], snoozed_by_admin)
+    assert transitions == SEES[user]
+
+
+@pytest.mark.parametrize("user", [*TOKENS, None])
+def test_a_patients_history_needs_the_patients_ward(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]], user: str | None
+) -> None:
+    worker, _ = ward_worker
+    for patient in (IN_4B, IN_GENERAL):
+        status, body = call(worker, "GET", f"/v1/patients/{patient}/alerts", TOKENS.get(user or ""))
+        expected = 401 if user is None else 200 if patient in SEES[user] else 403
+        assert status == expected, (user, patient)
+        if status == 200:
+            assert body["transitions"] and body["transitions"][0]["transition"] == "opened"
+
+
 @pytest.mark.parametrize("path", ["/v1/patients/{}/series?hours=1", "/v1/patients/{}/window"])
 @pytest.mark.parametrize("user", [*TOKENS, None, "wrong"])
 def test_patient_reads_need_the_patients_ward(
