@@ -101,6 +101,19 @@ class Access:
         except (OSError, UsersFileError) as error:
             log.error("users file not reloaded, the previous users stay: %s", error)
 
+    def ward_choices(self, user: User) -> list[str]:
+        """The wards a user may narrow the ward view to."""
+        if ALL_WARDS in user.wards:
+            return sorted({*self.wards.values(), self.default_ward})
+        return list(user.wards)
+
+    def ward_filter(self, request: Request, user: User) -> str | None:
+        """The ward asked for (``?ward=``), one the user sees; None for all of theirs."""
+        ward = request.query.get("ward") or None
+        if ward is not None and not user.sees(ward):
+            raise Denied(403, f"ward {ward} is not one of yours ({', '.join(user.wards)})")
+        return ward
+
     def ward_of(self, patient_id: str) -> str:
         return self.wards.get(patient_id, self.default_ward)
 

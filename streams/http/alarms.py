@@ -183,7 +183,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     class Me(View):
         @guarded
         async def get(self, request: Request) -> Response:
-            return self.json(access.caller(request).public())
+            user = access.caller(request)
+            return self.json({**user.public(), "ward_choices": access.ward_choices(user)})
 
     @app.page("/v1/admin/users")
     class Users(View):

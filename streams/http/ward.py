@@ -2,10 +2,11 @@
 
 - ``GET /ui``: the ward view; ``GET /ui/patients/{patient_id}``: a patient's page;
   ``GET /ui/static/{name}``: their script, style and the vendored chart library (uPlot);
-- ``GET /v1/ward``: a row per patient of the user's wards (``streams.ward``) with its open
-  alarms;
-- ``GET /v1/ward/stream``: server-sent events: ``alert`` (each transition, as it arrives)
-  and ``rows`` (the rows that changed, at most one message a second);
+- ``GET /v1/ward[?ward=W]``: a row per patient of the user's wards, or of ward ``W`` of
+  theirs (``streams.ward``), with its open alarms;
+- ``GET /v1/ward/stream[?ward=W | ?patient=ID]``: server-sent events: ``alert`` (each
+  transition, as it arrives) and ``rows`` (the rows that changed, at most one message a
+  second), of the user's wards, one ward of theirs, or one patient of theirs (its page);
 - ``GET /v1/patients/{patient_id}/alerts``: the patient's recent transitions, who acted.
 
 Request budget of an open page: on load ``/v1/me``, ``/v1/ward`` (or the patient's row and
@@ -16,6 +17,7 @@ was lost (``reload``) or a new patient appears.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -52,17 +54,29 @@ class WardApi:
     def __init__(self, ward: WardView, alerts: AlertView, access: Access) -> None:
         self.ward, self.alerts, self.access = ward, alerts, access
 
-    def rows(self, user: User) -> dict[str, Any]:
-        """A row per visible patient with its open alarms (``GET /v1/ward``)."""
+    def shows(
+        self, user: User, ward: str | None, patient: str | None = None
+    ) -> Callable[[str], bool]:
+        """Whether a patient belongs on ``user``'s page, narrowed to ``ward`` or to one
+        ``patient`` (both already checked to be the user's) if given."""
         access = self.access
+        if patient is not None:
+            return lambda other: other == patient
+        if ward is None:
+            return lambda other: access.sees(user, other)
+        return lambda other: access.ward_of(other) == ward
+
+    def rows(self, user: User, ward: str | None = None) -> dict[str, Any]:
+        """A row per visible patient with its open alarms (``GET /v1/ward``)."""
+        access, shows = self.access, self.shows(user, ward)
         open_alarms: dict[str, list[dict[str, Any]]] = {}
         for event in self.alerts.open.values():
-            if access.sees(user, event["patient_id"]):
+            if shows(event["patient_id"]):
                 open_alarms.setdefault(event["patient_id"], []).append(access.shown(user, event))
         rows = [
             access.named({**row, "alarms": open_alarms.pop(pid, [])})
             for pid, row in self.ward.rows.items()
-            if access.sees(user, pid)
+            if shows(pid)
         ]
         # patients with an alarm but no risk event in memory still get a row
         rows += [
@@ -70,15 +84,17 @@ class WardApi:
         ]
         return {"patients": rows, "connected": self.ward.connected}
 
-    async def stream(self, request: Request, user: User) -> Any:
+    async def stream(
+        self, request: Request, user: User, ward: str | None = None, patient: str | None = None
+    ) -> Any:
         """``alert`` and ``rows`` events of the user's wards (``GET /v1/ward/stream``)."""
-        access = self.access
+        access, shows = self.access, self.shows(user, ward, patient)
 
         def render(item: dict[str, Any]) -> list[tuple[str | None, bytes]]:
             if "rows" in item:
-                rows = [access.named(r) for r in item["rows"] if access.sees(user, r["patient_id"])]
+                rows = [access.named(r) for r in item["rows"] if shows(r["patient_id"])]
                 return [("rows", orjson.dumps(rows))] if rows else []
-            if not access.sees(user, item["patient_id"]):
+            if not shows(item["patient_id"]):
                 return []
             return [("alert", orjson.dumps(access.shown(user, item)))]
 
@@ -112,13 +128,19 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     class Ward(View):
         @guarded
         async def get(self, request: Request) -> Response:
-            return self.json(api.rows(access.caller(request)))
+            user = access.caller(request)
+            return self.json(api.rows(user, access.ward_filter(request, user)))
 
     @app.page("/v1/ward/stream")
     class WardStream(View):
         @guarded
         async def get(self, request: Request) -> Any:
-            return await api.stream(request, access.caller(request))
+            patient = request.query.get("patient")
+            if patient is not None:  # a patient's page: that patient only, if theirs
+                user = access.patient(request, patient)
+                return await api.stream(request, user, patient=patient)
+            user = access.caller(request)
+            return await api.stream(request, user, access.ward_filter(request, user))
 
     @app.page("/v1/patients/{patient_id}/alerts")
     class PatientAlerts(View):

@@ -39,14 +39,23 @@ const Bedside = (() => {
     const user = await r.json();
     const who = document.getElementById("who");
     if (who) who.textContent = `${user.name} · ${user.role} · ${user.wards.join(", ")}`;
+    const pick = document.getElementById("ward");
+    if (pick && user.ward_choices.length > 1) {  // narrow the view to one ward of theirs
+      pick.hidden = false;
+      pick.replaceChildren(new Option("all my wards", ""), ...user.ward_choices.map(w => new Option(w, w)));
+      pick.value = ward();
+      pick.onchange = () => { sessionStorage.setItem("bedside-ward", pick.value); location.reload(); };
+    }
     return user;
   }
+  const ward = () => sessionStorage.getItem("bedside-ward") || "";
+  const wardQuery = () => (ward() ? "?ward=" + encodeURIComponent(ward()) : "");
 
   // One event stream per page: "alert" (each transition) and "rows" (changed rows, <= 1/s),
   // read with fetch so the token travels in a header, never in a URL. When it ends (the
   // server drops a page that fell behind, a restart, the network), it reconnects and
   // onReload reloads what may have been missed.
-  function live(handlers, status) {
+  function live(handlers, status, query = "") {
     let lost = false, wait = 1000;
     const dispatch = block => {
       let name = "message", data = "";
@@ -59,7 +68,7 @@ const Bedside = (() => {
     };
     async function open() {
       try {
-        const r = await api("/v1/ward/stream", {headers: {Accept: "text/event-stream"}});
+        const r = await api("/v1/ward/stream" + query, {headers: {Accept: "text/event-stream"}});
         if (!r.ok) throw new Error(`stream: ${r.status}`);
         status.textContent = "live";
         status.className = "live";
@@ -230,5 +239,5 @@ const Bedside = (() => {
   }
 
   return {api, me, live, watchHealth, act, byAcuity, TimeChart, forecastPairs, forecastText,
-          hhmm, VITAL_CODES, token, signIn, alarmLine, openAlarms};
+          hhmm, VITAL_CODES, token, signIn, alarmLine, openAlarms, wardQuery};
 })();

@@ -124,6 +124,22 @@ def streamed_patients(worker: Any, path: str, token: str, then: Callable[[], Non
     return found & SEES["admin-all"]
 
 
+def test_a_view_narrowed_to_one_ward_and_a_patients_stream(
+    ward_worker: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    worker, _ = ward_worker
+    status, body = call(worker, "GET", "/v1/ward?ward=4B", TOKENS["admin-all"])
+    assert status == 200 and {r["patient_id"] for r in body["patients"]} & SEES["admin-all"] == {
+        IN_4B
+    }
+    assert call(worker, "GET", "/v1/ward?ward=general", TOKENS["nurse-4b"])[0] == 403
+    assert (
+        call(worker, "GET", f"/v1/ward/stream?patient={IN_GENERAL}", TOKENS["nurse-4b"])[0] == 403
+    )
+    status, me = call(worker, "GET", "/v1/me", TOKENS["admin-all"])
+    assert {"4B", "general"} <= set(me["ward_choices"])
+
+
 @pytest.mark.parametrize("user", ["nurse-4b", "physician-general", "admin-all"])
 def test_live_streams_carry_only_the_users_wards(
     ward_worker: tuple[Any, dict[str, dict[str, Any]]], stack_settings: Settings, user: str

@@ -97,3 +97,18 @@ def test_a_changed_users_file_is_taken_in_without_a_restart(
     users.write_text("{not json")
     os.utime(users, ns=(1, time.time_ns() + 2 * 10**9))
     assert found.caller(Request(tokens["nurse"])).name == "nurse"  # type: ignore[arg-type]
+
+
+def test_a_user_narrows_the_view_to_one_of_their_wards_only(tmp_path: Path) -> None:
+    found, tokens = access(tmp_path, default_ward="general")
+    nurse = found.caller(Request(tokens["nurse"]))  # type: ignore[arg-type]
+    assert found.ward_choices(nurse) == ["4B"]
+    asking = Request(tokens["nurse"])
+    asking.query = {"ward": "4B"}
+    assert found.ward_filter(asking, nurse) == "4B"  # type: ignore[arg-type]
+    asking.query = {"ward": "general"}
+    with pytest.raises(Denied) as denied:
+        found.ward_filter(asking, nurse)  # type: ignore[arg-type]
+    assert denied.value.status == 403
+    everyone = Access(Settings(web=WebSettings(auth="none")))
+    assert everyone.ward_choices(everyone.caller(Request())) == ["general"]  # type: ignore[arg-type]
