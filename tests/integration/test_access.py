@@ -76,7 +76,7 @@ def ward_worker(
 
 
 @pytest.mark.parametrize("user", [*TOKENS, None])
-def test_alert_list_and_stream_show_only_the_users_wards(
+def test_the_alert_list_shows_only_the_users_wards(
     ward_worker: tuple[Any, dict[str, dict[str, Any]]], user: str | None
 ) -> None:
     worker, _ = ward_worker
