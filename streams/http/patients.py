@@ -31,6 +31,8 @@ def window_document(window: PatientWindow) -> dict[str, Any]:
             kind: {"alert_id": a.alert_id, "state": a.state, "severity": a.severity}
             for kind, a in window.alarms.items()
         },
+        # the audit chain's length and last link: what `bedside audit verify` must find
+        "audit": {"seq": window.audit_seq, "head": window.audit_head.hex()},
     }
 
 

@@ -8,6 +8,7 @@ import orjson
 
 from streams.access.audit import seal, verify
 from streams.access.signing import Keys, action_signature, action_signed
+from streams.http.patients import window_document
 from streams.windows.patient import PatientWindow
 
 KEYS = Keys.derive("unit-test-signing-key-0123456789abcdef")
@@ -30,6 +31,9 @@ def test_a_whole_chain_verifies_in_any_order_with_duplicates() -> None:
     assert (stored.audit_seq, stored.audit_head) == (3, window.audit_head)
     trail = verify(KEYS.audit, [chain[2], chain[0], chain[1], chain[1]])["p1"]
     assert (trail.length, trail.problems, trail.redelivered) == (3, [], 0)
+    # the window says how long the chain must be: its newest events cannot go unseen
+    assert window_document(stored)["audit"] == {"seq": 3, "head": trail.head}
+    assert verify(KEYS.audit, chain[:2])["p1"].length == 2 < window_document(stored)["audit"]["seq"]
 
 
 def test_changed_removed_and_forged_events_are_named() -> None:
