@@ -21,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TypeVar
 
+from ..schemas.observation import Observation
+
 PREFIX = "px-"
 SHAPE = re.compile(r"^px-[a-z2-7]{24}$")
 MEMORY = 200_000  # pseudonym -> id pairs kept for the pages
@@ -49,6 +51,10 @@ class Pseudonyms:
             if len(self.names) > self.memory:
                 self.names.popitem(last=False)
         return pseudonym
+
+    def observations(self, observations: list[Observation]) -> list[Observation]:
+        """The observations with their patient ids pseudonymised."""
+        return [o.model_copy(update={"patient_id": self.of(o.patient_id)}) for o in observations]
 
     def display(self, pseudonym: str) -> str | None:
         """The id a sender used for ``pseudonym``, when this worker has seen it."""

@@ -56,7 +56,7 @@ class AlertView(TopicFollower):
                 self.history.popitem(last=False)
         else:
             self.history.move_to_end(patient)
-        if not any(e.get("audit") == event.get("audit") and e == event for e in trail):
+        if event not in trail:
             trail.append(event)  # a redelivered event is shown once
 
     def get(self, alert_id: str) -> dict[str, Any] | None:

@@ -175,11 +175,8 @@ class Gateway:
         """Each observation to its kind's topic; returns once the broker has every one."""
         if self.runtime.monitor.broker_down_since is not None:
             raise ConnectionError  # known unreachable: do not make the sender wait
-        names = self.runtime.pseudonyms
-        if names is not None:  # the ingest topics then hold no clear id from this gateway
-            observations = [
-                o.model_copy(update={"patient_id": names.of(o.patient_id)}) for o in observations
-            ]
+        if self.runtime.pseudonyms is not None:  # the ingest topics get no clear id from here
+            observations = self.runtime.pseudonyms.observations(observations)
         futures = [
             await self.by_kind[o.kind].send(key=o.patient_id.encode(), value=native_record(o))
             for o in observations

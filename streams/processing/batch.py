@@ -157,10 +157,7 @@ class BatchStep:
         self.stats.records += 1
         self.stats.observations += len(result.observations)
         if self.pseudonyms is not None:  # before anything is keyed, stored or published
-            of = self.pseudonyms.of
-            result.observations = [
-                o.model_copy(update={"patient_id": of(o.patient_id)}) for o in result.observations
-            ]
+            result.observations = self.pseudonyms.observations(result.observations)
         if result.problems:
             await self.dead_letter(batch, result, record, value)
         patients = batch.groups.setdefault(record.partition, {})

@@ -1,6 +1,5 @@
-// Shared by the ward view (/ui) and the patient page (/ui/patients/{id}): sign-in, API calls
-// (counted: window.bedsideRequests, for the request budget), the live event stream, the
-// monitoring banner and the charts (uPlot, vendored).
+// Shared by the ward view (/ui) and the patient page (/ui/patients/{id}): sign-in, API calls,
+// the live event stream, the monitoring banner and the charts (uPlot, vendored).
 "use strict";
 
 const Bedside = (() => {
@@ -10,10 +9,8 @@ const Bedside = (() => {
     history.replaceState(null, "", location.pathname + location.search);  // not in the bar
   }
   const token = () => sessionStorage.getItem("bedside-token") || "";
-  window.bedsideRequests = 0;
 
   async function api(path, options = {}) {
-    window.bedsideRequests += 1;
     const headers = {...(options.headers || {})};
     if (token()) headers.Authorization = "Bearer " + token();
     const r = await fetch(path, {...options, headers});
@@ -99,7 +96,6 @@ const Bedside = (() => {
     async function check() {
       let problems = [];
       try {
-        window.bedsideRequests += 1;
         const body = await (await fetch("/ready")).json();
         if (!body.ready) problems = body.problems && body.problems.length ? body.problems : ["the worker is not ready"];
       } catch (e) { problems = ["the monitoring server does not answer"]; }
