@@ -260,6 +260,8 @@ def _gate(report: dict[str, Any]) -> Gate | None:
     return Gate(
         forecast=gate["forecast"],
         predicted_low=gate["predicted_low"],
+        predicted_low_rule=gate.get("predicted_low_rule", "probability"),
+        personal=bool(gate.get("personal", False)),
         validated_on=f"validation patients of {report['data']}",
         validation_rmse=gate["validation_rmse"],
     )

@@ -203,7 +203,9 @@ class PatientPipeline:
             if result is None:
                 continue
             model = request.model
-            score = model.family.to_score(result, model.manifest, window, model.score_name)
+            score = model.family.to_score(
+                result, model.manifest, window, model.score_name, request.x
+            )
             threshold = score.details.get("threshold")
             if (
                 model.role == "primary"

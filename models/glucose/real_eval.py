@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from streams.scoring.families import HORIZONS_MIN
+from streams.scoring.families import HORIZONS_MIN, predicted_low_fires
+from streams.scoring.features import glucose_trend
+from streams.scoring.manifest import PredictedLowRule
+from streams.scoring.personal import SETTLE_MS, personal_forecast
 
 from ..metrics import AlarmScore
 from . import events
-from .personal import PersonalBias
 from .real import Replay, Visit
 
 FORECASTS = ("model", "served", "ar2", "last", "linear")
@@ -88,6 +90,14 @@ def calibration(p_low: np.ndarray, r: Replay, base_rate: float) -> dict[str, Any
     }
 
 
+def model_alarm(
+    r: Replay, p_low: np.ndarray, threshold: float, rule: PredictedLowRule
+) -> np.ndarray:
+    """Where the model's ``predicted_low`` holds, exactly as serving decides it."""
+    trend = glucose_trend(r.x)
+    return predicted_low_fires(p_low, r.now, trend, threshold=threshold, rule=rule, low=events.LOW)
+
+
 def evaluate(
     visits: Sequence[Visit],
     r: Replay,
@@ -98,10 +108,11 @@ def evaluate(
     base_rate: float,
     gate: Sequence[str],
     alarm_source: str,
+    rule: PredictedLowRule = "probability",
 ) -> dict[str, Any]:
     """Every figure for one set of samples; ``alarm_source`` is what drives predicted_low
-    in serving (``model`` or ``ar2``)."""
-    model_fires = (r.now >= events.LOW) & (p_low >= threshold)
+    in serving (``model`` or ``ar2``), ``rule`` when the model's alarm holds."""
+    model_fires = model_alarm(r, p_low, threshold, rule)
     fires = {
         "predicted_low": model_fires if alarm_source == "model" else r.ar2_low,
         "model": model_fires,
@@ -125,25 +136,23 @@ def evaluate(
 
 
 def personalised(visits: Sequence[Visit], r: Replay, forecast: np.ndarray) -> np.ndarray:
-    """The forecast adapted per patient online, as the stream adapts it
-    (``streams.scoring.personal``): each visit from its first reading, in time order."""
+    """The forecast adapted per patient online, exactly as the stream adapts it
+    (``streams.scoring.personal.personal_forecast`` over the last 70 min of readings):
+    each visit from its first reading, in time order."""
     adapted = np.array(forecast, dtype=np.float32, copy=True)
     for index in np.unique(r.visit):
         visit = visits[int(index)]
         rows = np.where(r.visit == index)[0]
         rows = rows[np.argsort(r.t_ms[rows], kind="stable")]
-        personal = PersonalBias()
+        state: list[Any] = []
         times, values = visit.times_ms, visit.mg_dl
         for row in rows:
             t = int(r.t_ms[row])
             end = int(np.searchsorted(times, t, side="right"))
-            start = int(np.searchsorted(times, t - 70 * 60_000))
-            personal.settle(
-                list(zip(times[start:end].tolist(), values[start:end].tolist(), strict=True))
-            )
+            start = int(np.searchsorted(times, t - SETTLE_MS))
+            readings = list(zip(times[start:end].tolist(), values[start:end].tolist(), strict=True))
             raw = [float(v) for v in forecast[row]]
-            adapted[row] = personal.adapt(raw)
-            personal.remember(t, raw)
+            adapted[row], _, state = personal_forecast(state, readings, t, raw)
     return adapted
 
 

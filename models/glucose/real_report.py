@@ -10,6 +10,7 @@ readings).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streams.scoring.manifest import PredictedLowRule
 
 from ..nets import HORIZONS_MIN
 from . import real, real_eval
@@ -34,10 +37,17 @@ def at_rate(visits: list[real.Visit], rate: str | None) -> list[real.Visit]:
     return visits
 
 
+RULES: tuple[PredictedLowRule, ...] = ("probability", "probability_falling")
+
+
 def _alarms(
-    visits: list[real.Visit], r: real.Replay, p_low: np.ndarray, threshold: float
+    visits: list[real.Visit],
+    r: real.Replay,
+    p_low: np.ndarray,
+    threshold: float,
+    rule: PredictedLowRule,
 ) -> dict[str, Any]:
-    fires = {"model": (r.now >= 70) & (p_low >= threshold), "ar2": r.ar2_low}
+    fires = {"model": real_eval.model_alarm(r, p_low, threshold, rule), "ar2": r.ar2_low}
     return real_eval.alarm_table(visits, r, fires)
 
 
@@ -50,11 +60,11 @@ def choose(
     (Nightscout's AR2 needs two readings under 5.1 min apart): there the model must warn of
     at least as many events at no more false alarms per day, or AR2 keeps the alarm."""
 
-    def pooled(threshold: float) -> dict[str, dict[str, float]]:
+    def pooled(threshold: float, rule: PredictedLowRule) -> dict[str, dict[str, float]]:
         totals: dict[str, dict[str, float]] = {}
         for visits, r, _, p in validation[alarm_part : alarm_part + 1]:
-            for rule, figures in _alarms(visits, r, p[:, 0], threshold).items():
-                into = totals.setdefault(rule, {"warned": 0, "events": 0, "false": 0, "days": 0})
+            for name, figures in _alarms(visits, r, p[:, 0], threshold, rule).items():
+                into = totals.setdefault(name, {"warned": 0, "events": 0, "false": 0, "days": 0})
                 into["warned"] += figures["warned"]
                 into["events"] += figures["events"]
                 fa = figures["false_alarms_per_day"] or 0.0
@@ -67,11 +77,12 @@ def choose(
         return totals
 
     curve = []
-    for threshold in THRESHOLDS:
-        totals = pooled(threshold)
+    for rule, threshold in itertools.product(RULES, THRESHOLDS):
+        totals = pooled(threshold, rule)
         model, ar2 = totals["model"], totals["ar2"]
         curve.append(
             {
+                "rule": rule,
                 "threshold": threshold,
                 "recall": model["warned"] / max(model["events"], 1),
                 "false_per_day": model["false"] / max(model["days"], 1e-9),
@@ -81,7 +92,12 @@ def choose(
         )
     budget = curve[0]["ar2_false_per_day"]
     allowed = [c for c in curve if c["false_per_day"] <= budget]
-    best = max(allowed, key=lambda c: (c["recall"], c["threshold"])) if allowed else curve[-1]
+    # the most events warned within AR2's false alarms; then the fewest false alarms
+    best = (
+        max(allowed, key=lambda c: (c["recall"], -c["false_per_day"], c["threshold"]))
+        if allowed
+        else curve[-1]
+    )
     alarm_source = "model" if allowed and best["recall"] >= best["ar2_recall"] else "ar2"
     rmse: dict[str, dict[str, float]] = {}
     for k, horizon in enumerate(HORIZONS_MIN):
@@ -99,6 +115,7 @@ def choose(
     ]
     return {
         "threshold_p_low_30": best["threshold"],
+        "predicted_low_rule": best["rule"],
         "false_alarm_budget_per_day": round(budget, 4),
         "threshold_curve": curve,
         "forecast": dict(zip(map(str, HORIZONS_MIN), forecast_gate, strict=True)),
@@ -143,6 +160,7 @@ def report(
                 base_rate=base_rate,
                 gate=[gate["forecast"][str(h)] for h in HORIZONS_MIN],
                 alarm_source=gate["predicted_low"],
+                rule=gate["predicted_low_rule"],
             )
     personal = personal_figures(visits, split, predict, gate)
     return {
@@ -160,20 +178,28 @@ def report(
 def personal_figures(
     visits: list[real.Visit], split: dict[str, str], predict: Predict, gate: dict[str, Any]
 ) -> dict[str, Any]:
-    """The online per-patient bias (``personal``): validation decides, test reports the
-    30-min error by days of data seen, per population (15-min readings)."""
+    """The online per-patient bias (``personal``): it serves only where it lowered the
+    validation patients' 30- and 60-min error at both the 15-min and the 5-min rate; test
+    reports the 30-min error by days of data seen, per population (15-min readings)."""
     validation = [v for v in visits if split[v.patient] == "validation"]
-    r = real.replay(validation)
-    forecast, _ = predict(r.x)
-    adapted = real_eval.personalised(validation, r, forecast)
-    rmse = {}
-    for k, horizon in enumerate(HORIZONS_MIN):
-        known = ~np.isnan(r.future[:, k])
-        rmse[str(horizon)] = {
-            name: round(float(np.sqrt(np.mean((v[known, k] - r.future[known, k]) ** 2))), 2)
-            for name, v in (("model", forecast), ("personal", adapted))
-        }
-    helps = all(rmse[h]["personal"] < rmse[h]["model"] for h in ("30", "60"))
+    rmse: dict[str, dict[str, dict[str, float]]] = {}
+    for label in ("15min", "5min_interpolated"):
+        mine = at_rate(validation, RATES[label])
+        r = real.replay(mine)
+        forecast, _ = predict(r.x)
+        adapted = real_eval.personalised(mine, r, forecast)
+        rmse[label] = {}
+        for k, horizon in enumerate(HORIZONS_MIN):
+            known = ~np.isnan(r.future[:, k])
+            rmse[label][str(horizon)] = {
+                name: round(float(np.sqrt(np.mean((v[known, k] - r.future[known, k]) ** 2))), 2)
+                for name, v in (("model", forecast), ("personal", adapted))
+            }
+    helps = all(
+        by_rate[h]["personal"] < by_rate[h]["model"]
+        for by_rate in rmse.values()
+        for h in ("30", "60")
+    )
     gate["personal"] = helps
     test: dict[str, Any] = {}
     for population in ("T1D", "T2D"):
@@ -217,7 +243,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"**Gate** (validation): forecast served from the model at "
         f"{[h for h, s in gate['forecast'].items() if s == 'model'] or 'no horizon'} min, "
         f"AR2 elsewhere; `predicted_low` from **{gate['predicted_low']}**; threshold "
-        f"P(<70 in 30 min) >= {gate['threshold_p_low_30']} (false-alarm budget: AR2's "
+        f"P(<70 in 30 min) >= {gate['threshold_p_low_30']}"
+        + (
+            " **while the CGM falls** (the 15-min rate the model reads is below 0)"
+            if gate.get("predicted_low_rule") == "probability_falling"
+            else ""
+        )
+        + " (chosen among both rules, probability alone or while falling, and 19 "
+        "thresholds: the most events warned within AR2's false alarms, then the fewest "
+        "false alarms; false-alarm budget: AR2's "
         f"{gate['false_alarm_budget_per_day']:.2f}/day on the 5-min validation data, the "
         "only rate at which Nightscout's AR2 alarms).",
         "",
@@ -226,15 +260,20 @@ def markdown(result: dict[str, Any]) -> str:
     if personal:
         lines += [
             "**Personalisation** (an online per-patient bias of the forecast, "
-            "`models/glucose/personal.py`): "
+            "`streams/scoring/personal.py`, as the stream runs it): "
             + (
-                "used"
+                "**serves**"
                 if personal["used"]
-                else "**not used**: it did not lower the validation RMSE at 30 and 60 min"
+                else "**does not serve**: it did not lower the validation RMSE at 30 and 60 "
+                "min at both rates"
             )
-            + f" (validation 30 min: model {personal['validation_rmse']['30']['model']}, "
-            f"personal {personal['validation_rmse']['30']['personal']} mg/dL). Test RMSE at "
-            "30 min by days of data seen:",
+            + " (validation 30 / 60 min, model vs personal: "
+            + "; ".join(
+                f"{rate} {v['30']['model']} vs {v['30']['personal']} / "
+                f"{v['60']['model']} vs {v['60']['personal']} mg/dL"
+                for rate, v in personal["validation_rmse"].items()
+            )
+            + "). Test RMSE at 30 min by days of data seen (15-min readings):",
             "",
             "| population | days seen | n | model | personal |",
             "|---|---|---|---|---|",

@@ -26,7 +26,8 @@ glucose alarm keeps holding within 5 mg/dL of its threshold, 10 for highs: hyste
 | ``monitoring_fault`` | the stored state could not be used (``streams.containment``) | urgent |
 
 With the glucose model loaded, ``predicted_low`` comes from the model (P(< 70 mg/dL within
-30 min) >= the manifest's threshold while the CGM reads >= low) instead of AR2, unless the
+30 min) >= the manifest's threshold while the CGM reads >= low and, where the gate's
+``predicted_low_rule`` says so, while it falls) instead of AR2, unless the
 manifest's gate says the model's alarm lost to AR2's on validation patients (then AR2 keeps
 it); AR2 is still published on the risk topic. Shadow models never alert.
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..scoring.base import PatientProfile, Score
+from ..scoring.families import predicted_low_fires
 from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .lifecycle import Finding, Lifecycle
@@ -196,13 +198,22 @@ def glucose_model_conditions(score: Score, profile: PatientProfile) -> list[Cond
     threshold, current = d.get("threshold"), d.get("current_mg_dl")
     if score.value is None or threshold is None or current is None:
         return []
-    if current < profile.glucose.low or score.value < threshold:
+    rule = d.get("predicted_low_rule", "probability")
+    trend = d.get("trend_mg_dl_min")
+    if trend is None and rule == "probability_falling":
+        return []  # the trend is unknown: the rule cannot hold
+    if not predicted_low_fires(
+        score.value, current, trend or 0.0, threshold=threshold, rule=rule, low=profile.glucose.low
+    ):
         return []
     forecast = d.get("forecast_mg_dl", {})
     reason = (
         f"Glucose {current:.0f} mg/dL at {d.get('at')} is likely to fall below "
         f"{profile.glucose.low:.0f} mg/dL within 30 min: model probability {score.value:.2f} "
-        f"(alerts at >= {threshold:.2f}); forecast in 30 min {forecast.get('30', 0):.0f} mg/dL."
+        f"(alerts at >= {threshold:.2f}"
+        + (", while falling" if rule == "probability_falling" else "")
+        + f"); forecast in 30 min {forecast.get('30', 0):.0f} mg/dL"
+        + (f", falling {-trend:.1f} mg/dL/min." if trend is not None and trend < 0 else ".")
     )
     evidence = {
         "current_mg_dl": current,
@@ -211,6 +222,7 @@ def glucose_model_conditions(score: Score, profile: PatientProfile) -> list[Cond
         "p_low_30": d.get("p_low_30"),
         "p_urgent_low_30": d.get("p_urgent_low_30"),
         "threshold": threshold,
+        "trend_mg_dl_min": trend,
         "recent_cgm": d.get("recent", []),
         "drivers": d.get("drivers", []),
     }

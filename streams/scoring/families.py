@@ -21,10 +21,12 @@ from ..schemas.observation import Kind, Observation
 from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .base import PatientProfile, Score
-from .features import windows_glucose_inputs, windows_vitals_inputs
-from .manifest import Manifest
+from .features import glucose_trend, windows_glucose_inputs, windows_vitals_inputs
+from .manifest import Manifest, PredictedLowRule
+from .personal import SETTLE_MS, personal_forecast
 
 Role = Literal["primary", "shadow"]
+SHADOW = "_shadow"  # a shadow model's score name suffix
 HORIZONS_MIN = (15, 30, 45, 60)
 
 
@@ -38,7 +40,8 @@ class ModelFamily:
     ready: Callable[[PatientWindow], bool]  # the window holds what the model reads
     # the inputs of many ready windows at once: (N, steps, channels)
     inputs: Callable[[Sequence[PatientWindow], Sequence[PatientProfile]], np.ndarray]
-    to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str], Score]
+    # (outputs, manifest, window, score name, the input the outputs came from)
+    to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str, np.ndarray | None], Score]
 
     def input(self, window: PatientWindow, profile: PatientProfile) -> np.ndarray | None:
         """One window's input (None when it is not ready)."""
@@ -85,14 +88,50 @@ def served_forecast(
     return served, by
 
 
+def predicted_low_fires(
+    p_low: np.ndarray | float,
+    current: np.ndarray | float,
+    trend: np.ndarray | float,
+    *,
+    threshold: float,
+    rule: PredictedLowRule,
+    low: float = 70.0,
+) -> np.ndarray:
+    """Whether the model's ``predicted_low`` holds (element-wise): the CGM is not yet low,
+    P(< 70 within 30 min) reached the threshold and, under the ``probability_falling`` rule,
+    the CGM is falling (the 15-min rate the model reads is below 0). Serving and evaluation
+    both call this."""
+    fires = (np.asarray(current) >= low) & (np.asarray(p_low) >= threshold)
+    if rule == "probability_falling":
+        fires &= np.asarray(trend) < 0
+    return fires
+
+
+def predicted_low_rule(manifest: Manifest) -> PredictedLowRule:
+    return manifest.gate.predicted_low_rule if manifest.gate else "probability"
+
+
 def _glucose_score(
-    outputs: list[np.ndarray], manifest: Manifest, window: PatientWindow, name: str
+    outputs: list[np.ndarray],
+    manifest: Manifest,
+    window: PatientWindow,
+    name: str,
+    x: np.ndarray | None,
 ) -> Score:
     forecast, probabilities = outputs
     series = window.cgm_series()
     t, current = series[-1]
     model = {str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast, strict=True)}
-    served, served_by = served_forecast(model, window, manifest)
+    personal: dict[str, float] = {}
+    adapted = model
+    if manifest.gate and manifest.gate.personal and not name.endswith(SHADOW):
+        # the primary model's forecast adapted to this patient (its state in the window)
+        values, correction, window.personal = personal_forecast(
+            window.personal, window.recent_cgm(SETTLE_MS), t, list(model.values())
+        )
+        personal = dict(zip(model, correction, strict=True))
+        adapted = dict(zip(model, values, strict=True))
+    served, served_by = served_forecast(adapted, window, manifest)
     return Score(
         name,
         f"{manifest.name}@{manifest.version}",
@@ -103,7 +142,10 @@ def _glucose_score(
             "forecast_mg_dl": served,
             "forecast_served_by": served_by,
             "model_forecast_mg_dl": model,
+            **({"personal_correction_mg_dl": personal} if personal else {}),
             "predicted_low_by": "model" if drives_predicted_low(manifest) else "ar2",
+            "predicted_low_rule": predicted_low_rule(manifest),
+            "trend_mg_dl_min": None if x is None else round(float(glucose_trend(x)), 2),
             "threshold": manifest.thresholds.get("p_low_30"),
             "at": iso(t),
             "current_mg_dl": current,
@@ -113,7 +155,11 @@ def _glucose_score(
 
 
 def _deterioration_score(
-    outputs: list[np.ndarray], manifest: Manifest, window: PatientWindow, name: str
+    outputs: list[np.ndarray],
+    manifest: Manifest,
+    window: PatientWindow,
+    name: str,
+    x: np.ndarray | None,
 ) -> Score:
     latest = {
         code: {"at": iso(samples[-1][0]), "value": samples[-1][1]}
@@ -159,7 +205,7 @@ class ServingModel:
 
     @property
     def score_name(self) -> str:
-        suffix = "_shadow" if self.role == "shadow" else ""
+        suffix = SHADOW if self.role == "shadow" else ""
         return self.family.score_name + suffix
 
 

@@ -60,6 +60,14 @@ GLUCOSE_CENTER = 140.0  # mg/dL, as Nightscout's AR2
 GLUCOSE_CLIP = (39.0, 401.0)  # a CGM's reporting range
 
 
+def glucose_trend(x: np.ndarray) -> np.ndarray:
+    """The 15-min rate of change the glucose model reads at its latest step (mg/dL/min),
+    from inputs (..., steps, channels): what ``predicted_low``'s "falling" condition tests,
+    in serving and in evaluation alike."""
+    trend: np.ndarray = x[..., -1, GLUCOSE.channels.index("rate_per_min")] * 2.0
+    return trend
+
+
 def glucose_input(
     cgm: Sequence[tuple[int, float]], now_ms: int, utc_offset_minutes: int = 0
 ) -> np.ndarray:

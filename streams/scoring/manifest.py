@@ -44,17 +44,25 @@ class FeatureContractRef(BaseModel):
 
 
 Source = Literal["model", "ar2"]
+# when the model drives predicted_low: its probability alone, or only while the CGM is not
+# rising (the 15-min rate the model reads is below 0), as validation chose
+PredictedLowRule = Literal["probability", "probability_falling"]
 
 
 class Gate(BaseModel):
     """Where a glucose model serves, from its validation on real patients: per horizon
     (minutes) the model's forecast or AR2's; ``predicted_low`` from the model's probability
-    or from the AR2 rule. A model never serves where the rule it replaces was better."""
+    or from the AR2 rule (``predicted_low_rule``: the probability alone, or only while the
+    CGM falls). A model never serves where the rule it replaces was better."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     forecast: dict[str, Source]
     predicted_low: Source
+    predicted_low_rule: PredictedLowRule = "probability"
+    # the per-patient adaptation of the forecast (streams.scoring.personal) serves: only
+    # where it lowered the validation patients' 30- and 60-min error
+    personal: bool = False
     validated_on: str
     validation_rmse: dict[str, dict[str, float]] = Field(default_factory=dict)
 

@@ -23,7 +23,8 @@ always is — changes nothing; so the window after any arrival order of the same
 Serialised **by field name** with a format version (4): ``signals`` (CGM, vitals, labs,
 last-seen times, baselines), ``alarms`` (the lifecycle's state and debounce history),
 ``quality`` (predicted lows awaiting their truth), ``audit`` (the alarm events' chain:
-count and last link) and ``counters``, so a field added later
+count and last link), ``personal`` (the glucose forecast's per-patient adaptation, only
+while it serves) and ``counters``, so a field added later
 never shifts what is already stored in tables and changelogs; a missing field takes its
 default. Sample buffers are stored compactly (:mod:`streams.windows.compact`): times as
 second offsets from the watermark and values as exact hundredths, delta-encoded in the
@@ -88,6 +89,9 @@ class PatientWindow:
     # the patient's audit chain (streams.access.audit): events sealed so far, the last link
     audit_seq: int = 0
     audit_head: bytes = b""
+    # the glucose forecast's per-patient adaptation (streams.scoring.personal), stored form;
+    # empty while the serving model's gate leaves adaptation off
+    personal: list[Any] = field(default_factory=list)
     events: int = 0  # observations inserted
     duplicates: int = 0
     late: int = 0
@@ -277,6 +281,7 @@ class PatientWindow:
                 "cgm_low": self.cgm_low,
             },
             "audit": [self.audit_seq, self.audit_head],
+            **({"personal": self.personal} if self.personal else {}),
             "counters": {
                 "events": self.events,
                 "duplicates": self.duplicates,
@@ -325,6 +330,7 @@ class PatientWindow:
         window.recent_predictions = quality.get("recent_predictions", [])
         window.cgm_low = quality.get("cgm_low", False)
         window.audit_seq, window.audit_head = data.get("audit", (0, b""))
+        window.personal = data.get("personal", [])
         counters = data.get("counters", {})
         window.events = counters.get("events", 0)
         window.duplicates = counters.get("duplicates", 0)

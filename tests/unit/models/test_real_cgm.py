@@ -15,7 +15,7 @@ import pytest
 
 from models.glucose import events, real, real_eval
 from models.glucose.clinic import evaluate_file
-from models.glucose.personal import PersonalBias
+from streams.scoring.personal import PersonalBias
 
 MIN = 60_000
 

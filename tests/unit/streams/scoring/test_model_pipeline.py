@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from streams.scoring.families import inputs_of
 from streams.scoring.manifest import Gate
 from streams.scoring.service import ModelScoring
 from streams.settings import ScoringSettings, StreamSettings
+from streams.windows.patient import PatientWindow
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
@@ -116,8 +118,10 @@ def test_a_shadow_model_is_published_but_never_alerts(scoring: ModelScoring) -> 
     assert versions <= {"glucose-rules-1"}
 
 
-def gated(scoring: ModelScoring, forecast: dict[str, str], predicted_low: str) -> list:
-    gate = Gate(forecast=forecast, predicted_low=predicted_low, validated_on="test")  # type: ignore[arg-type]
+def gated(
+    scoring: ModelScoring, forecast: dict[str, str], predicted_low: str, **more: object
+) -> list:
+    gate = Gate(forecast=forecast, predicted_low=predicted_low, validated_on="test", **more)  # type: ignore[arg-type]
     return [
         replace(m, manifest=m.manifest.model_copy(update={"gate": gate}))
         if m.family.name == "glucose"
@@ -150,6 +154,72 @@ def test_a_model_whose_alarm_lost_leaves_predicted_low_to_ar2(scoring: ModelScor
     assert scores["glucose_model"]["predicted_low_by"] == "ar2"
     versions = {a["rule_or_model_version"] for a in alerts if a["kind"] == "predicted_low"}
     assert versions == {"glucose-rules-1"}  # AR2 alarms; the model's probability does not
+
+
+EVERYWHERE = dict.fromkeys(("15", "30", "45", "60"), "model")
+
+
+def test_the_falling_rule_keeps_predicted_low_quiet_while_the_cgm_rises(
+    scoring: ModelScoring,
+) -> None:
+    """A high probability alone alarms under the ``probability`` rule; under
+    ``probability_falling`` only while the 15-min rate the model reads is below 0."""
+    # hovering just above 70 and edging up (71 -> 73 in 15 min): P(< 70) is high anyway
+    hovering = [72.0, 71, 71, 70, 71, 72, 71, 71, 72, 73]
+    falling = [180 - 6 * i for i in range(18)]
+    for rule, series, alarms in (
+        ("probability", hovering, True),
+        ("probability_falling", hovering, False),
+        ("probability_falling", falling, True),
+    ):
+        models = gated(scoring, EVERYWHERE, "model", predicted_low_rule=rule)
+        pipeline = PatientPipeline(StreamSettings(), models=models)
+        scores, alerts = finished(pipeline, cgm_series(series))
+        model = scores["glucose_model"]
+        assert model["predicted_low_rule"] == rule
+        fired = [a for a in alerts if a["kind"] == "predicted_low"]
+        assert bool(fired) is alarms, (rule, model)
+        if series is hovering:
+            assert model["trend_mg_dl_min"] > 0
+            assert model["value"] >= model["threshold"]  # the probability alone alarms
+        if fired and rule == "probability_falling":
+            assert "while falling" in fired[0]["reason"]
+            assert fired[0]["evidence"]["trend_mg_dl_min"] < 0
+
+
+def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
+    scoring: ModelScoring,
+) -> None:
+    """With the gate's ``personal`` on, the served forecast is the model's plus the
+    patient's own shrunk mean error so far; its state lives in the stored window."""
+    models = gated(scoring, EVERYWHERE, "model", personal=True)
+    pipeline = PatientPipeline(StreamSettings(), models=models)
+    values = [100 + 60 * math.sin(i / 6) for i in range(40)]  # 40 readings: errors <= 50
+    readings = cgm_series(values)
+    window, raw, corrections = None, [], []
+    for reading in readings:
+        output = pipeline.process("syn-p1", window, [reading])
+        pipeline.finish(output, score_now(output))
+        window = output.window
+        model = next(s for s in orjson.loads(output.risk)["scores"] if s["name"] == "glucose_model")
+        raw.append(model["model_forecast_mg_dl"]["30"])
+        corrections.append(model["personal_correction_mg_dl"]["30"])
+        assert model["forecast_mg_dl"]["30"] == pytest.approx(raw[-1] + corrections[-1], abs=0.11)
+    assert corrections[:6] == [0.0] * 6  # nothing learned before a 30-min forecast came true
+    # then: the mean 30-min error so far, shrunk by n / (n + 20)
+    errors = [values[i + 6] - raw[i] for i in range(len(values) - 6)]
+    expected = sum(errors) / len(errors) * len(errors) / (len(errors) + 20)
+    assert abs(expected) > 1.0
+    assert corrections[-1] == pytest.approx(expected, abs=0.2)
+    stored = window.to_bytes()
+    again = PatientWindow.from_bytes(stored)
+    assert again.personal == window.personal and again.personal[1][1] == len(errors)
+    # the shipped gate leaves it off: no state stored at all
+    plain = PatientPipeline(StreamSettings(), models=scoring.serving_models())
+    output = plain.process("syn-p1", None, cgm_series(values[:20]))
+    plain.finish(output, score_now(output))
+    assert output.window.personal == []
+    assert b"personal" not in output.window.to_bytes()
 
 
 def test_deterioration_model_alerts_with_the_vitals_that_drove_it(scoring: ModelScoring) -> None:
