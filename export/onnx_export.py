@@ -261,7 +261,7 @@ def _gate(report: dict[str, Any]) -> Gate | None:
         forecast=gate["forecast"],
         predicted_low=gate["predicted_low"],
         predicted_low_rule=gate.get("predicted_low_rule", "probability"),
-        personal=bool(gate.get("personal", False)),
+        personal=list(gate.get("personal", [])),
         validated_on=f"validation patients of {report['data']}",
         validation_rmse=gate["validation_rmse"],
     )

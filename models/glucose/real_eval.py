@@ -109,9 +109,11 @@ def evaluate(
     gate: Sequence[str],
     alarm_source: str,
     rule: PredictedLowRule = "probability",
+    personal: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every figure for one set of samples; ``alarm_source`` is what drives predicted_low
-    in serving (``model`` or ``ar2``), ``rule`` when the model's alarm holds."""
+    in serving (``model`` or ``ar2``), ``rule`` when the model's alarm holds; ``personal``
+    the horizons at which the per-patient adaptation serves."""
     model_fires = model_alarm(r, p_low, threshold, rule)
     fires = {
         "predicted_low": model_fires if alarm_source == "model" else r.ar2_low,
@@ -121,7 +123,7 @@ def evaluate(
     }
     predictions = {
         "model": forecast,
-        "served": served_forecast(r, forecast, gate),
+        "served": served_forecast(r, adapted(visits, r, forecast, personal), gate),
         "ar2": r.ar2,
         "last": np.repeat(r.now[:, None], len(HORIZONS_MIN), axis=1),
         "linear": r.linear,
@@ -133,6 +135,16 @@ def evaluate(
         "alarms": alarm_table(visits, r, fires),
         "calibration": calibration(p_low, r, base_rate),
     }
+
+
+def adapted(
+    visits: Sequence[Visit], r: Replay, forecast: np.ndarray, horizons: Sequence[str]
+) -> np.ndarray:
+    """The model's forecast with the per-patient adaptation at ``horizons``, as served."""
+    if not horizons:
+        return forecast
+    use = np.array([str(h) in horizons for h in HORIZONS_MIN])
+    return np.where(use[None, :], personalised(visits, r, forecast), forecast)
 
 
 def personalised(visits: Sequence[Visit], r: Replay, forecast: np.ndarray) -> np.ndarray:
@@ -151,8 +163,11 @@ def personalised(visits: Sequence[Visit], r: Replay, forecast: np.ndarray) -> np
             end = int(np.searchsorted(times, t, side="right"))
             start = int(np.searchsorted(times, t - SETTLE_MS))
             readings = list(zip(times[start:end].tolist(), values[start:end].tolist(), strict=True))
-            raw = [float(v) for v in forecast[row]]
-            adapted[row], _, state = personal_forecast(state, readings, t, raw)
+            raw = {
+                str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast[row], strict=True)
+            }
+            out, _, state = personal_forecast(state, readings, t, raw, model="evaluated")
+            adapted[row] = list(out.values())
     return adapted
 
 

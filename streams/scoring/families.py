@@ -126,12 +126,16 @@ def _glucose_score(
     adapted = model
     if manifest.gate and manifest.gate.personal and not name.endswith(SHADOW):
         # the primary model's forecast adapted to this patient (its state in the window)
-        values, correction, window.personal = personal_forecast(
-            window.personal, window.recent_cgm(SETTLE_MS), t, list(model.values())
+        values, personal, window.personal = personal_forecast(
+            window.personal,
+            window.recent_cgm(SETTLE_MS),
+            t,
+            {h: model[h] for h in manifest.gate.personal if h in model},
+            model=f"{manifest.name}@{manifest.version}",
         )
-        personal = dict(zip(model, correction, strict=True))
-        adapted = dict(zip(model, values, strict=True))
+        adapted = model | values
     served, served_by = served_forecast(adapted, window, manifest)
+    served_by.update({h: "model+personal" for h in personal if served_by[h] == "model"})
     return Score(
         name,
         f"{manifest.name}@{manifest.version}",

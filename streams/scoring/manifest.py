@@ -60,9 +60,9 @@ class Gate(BaseModel):
     forecast: dict[str, Source]
     predicted_low: Source
     predicted_low_rule: PredictedLowRule = "probability"
-    # the per-patient adaptation of the forecast (streams.scoring.personal) serves: only
-    # where it lowered the validation patients' 30- and 60-min error
-    personal: bool = False
+    # horizons (minutes) at which the forecast's per-patient adaptation
+    # (streams.scoring.personal) serves: where it lowered the validation patients' error
+    personal: list[str] = Field(default_factory=list)
     validated_on: str
     validation_rmse: dict[str, dict[str, float]] = Field(default_factory=dict)
 

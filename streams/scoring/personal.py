@@ -1,17 +1,18 @@
 """Per-patient adaptation of the glucose forecast, learned online from the patient's own CGM.
 
-Each served model forecast is remembered (at most ``PENDING``, about an hour of a 5-min
-sensor); when the patient's later readings arrive, the error at each horizon updates a
-running bias (the mean of the first ``MEAN_UNTIL`` errors, then an exponential average,
-``ALPHA``). The adapted forecast is the population model's plus that bias, shrunk towards
-zero while few errors are known (weight ``n / (n + SHRINK)``) and clipped to ``LIMIT`` mg/dL:
-bounded, so one patient's odd sensor can move its forecast by at most 30 mg/dL. The state
-lives in the patient's window (``PatientWindow.personal``: 4 biases, 4 counts and up to 13
-pending forecasts, at most about 0.5 KB packed; nothing at all while adaptation is off).
+Served forecasts are remembered (at most one per ``EVERY_MS`` and ``PENDING`` of them: an
+hour and five minutes at any sensor rate); when the patient's later readings arrive, the
+error at each learned horizon updates a running bias (the mean of the first ``MEAN_UNTIL``
+errors, then an exponential average, ``ALPHA``). The adapted forecast is the population
+model's plus that bias, shrunk towards zero while few errors are known (weight
+``n / (n + SHRINK)``) and clipped to ``LIMIT`` mg/dL: bounded, so one patient's odd sensor
+can move its forecast by at most 30 mg/dL. Each horizon learns from its own errors only.
 
-Whether it serves is the model's gate (``Gate.personal``): on when it lowered the 30- and
-60-min error on the validation patients (``models/glucose/real_report.py``). On the shipped
-model's validation patients it did not, so the shipped gate leaves it off.
+The state lives in the patient's window (``PatientWindow.personal``), compact integers: the
+model it learned for (another model version starts afresh), the horizons, biases in
+hundredths, counts and the pending forecasts as (made at, epoch seconds; tenths of mg/dL;
+settled bits). Serving learns only the horizons the gate serves it at (``Gate.personal``):
+for one horizon about 110 bytes packed; nothing at all while adaptation is off.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 HORIZONS = (15, 30, 45, 60)
 PENDING = 13
+EVERY_MS = 270_000  # remember at most one forecast per 4.5 min (a 1-min sensor: every 5th)
 MEAN_UNTIL = 50
 ALPHA = 0.02
 SHRINK = 20.0
@@ -31,29 +33,35 @@ SETTLE_MS = 70 * 60_000  # the recent readings each step learns from (the longes
 
 @dataclass
 class PersonalBias:
-    bias: list[float] = field(default_factory=lambda: [0.0] * len(HORIZONS))
-    n: list[int] = field(default_factory=lambda: [0] * len(HORIZONS))
-    # forecasts waiting for their truth: [made at ms, f15, f30, f45, f60, settled bits]
+    horizons: tuple[int, ...] = HORIZONS  # minutes learned, in the forecast's order
+    model: str = ""  # the model whose errors these are
+    bias: list[float] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)
+    # forecasts waiting for their truth: [made at ms, one value per horizon, settled bits]
     pending: list[list[float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.bias = self.bias or [0.0] * len(self.horizons)
+        self.n = self.n or [0] * len(self.horizons)
 
     def settle(self, readings: list[tuple[int, float]]) -> None:
         """Learn from the readings (oldest first) that fall on pending forecasts' targets."""
         if not self.pending or not readings:
             return
         latest = readings[-1][0]
+        done = (1 << len(self.horizons)) - 1
         kept = []
         for entry in self.pending:
             made, *values, settled = entry
             bits = int(settled)
-            for k, horizon in enumerate(HORIZONS):
+            for k, horizon in enumerate(self.horizons):
                 if bits & (1 << k):
                     continue
-                target = int(made) + horizon * 60_000
-                truth = _at(readings, target)
+                truth = _at(readings, int(made) + horizon * 60_000)
                 if truth is not None:
                     self._learn(k, truth - values[k])
                     bits |= 1 << k
-            if bits != (1 << len(HORIZONS)) - 1 and latest < made + (HORIZONS[-1] + 5) * 60_000:
+            if bits != done and latest < made + (max(self.horizons) + 5) * 60_000:
                 kept.append([made, *values, bits])
         self.pending = kept
 
@@ -63,13 +71,14 @@ class PersonalBias:
         self.bias[k] += rate * (error - self.bias[k])
 
     def remember(self, made_ms: int, forecast: list[float]) -> None:
-        if self.pending and self.pending[-1][0] >= made_ms:
-            return  # one forecast per reading time
+        """Keep a forecast (one value per learned horizon) until its truth arrives."""
+        if self.pending and self.pending[-1][0] > made_ms - EVERY_MS:
+            return
         self.pending.append([made_ms, *forecast, 0])
         del self.pending[:-PENDING]
 
     def correction(self) -> list[float]:
-        """mg/dL to add to the population forecast, per horizon."""
+        """mg/dL to add to the population forecast, per learned horizon."""
         return [
             max(-LIMIT, min(LIMIT, b * n / (n + SHRINK)))
             for b, n in zip(self.bias, self.n, strict=True)
@@ -82,19 +91,34 @@ class PersonalBias:
         ]
 
     def to_list(self) -> list[Any]:
-        """Stored form: 4 biases, 4 counts and at most 13 pending forecasts (~0.5 KB packed)."""
+        """The stored form: small integers (see the module docstring)."""
         return [
-            [round(b, 2) for b in self.bias],
+            self.model,
+            list(self.horizons),
+            [round(b * 100) for b in self.bias],
             self.n,
-            [[int(e[0]), *(round(v, 1) for v in e[1:-1]), int(e[-1])] for e in self.pending],
+            [
+                [int(e[0]) // 1000, *(round(v * 10) for v in e[1:-1]), int(e[-1])]
+                for e in self.pending
+            ],
         ]
 
     @classmethod
-    def from_list(cls, data: list[Any] | None) -> PersonalBias:
-        if not data:
-            return cls()
-        bias, n, pending = data
-        return cls(list(bias), list(n), [list(e) for e in pending])
+    def from_list(
+        cls, data: list[Any] | None, model: str = "", horizons: tuple[int, ...] = HORIZONS
+    ) -> PersonalBias:
+        """The stored state, or a fresh one where it was learned for another model or other
+        horizons (or nothing is stored)."""
+        if not data or data[0] != model or tuple(data[1]) != horizons:
+            return cls(horizons, model)
+        _, _, bias, n, pending = data
+        return cls(
+            horizons,
+            model,
+            [b / 100 for b in bias],
+            list(n),
+            [[e[0] * 1000, *(v / 10 for v in e[1:-1]), e[-1]] for e in pending],
+        )
 
 
 def _at(readings: list[tuple[int, float]], target: int) -> float | None:
@@ -109,14 +133,26 @@ def _at(readings: list[tuple[int, float]], target: int) -> float | None:
 
 
 def personal_forecast(
-    state: list[Any], readings: list[tuple[int, float]], made_ms: int, forecast: list[float]
-) -> tuple[list[float], list[float], list[Any]]:
-    """One serving step: learn from ``readings`` (the window's recent CGM, oldest first),
-    adapt ``forecast`` (made at ``made_ms``, the latest reading's time) and remember it.
-    Returns the adapted forecast, the correction added and the new stored state."""
-    personal = PersonalBias.from_list(state)
+    state: list[Any],
+    readings: list[tuple[int, float]],
+    made_ms: int,
+    forecast: dict[str, float],
+    *,
+    model: str,
+) -> tuple[dict[str, float], dict[str, float], list[Any]]:
+    """One serving step for the horizons in ``forecast`` (minutes -> mg/dL): learn from
+    ``readings`` (the window's recent CGM, oldest first), adapt the forecast made at
+    ``made_ms`` (the latest reading's time) by ``model`` and remember it. Returns the
+    adapted forecast, the correction added and the new stored state."""
+    horizons = tuple(int(h) for h in forecast)
+    personal = PersonalBias.from_list(state, model, horizons)
     personal.settle(readings)
+    raw = list(forecast.values())
     correction = [round(c, 1) for c in personal.correction()]
-    adapted = personal.adapt(forecast)
-    personal.remember(made_ms, forecast)
-    return adapted, correction, personal.to_list()
+    adapted = personal.adapt(raw)
+    personal.remember(made_ms, raw)
+    return (
+        dict(zip(forecast, adapted, strict=True)),
+        dict(zip(forecast, correction, strict=True)),
+        personal.to_list(),
+    )

@@ -231,7 +231,10 @@ const Bedside = (() => {
     const f = row.forecast, v = f.mg_dl["30"];
     if (v == null) return "";
     const by = (f.served_by || {})["30"] || "";
-    return `→ ${Math.round(v)} in 30 min (${by === "model" ? "model " + (f.version || "") : by === "ar2" ? "AR2 minimum" : by})`;
+    const model = "model " + (f.version || "");
+    const source = by === "model" ? model : by === "model+personal" ? model + ", adapted to the patient"
+      : by === "ar2" ? "AR2 minimum" : by;
+    return `→ ${Math.round(v)} in 30 min (${source})`;
   }
 
   return {api, me, live, watchHealth, act, byAcuity, TimeChart, forecastPairs, forecastText,

@@ -377,7 +377,7 @@ def test_models_score_in_the_stream_and_drive_alerts(
         )
     )
     low = next(e for e in alerts[falling] if e["kind"] == "predicted_low")
-    assert low["rule_or_model_version"] == "glucose@2.0.0" and low["state"] == "open"
+    assert low["rule_or_model_version"] == "glucose@2.1.0" and low["state"] == "open"
     assert "within 30 min" in low["reason"] and low["evidence"]["forecast_mg_dl"]
     bad = next(e for e in alerts[worsening] if e["kind"] == "deterioration")
     assert bad["rule_or_model_version"] == "deterioration@1.0.0" and bad["severity"] == "urgent"
@@ -402,7 +402,7 @@ def test_models_score_in_the_stream_and_drive_alerts(
     while True:
         with urllib.request.urlopen(f"{worker.url}/stats", timeout=5) as response:
             scoring = json.loads(response.read())["scoring"]
-        windows = scoring["batches"].get("glucose@2.0.0", {}).get("windows", 0)
+        windows = scoring["batches"].get("glucose@2.1.0", {}).get("windows", 0)
         if windows >= 1 or time.monotonic() > deadline:
             break
         time.sleep(0.5)

@@ -10,12 +10,13 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 
 from models.glucose import events, real, real_eval
 from models.glucose.clinic import evaluate_file
-from streams.scoring.personal import PersonalBias
+from streams.scoring.personal import PersonalBias, personal_forecast
 
 MIN = 60_000
 
@@ -131,6 +132,26 @@ def test_the_personal_bias_learns_a_patients_constant_error() -> None:
     assert len(personal.pending) <= 13
     again = PersonalBias.from_list(personal.to_list())
     assert again.correction() == pytest.approx(personal.correction(), abs=0.01)
+    # learned for another model or other horizons: starts afresh
+    assert PersonalBias.from_list(personal.to_list(), "glucose@9.0.0").n == [0] * 4
+    assert PersonalBias.from_list(personal.to_list(), "", (30,)).n == [0]
+
+
+def test_a_one_minute_sensor_still_learns_its_30_min_error() -> None:
+    """Forecasts are remembered at most every 4.5 min, so 13 of them span an hour at any
+    sensor rate (remembering every 1-min reading would drop each before its truth came)."""
+    state: list = []
+    readings: list[tuple[int, float]] = []
+    for i in range(240):
+        t = i * MIN
+        readings.append((t, 120.0))
+        _, correction, state = personal_forecast(
+            state, readings[-70:], t, {"30": 130.0}, model="glucose@2.1.0"
+        )
+    learned = PersonalBias.from_list(state, "glucose@2.1.0", (30,))
+    assert learned.n[0] > 35  # one forecast per 5 min came true after 30 min
+    assert correction["30"] == pytest.approx(-10 * learned.n[0] / (learned.n[0] + 20), abs=0.1)
+    assert len(learned.pending) <= 7 and len(msgpack.packb(state)) < 120
 
 
 def test_a_clinic_file_of_the_test_patients_gives_the_reports_figures(

@@ -78,7 +78,7 @@ def finished(pipeline: PatientPipeline, observations: list[Observation]) -> tupl
 def test_the_shipped_models_load_with_their_manifests(scoring: ModelScoring) -> None:
     described = scoring.store.describe()
     assert set(described) == {"glucose", "deterioration"}
-    assert described["glucose"]["primary"] == "glucose@2.0.0"
+    assert described["glucose"]["primary"] == "glucose@2.1.0"
     assert described["glucose"]["provider"] == "CPUExecutionProvider"
 
 
@@ -87,11 +87,11 @@ def test_a_falling_glucose_raises_a_model_driven_predicted_low(scoring: ModelSco
     falling = [180 - 6 * i for i in range(18)]  # 180 -> 78 mg/dL over 85 min
     scores, alerts = finished(pipeline, cgm_series(falling))
     model = scores["glucose_model"]
-    assert model["version"] == "glucose@2.0.0"
+    assert model["version"] == "glucose@2.1.0"
     assert model["value"] >= model["threshold"]
     assert float(model["forecast_mg_dl"]["30"]) < 78
     (alert,) = [a for a in alerts if a["kind"] == "predicted_low"]
-    assert alert["rule_or_model_version"] == "glucose@2.0.0"
+    assert alert["rule_or_model_version"] == "glucose@2.1.0"
     assert "likely to fall below 70 mg/dL within 30 min" in alert["reason"]
     drivers = alert["evidence"]["drivers"]  # occlusion: what drove the risk
     assert drivers and drivers[0]["contribution"] > 0
@@ -164,8 +164,8 @@ def test_the_falling_rule_keeps_predicted_low_quiet_while_the_cgm_rises(
 ) -> None:
     """A high probability alone alarms under the ``probability`` rule; under
     ``probability_falling`` only while the 15-min rate the model reads is below 0."""
-    # hovering just above 70 and edging up (71 -> 73 in 15 min): P(< 70) is high anyway
-    hovering = [72.0, 71, 71, 70, 71, 72, 71, 71, 72, 73]
+    # hovering just above 70 and edging up (70 -> 72 in 15 min): P(< 70) is high anyway
+    hovering = [71.0, 70, 70, 69, 70, 71, 70, 70, 71, 72]
     falling = [180 - 6 * i for i in range(18)]
     for rule, series, alarms in (
         ("probability", hovering, True),
@@ -190,9 +190,9 @@ def test_the_falling_rule_keeps_predicted_low_quiet_while_the_cgm_rises(
 def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
     scoring: ModelScoring,
 ) -> None:
-    """With the gate's ``personal`` on, the served forecast is the model's plus the
-    patient's own shrunk mean error so far; its state lives in the stored window."""
-    models = gated(scoring, EVERYWHERE, "model", personal=True)
+    """Where the gate's ``personal`` says (here 30 min), the served forecast is the model's
+    plus the patient's own shrunk mean error so far; its state lives in the stored window."""
+    models = gated(scoring, EVERYWHERE, "model", personal=["30"])
     pipeline = PatientPipeline(StreamSettings(), models=models)
     values = [100 + 60 * math.sin(i / 6) for i in range(40)]  # 40 readings: errors <= 50
     readings = cgm_series(values)
@@ -205,6 +205,10 @@ def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
         raw.append(model["model_forecast_mg_dl"]["30"])
         corrections.append(model["personal_correction_mg_dl"]["30"])
         assert model["forecast_mg_dl"]["30"] == pytest.approx(raw[-1] + corrections[-1], abs=0.11)
+        assert list(model["personal_correction_mg_dl"]) == ["30"]  # where the gate says
+        assert model["forecast_served_by"]["30"] == "model+personal"
+        assert model["forecast_served_by"]["60"] == "model"
+        assert model["forecast_mg_dl"]["60"] == model["model_forecast_mg_dl"]["60"]
     assert corrections[:6] == [0.0] * 6  # nothing learned before a 30-min forecast came true
     # then: the mean 30-min error so far, shrunk by n / (n + 20)
     errors = [values[i + 6] - raw[i] for i in range(len(values) - 6)]
@@ -213,9 +217,11 @@ def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
     assert corrections[-1] == pytest.approx(expected, abs=0.2)
     stored = window.to_bytes()
     again = PatientWindow.from_bytes(stored)
-    assert again.personal == window.personal and again.personal[1][1] == len(errors)
-    # the shipped gate leaves it off: no state stored at all
-    plain = PatientPipeline(StreamSettings(), models=scoring.serving_models())
+    assert again.personal == window.personal
+    model, horizons, _, counts, _ = again.personal
+    assert (model, horizons, counts) == ("glucose@2.1.0", [30], [len(errors)])
+    # a gate that leaves it off: no state stored at all
+    plain = PatientPipeline(StreamSettings(), models=gated(scoring, EVERYWHERE, "model"))
     output = plain.process("syn-p1", None, cgm_series(values[:20]))
     plain.finish(output, score_now(output))
     assert output.window.personal == []
