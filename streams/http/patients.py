@@ -14,6 +14,7 @@ from faust.web import Request, Response, View
 
 from ..runtime import Runtime
 from ..settings import Settings
+from ..scoring.personal import personal_summary
 from ..windows.patient import PatientWindow
 from .access import access_of, guarded
 
@@ -33,6 +34,8 @@ def window_document(window: PatientWindow) -> dict[str, Any]:
         },
         # the audit chain's length and last link: what `bedside audit verify` must find
         "audit": {"seq": window.audit_seq, "head": window.audit_head.hex()},
+        # the glucose forecast's per-patient adaptation (null while it does not serve)
+        "personal": personal_summary(window.personal),
     }
 
 

@@ -132,6 +132,25 @@ def _at(readings: list[tuple[int, float]], target: int) -> float | None:
     return None if best is None else best[1]
 
 
+def personal_summary(state: list[Any]) -> dict[str, Any] | None:
+    """The stored state in words: for which model, per horizon the correction and the
+    errors learned from, and the forecasts awaiting their truth (None: nothing stored)."""
+    if not state:
+        return None
+    personal = PersonalBias.from_list(state, state[0], tuple(state[1]))
+    horizons = [str(h) for h in personal.horizons]
+    return {
+        "model": personal.model,
+        "correction_mg_dl": dict(zip(horizons, map(round1, personal.correction()), strict=True)),
+        "errors_learned": dict(zip(horizons, personal.n, strict=True)),
+        "pending_forecasts": len(personal.pending),
+    }
+
+
+def round1(value: float) -> float:
+    return round(value, 1)
+
+
 def personal_forecast(
     state: list[Any],
     readings: list[tuple[int, float]],

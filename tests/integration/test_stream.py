@@ -393,8 +393,11 @@ def test_models_score_in_the_stream_and_drive_alerts(
     assert {"glucose", "glucose_model"} <= names
     # the risk event says what served: the shipped gate serves the model at every horizon
     model = next(s for r in risk[falling] for s in r["scores"] if s["name"] == "glucose_model")
-    assert model["forecast_served_by"] == dict.fromkeys(("15", "30", "45", "60"), "model")
+    # the shipped gate: the model at every horizon, adapted to the patient at 30 min
+    served_by = dict.fromkeys(("15", "30", "45", "60"), "model") | {"30": "model+personal"}
+    assert model["forecast_served_by"] == served_by
     assert model["predicted_low_by"] == "model"
+    assert model["predicted_low_rule"] == "probability_falling" and model["trend_mg_dl_min"] < 0
     assert read_series(f'risk_value{{patient_id="{falling}",score="glucose_model"}}', 1)
     # other live workers of this session read the same topics (own groups) and may have sent
     # the alerts first: wait for this worker's own model calls
@@ -408,3 +411,47 @@ def test_models_score_in_the_stream_and_drive_alerts(
         time.sleep(0.5)
     assert scoring["models"]["glucose"]["provider"] == "CPUExecutionProvider"
     assert windows >= 1
+    assert_the_forecast_adapts_to_the_patient(worker, stack_settings, falling)
+
+
+def assert_the_forecast_adapts_to_the_patient(
+    worker: Any, stack_settings: Settings, patient: str
+) -> None:
+    """Half an hour after a served forecast, the patient's own reading settles it: the
+    worker's stored window has learned an error and the next forecast carries the
+    correction (its arithmetic: tests/unit/streams/scoring/test_model_pipeline.py)."""
+    before = window(worker, patient)
+    assert before is not None and before["personal"]["model"] == "glucose@2.1.0"
+    assert before["personal"]["pending_forecasts"] >= 1
+    # glucose levels out at 95 instead of falling further as forecast
+    later = [cgm_record(patient, 85 + 5 * i, 95.0) for i in range(1, 9)]
+    asyncio.run(produce(stack_settings, later))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        learned = window(worker, patient)
+        if learned and learned["personal"]["errors_learned"]["30"] >= 1:
+            break
+        time.sleep(0.5)
+    assert learned and learned["personal"]["errors_learned"]["30"] >= 1, learned
+    correction = learned["personal"]["correction_mg_dl"]["30"]
+    assert 0 < correction <= 30  # it fell less than forecast: the forecast is raised
+    risk = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.risk,
+            {patient},
+            lambda f: any(
+                s.get("personal_correction_mg_dl", {}).get("30", 0) > 0
+                for r in f[patient]
+                for s in r["scores"]
+            ),
+        )
+    )
+    adapted = next(
+        s
+        for r in risk[patient]
+        for s in r["scores"]
+        if s.get("personal_correction_mg_dl", {}).get("30", 0) > 0
+    )
+    raw, shift = adapted["model_forecast_mg_dl"]["30"], adapted["personal_correction_mg_dl"]["30"]
+    assert adapted["forecast_mg_dl"]["30"] == pytest.approx(raw + shift, abs=0.11)
