@@ -13,8 +13,8 @@ import faust
 from faust.web import Request, Response, View
 
 from ..runtime import Runtime
-from ..settings import Settings
 from ..scoring.personal import personal_summary
+from ..settings import Settings
 from ..windows.patient import PatientWindow
 from .access import access_of, guarded
 
