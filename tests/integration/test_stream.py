@@ -330,9 +330,9 @@ def test_models_score_in_the_stream_and_drive_alerts(
     run = uuid.uuid4().hex[:6]
     falling, worsening = f"fall-{run}", f"worse-{run}"
     # The glucose model reads the patient's local time of day, here from the offset the
-    # readings are written in: early morning, whatever the hour the test runs at (the shipped
-    # model's P(< 70) for this fall stays under its threshold at local night-time, where AR2's
-    # rule would still alarm: see the glucose model card)
+    # readings are written in: early morning, whatever the hour the test runs at (2.0.0's
+    # P(< 70) for this fall stayed under its threshold in the local evening; the fixed hour
+    # keeps the test independent of the model's time-of-day effect)
     last = START + timedelta(minutes=85)
     offset = (6 * 60 - (last.hour * 60 + last.minute)) % 1440
     offset -= 1440 if offset > 840 else 0
