@@ -57,7 +57,9 @@ def test_a_day_of_5_minute_monitoring_fits_in_2_kb() -> None:
     for seed in range(5):
         window = monitored_day(seed, WATERMARK)
         assert sum(len(s) for s in window.vitals.values()) == 3 * 288
+        assert window.personal  # the forecast's adaptation at 30 min, as served
         raw = window.to_bytes()
         assert len(raw) <= 2048, len(raw)
         again = PatientWindow.from_bytes(raw)
         assert again.vitals == window.vitals and again.cgm == window.cgm
+        assert again.personal == window.personal
