@@ -7,6 +7,7 @@ Records of synthetic patients, producing them, starting workers on them and read
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import statistics
@@ -55,7 +56,7 @@ def monitored_day(seed: int, end_ms: int, adapted_at: tuple[str, ...] = ("30",))
         if adapted_at:
             _, _, window.personal = personal_forecast(
                 window.personal,
-                window.recent_cgm(SETTLE_MS),
+                functools.partial(window.recent_cgm, SETTLE_MS),
                 t,
                 dict.fromkeys(adapted_at, round(glucose) + 5.0),
                 model="glucose@2.1.0",

@@ -9,6 +9,7 @@ The keys are those ``bedside evaluate glucose --cgm --json`` writes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -162,13 +163,17 @@ def personalised(visits: Sequence[Visit], r: Replay, forecast: np.ndarray) -> np
             t = int(r.t_ms[row])
             end = int(np.searchsorted(times, t, side="right"))
             start = int(np.searchsorted(times, t - SETTLE_MS))
-            readings = list(zip(times[start:end].tolist(), values[start:end].tolist(), strict=True))
+            readings = functools.partial(_pairs, times[start:end], values[start:end])
             raw = {
                 str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast[row], strict=True)
             }
             out, _, state = personal_forecast(state, readings, t, raw, model="evaluated")
             adapted[row] = list(out.values())
     return adapted
+
+
+def _pairs(times: np.ndarray, values: np.ndarray) -> list[tuple[int, float]]:
+    return list(zip(times.tolist(), values.tolist(), strict=True))
 
 
 def by_day(

@@ -10,6 +10,7 @@ from each model's manifest.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -128,7 +129,7 @@ def _glucose_score(
         # the primary model's forecast adapted to this patient (its state in the window)
         values, personal, window.personal = personal_forecast(
             window.personal,
-            window.recent_cgm(SETTLE_MS),
+            functools.partial(window.recent_cgm, SETTLE_MS),
             t,
             {h: model[h] for h in manifest.gate.personal if h in model},
             model=f"{manifest.name}@{manifest.version}",

@@ -17,6 +17,7 @@ for one horizon about 110 bytes packed; nothing at all while adaptation is off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,19 +154,21 @@ def round1(value: float) -> float:
 
 def personal_forecast(
     state: list[Any],
-    readings: list[tuple[int, float]],
+    readings: Callable[[], list[tuple[int, float]]],
     made_ms: int,
     forecast: dict[str, float],
     *,
     model: str,
 ) -> tuple[dict[str, float], dict[str, float], list[Any]]:
     """One serving step for the horizons in ``forecast`` (minutes -> mg/dL): learn from
-    ``readings`` (the window's recent CGM, oldest first), adapt the forecast made at
+    ``readings()`` (the window's recent CGM, oldest first; asked for only while forecasts
+    await their truth), adapt the forecast made at
     ``made_ms`` (the latest reading's time) by ``model`` and remember it. Returns the
     adapted forecast, the correction added and the new stored state."""
     horizons = tuple(int(h) for h in forecast)
     personal = PersonalBias.from_list(state, model, horizons)
-    personal.settle(readings)
+    if personal.pending:
+        personal.settle(readings())
     raw = list(forecast.values())
     correction = [round(c, 1) for c in personal.correction()]
     adapted = personal.adapt(raw)

@@ -146,7 +146,7 @@ def test_a_one_minute_sensor_still_learns_its_30_min_error() -> None:
         t = i * MIN
         readings.append((t, 120.0))
         _, correction, state = personal_forecast(
-            state, readings[-70:], t, {"30": 130.0}, model="glucose@2.1.0"
+            state, lambda: readings[-70:], t, {"30": 130.0}, model="glucose@2.1.0"
         )
     learned = PersonalBias.from_list(state, "glucose@2.1.0", (30,))
     assert learned.n[0] > 35  # one forecast per 5 min came true after 30 min
