@@ -384,6 +384,11 @@ class ScoringSettings(_Section):
     )
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per call (0: ORT's).")
     max_batch: int = Field(256, ge=1, le=65536, description="Most windows scored in one call.")
+    threaded: bool = Field(
+        False,
+        description="Run model calls on a worker thread instead of the event loop "
+        "(slower on a 2-core box: see streams/scoring/batching.py).",
+    )
     reload_interval_s: float = Field(
         30.0, gt=0, description="How often model_dir is checked for new versions."
     )

@@ -33,7 +33,7 @@ class ModelScoring:
             provider=settings.provider,
             threads=settings.intra_op_threads,
         )
-        self.calls = ModelCalls(max_batch=settings.max_batch)
+        self.calls = ModelCalls(max_batch=settings.max_batch, threaded=settings.threaded)
         self.failed_batches = 0
         if settings.models:
             self.store.load()

@@ -4,6 +4,7 @@ its own row back, and a failing call leaves only its own windows unscored."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from streams.scoring.batching import ModelCalls, group_by, padded
 
@@ -16,9 +17,11 @@ def doubling(calls: list[int]):
     return run
 
 
-async def test_windows_are_scored_in_calls_of_at_most_max_batch() -> None:
+@pytest.mark.parametrize("threaded", [False, True])
+async def test_windows_are_scored_in_calls_of_at_most_max_batch(threaded: bool) -> None:
+    """On the event loop (the default) or a worker thread, the same calls and rows."""
     calls: list[int] = []
-    model = ModelCalls(max_batch=64)
+    model = ModelCalls(max_batch=64, threaded=threaded)
     x = np.arange(150 * 3, dtype=np.float32).reshape(150, 3)
     rows, error = await model.run("m@1", doubling(calls), x)
     model.close()
