@@ -206,12 +206,7 @@ class PatientPipeline:
             score = model.family.to_score(
                 result, model.manifest, window, model.score_name, request.x
             )
-            threshold = score.details.get("threshold")
-            if (
-                model.role == "primary"
-                and threshold is not None
-                and (score.value or 0) >= threshold
-            ):
+            if model.drives_alarm and model.family.alarm_holds(score, profile):
                 # why: only for scores that alert, so the stream pays for it rarely
                 x = request.x if request.x is not None else model.family.input(window, profile)
                 if x is not None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..scoring.base import PatientProfile, Score
-from ..scoring.families import predicted_low_fires
+from ..scoring.families import deterioration_alarm_holds, glucose_alarm_holds
 from ..timefmt import iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .lifecycle import Finding, Lifecycle
@@ -194,18 +194,11 @@ def news2_conditions(score: Score) -> list[Condition]:
 
 
 def glucose_model_conditions(score: Score, profile: PatientProfile) -> list[Condition]:
+    if not glucose_alarm_holds(score, profile):
+        return []
     d = score.details
-    threshold, current = d.get("threshold"), d.get("current_mg_dl")
-    if score.value is None or threshold is None or current is None:
-        return []
-    rule = d.get("predicted_low_rule", "probability")
-    trend = d.get("trend_mg_dl_min")
-    if trend is None and rule == "probability_falling":
-        return []  # the trend is unknown: the rule cannot hold
-    if not predicted_low_fires(
-        score.value, current, trend or 0.0, threshold=threshold, rule=rule, low=profile.glucose.low
-    ):
-        return []
+    threshold, current = d["threshold"], d["current_mg_dl"]
+    rule, trend = d.get("predicted_low_rule", "probability"), d.get("trend_mg_dl_min")
     forecast = d.get("forecast_mg_dl", {})
     reason = (
         f"Glucose {current:.0f} mg/dL at {d.get('at')} is likely to fall below "
@@ -247,9 +240,9 @@ VITAL_NAMES = {
 
 
 def deterioration_conditions(score: Score) -> list[Condition]:
-    threshold = score.details.get("threshold")
-    if score.value is None or threshold is None or score.value < threshold:
+    if not deterioration_alarm_holds(score):
         return []
+    threshold = score.details["threshold"]
     latest = score.details.get("latest", {})
     shown = ", ".join(
         f"{name} {latest[code]['value']:g}{unit}"

@@ -43,6 +43,7 @@ class ModelFamily:
     inputs: Callable[[Sequence[PatientWindow], Sequence[PatientProfile]], np.ndarray]
     # (outputs, manifest, window, score name, the input the outputs came from)
     to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str, np.ndarray | None], Score]
+    alarm_holds: Callable[[Score, PatientProfile], bool]  # the model's alarm kind holds
 
     def input(self, window: PatientWindow, profile: PatientProfile) -> np.ndarray | None:
         """One window's input (None when it is not ready)."""
@@ -106,6 +107,30 @@ def predicted_low_fires(
     if rule == "probability_falling":
         fires &= np.asarray(trend) < 0
     return fires
+
+
+def glucose_alarm_holds(score: Score, profile: PatientProfile) -> bool:
+    """Whether the glucose model's ``predicted_low`` holds for this score (its details
+    carry the threshold, the rule, the current CGM and its trend)."""
+    d = score.details
+    threshold, current = d.get("threshold"), d.get("current_mg_dl")
+    rule, trend = d.get("predicted_low_rule", "probability"), d.get("trend_mg_dl_min")
+    if score.value is None or threshold is None or current is None:
+        return False
+    if trend is None and rule == "probability_falling":
+        return False  # the trend is unknown: the rule cannot hold
+    low = profile.glucose.low
+    fires = predicted_low_fires(
+        score.value, current, trend or 0.0, threshold=threshold, rule=rule, low=low
+    )
+    return bool(fires)
+
+
+def deterioration_alarm_holds(score: Score, profile: PatientProfile | None = None) -> bool:
+    """Whether the deterioration model's alarm holds: its probability reached the threshold
+    (the same for every patient: ``profile`` is not read)."""
+    threshold = score.details.get("threshold")
+    return score.value is not None and threshold is not None and score.value >= threshold
 
 
 def predicted_low_rule(manifest: Manifest) -> PredictedLowRule:
@@ -247,6 +272,7 @@ FAMILIES = {
         lambda window: bool(window.cgm),
         _glucose_inputs,
         _glucose_score,
+        glucose_alarm_holds,
     ),
     "deterioration": ModelFamily(
         "deterioration",
@@ -257,5 +283,6 @@ FAMILIES = {
         lambda window: any(window.vitals.values()),
         lambda windows, _: windows_vitals_inputs(windows),
         _deterioration_score,
+        deterioration_alarm_holds,
     ),
 }

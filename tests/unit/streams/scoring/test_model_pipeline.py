@@ -182,6 +182,8 @@ def test_the_falling_rule_keeps_predicted_low_quiet_while_the_cgm_rises(
         if series is hovering:
             assert model["trend_mg_dl_min"] > 0
             assert model["value"] >= model["threshold"]  # the probability alone alarms
+        # what drove the risk is computed only where the alarm opens
+        assert ("drivers" in model) is alarms
         if fired and rule == "probability_falling":
             assert "while falling" in fired[0]["reason"]
             assert fired[0]["evidence"]["trend_mg_dl_min"] < 0
