@@ -109,17 +109,30 @@ class PersonalBias:
         cls, data: list[Any] | None, model: str = "", horizons: tuple[int, ...] = HORIZONS
     ) -> PersonalBias:
         """The stored state, or a fresh one where it was learned for another model or other
-        horizons (or nothing is stored)."""
-        if not data or data[0] != model or tuple(data[1]) != horizons:
+        horizons, nothing is stored or what is stored is not a state of this shape (the
+        adaptation then starts again; the forecast is never held up by it)."""
+        try:
+            if not data or data[0] != model or tuple(data[1]) != horizons:
+                return cls(horizons, model)
+            _, _, bias, n, pending = data
+            width = len(horizons)
+            state = cls(
+                horizons,
+                model,
+                [float(b) / 100 for b in bias],
+                [int(k) for k in n],
+                [
+                    [int(e[0]) * 1000, *(float(v) / 10 for v in e[1:-1]), int(e[-1])]
+                    for e in pending
+                ],
+            )
+            if len(state.bias) != width or len(state.n) != width:
+                return cls(horizons, model)
+            if any(len(e) != width + 2 for e in state.pending):
+                return cls(horizons, model)
+            return state
+        except (TypeError, ValueError, IndexError, KeyError):
             return cls(horizons, model)
-        _, _, bias, n, pending = data
-        return cls(
-            horizons,
-            model,
-            [b / 100 for b in bias],
-            list(n),
-            [[e[0] * 1000, *(v / 10 for v in e[1:-1]), e[-1]] for e in pending],
-        )
 
 
 def _at(readings: list[tuple[int, float]], target: int) -> float | None:

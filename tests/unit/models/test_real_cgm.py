@@ -137,6 +137,31 @@ def test_the_personal_bias_learns_a_patients_constant_error() -> None:
     assert PersonalBias.from_list(personal.to_list(), "", (30,)).n == [0]
 
 
+@pytest.mark.parametrize(
+    "stored",
+    [
+        ["", [15, 30, 45, 60], [1, 2], [1, 2, 3, 4], []],  # too few biases
+        ["", [15, 30, 45, 60], [0] * 4, [0] * 4, [[1, 2]]],  # a pending forecast cut short
+        ["", [15, 30, 45, 60], ["x"] * 4, [0] * 4, []],  # not numbers
+        ["", [15, 30, 45, 60]],  # cut short
+        ["", None, 1, 2, 3],
+        "not a list",
+    ],
+)
+def test_a_stored_state_of_another_shape_starts_afresh(stored: object) -> None:
+    """Whatever a window holds, adapting a forecast never raises: the state starts again."""
+    adapted, correction, state = personal_forecast(
+        stored,  # type: ignore[arg-type]
+        lambda: [(0, 120.0)],
+        60_000,
+        dict.fromkeys(("15", "30", "45", "60"), 130.0),
+        model="",
+    )
+    assert correction == dict.fromkeys(("15", "30", "45", "60"), 0.0)
+    assert adapted == dict.fromkeys(("15", "30", "45", "60"), 130.0)
+    assert PersonalBias.from_list(state).n == [0] * 4
+
+
 def test_a_one_minute_sensor_still_learns_its_30_min_error() -> None:
     """Forecasts are remembered at most every 4.5 min, so 13 of them span an hour at any
     sensor rate (remembering every 1-min reading would drop each before its truth came)."""
