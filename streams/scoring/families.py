@@ -98,14 +98,15 @@ def predicted_low_fires(
     threshold: float,
     rule: PredictedLowRule,
     low: float = 70.0,
-) -> np.ndarray:
-    """Whether the model's ``predicted_low`` holds (element-wise): the CGM is not yet low,
-    P(< 70 within 30 min) reached the threshold and, under the ``probability_falling`` rule,
-    the CGM is falling (the 15-min rate the model reads is below 0). Serving and evaluation
-    both call this."""
-    fires = (np.asarray(current) >= low) & (np.asarray(p_low) >= threshold)
+) -> np.ndarray | bool:
+    """Whether the model's ``predicted_low`` holds (element-wise for arrays): the CGM is not
+    yet low, P(< 70 within 30 min) reached the threshold and, under the
+    ``probability_falling`` rule, the CGM is falling (the 15-min rate the model reads is
+    below 0). Serving (one score: plain floats, no arrays built on the hot path) and
+    evaluation (arrays) both call this."""
+    fires = (current >= low) & (p_low >= threshold)
     if rule == "probability_falling":
-        fires &= np.asarray(trend) < 0
+        fires = fires & (trend < 0)
     return fires
 
 

@@ -149,14 +149,16 @@ def _at(readings: list[tuple[int, float]], target: int) -> float | None:
 def personal_summary(state: list[Any]) -> dict[str, Any] | None:
     """The stored state in words: for which model, per horizon the correction and the
     errors learned from, and the forecasts awaiting their truth (None: nothing stored)."""
-    if not state:
-        return None
-    personal = PersonalBias.from_list(state, state[0], tuple(state[1]))
-    horizons = [str(h) for h in personal.horizons]
+    try:
+        model, horizons = state[0], tuple(int(h) for h in state[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None  # nothing stored, or not a state (the next forecast starts it afresh)
+    personal = PersonalBias.from_list(state, model, horizons)
+    names = [str(h) for h in personal.horizons]
     return {
         "model": personal.model,
-        "correction_mg_dl": dict(zip(horizons, map(round1, personal.correction()), strict=True)),
-        "errors_learned": dict(zip(horizons, personal.n, strict=True)),
+        "correction_mg_dl": dict(zip(names, map(round1, personal.correction()), strict=True)),
+        "errors_learned": dict(zip(names, personal.n, strict=True)),
         "pending_forecasts": len(personal.pending),
     }
 
