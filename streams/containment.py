@@ -2,12 +2,22 @@
 
 The patient stream applies each patient's observations through :func:`apply_contained`.
 When the pipeline raises for a patient, the patient's window is restored to what it was
-before the batch and the observations are applied again one at a time, so only the ones
-that fail are refused (their records go to the dead-letter topic with reason
-``processing``) and the others still count. When every observation fails on a stored
-window, or the stored window cannot be loaded at all, the state is the poison: it is
-*quarantined* (its bytes go to the dead-letter topic with reason ``state``), the patient
-starts again from an empty window and a ``monitoring_fault`` alarm tells the care team.
+before the batch and the observations are applied again one at a time. A record that fails
+is then tried on a *fresh* window to find what is to blame:
+
+- it fails there too: **the record is the poison**. It is refused (its record goes to the
+  dead-letter topic with reason ``processing``); the stored window, its alarms, baselines
+  and audit head stay exactly as they were, and the patient's other records still count.
+- it applies to a fresh window: **the stored state is the cause**. The state is
+  *quarantined* (its bytes go to the dead-letter topic with reason ``state``), the patient
+  starts again from an empty window (keeping the audit chain's head), the batch is applied
+  to it, every alarm the old state held is closed with an explicit ``resolved`` transition
+  (reason: state quarantined) so no page shows an alarm the worker no longer holds, and a
+  ``monitoring_fault`` alarm tells the care team.
+
+A stored state that cannot be loaded at all is quarantined the same way (its alarms cannot
+be read: the fault event names the quarantine, and the alarm views close the patient's
+earlier alarms on it).
 
 Pure with respect to I/O: the caller loads and stores windows and sends the records.
 """
@@ -30,6 +40,7 @@ class PatientResult:
     outputs: list[PatientOutput] = field(default_factory=list)
     failed: list[Observation] = field(default_factory=list)  # refused: dead-letter them
     quarantined: bytes | None = None  # the stored state that could not be used
+    replaced: PatientWindow | None = None  # the quarantined state, when it could be read
     error: str | None = None  # the exception type that caused any of the above
 
 
@@ -55,7 +66,7 @@ def apply_contained(
         window = load()
     except Exception as exc:  # noqa: BLE001 - a corrupt state quarantines one patient
         result = _failing(patient_id)
-        _quarantine(result, stored(), exc)
+        _quarantine(result, stored(), type(exc).__name__)
         window = None
     else:
         try:
@@ -70,15 +81,37 @@ def apply_contained(
     if (
         result.quarantined is None
         and window is not None
-        and len(result.failed) == len(observations)
+        and result.failed
+        and any(_applies_fresh(pipeline, patient_id, o, arrived_at) for o in result.failed)
     ):
-        # nothing of this patient applies to its stored window: the state is the poison
-        _quarantine(result, stored(), None)
-        failed, result.failed = result.failed, []
-        window = _one_by_one(pipeline, patient_id, None, failed, arrived_at, result)
+        # a record that fails only on the stored window: the state is the cause
+        _quarantine(result, stored(), result.error or "")
+        result.replaced = _restore(stored)
+        result.failed, result.outputs = [], []  # all of the batch goes to a fresh window
+        fresh = _fresh(patient_id, result.replaced)
+        window = _one_by_one(pipeline, patient_id, fresh, observations, arrived_at, result)
     if window is not None:
         result.window = window
     return result
+
+
+def _applies_fresh(
+    pipeline: PatientPipeline, patient_id: str, observation: Observation, arrived_at: int
+) -> bool:
+    """Whether ``observation`` applies to an empty window (the result is thrown away)."""
+    try:
+        pipeline.process(patient_id, None, [observation], arrived_at=arrived_at)
+    except Exception:  # noqa: BLE001 - the record fails on its own: it is the poison
+        return False
+    return True
+
+
+def _fresh(patient_id: str, replaced: PatientWindow | None) -> PatientWindow:
+    """An empty window that continues ``replaced``'s audit chain (when it could be read)."""
+    window = PatientWindow(patient_id)
+    if replaced is not None:
+        window.audit_seq, window.audit_head = replaced.audit_seq, replaced.audit_head
+    return window
 
 
 def _failing(patient_id: str) -> PatientResult:
@@ -115,10 +148,9 @@ def _restore(stored: Callable[[], bytes | None]) -> PatientWindow | None:
         return None
 
 
-def _quarantine(result: PatientResult, state: bytes | None, exc: Exception | None) -> None:
+def _quarantine(result: PatientResult, state: bytes | None, error: str) -> None:
     result.quarantined = state or b""
-    if exc is not None:
-        result.error = type(exc).__name__
+    result.error = error
 
 
 def contained_tick(

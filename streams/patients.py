@@ -12,18 +12,27 @@ never escalations. ``tz`` (IANA) gives the glucose model the patient's own time 
 (UTC when nothing is known). ``ward`` says which users see the patient
 (streams/access/users.py). Settings given here win over the environment's
 ``BEDSIDE_STREAM__GLUCOSE_TARGETS`` and ``BEDSIDE_STREAM__SPO2_SCALE2_PATIENTS``.
+
+:class:`PatientDirectory` is the one place that turns a sender's patient id into the id
+windows are keyed by (normalised, then pseudonymised when ``BEDSIDE_PRIVACY__PSEUDONYMISE``
+is on) and that answers every per-patient setting by that id: the pipeline, the ingest
+gateway and the pages all ask it, so no setting can stay keyed by a clear id.
 """
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from .access.pseudonyms import Pseudonyms
 from .config_files import read_json_file
-from .settings import GlucoseTargetSettings
+from .schemas.observation import Observation
+from .settings import GlucoseTargetSettings, StreamSettings
 
 
 def known_zone(value: str) -> str:
@@ -97,3 +106,85 @@ def load_patient_settings(path: Path | None) -> dict[str, PatientSettings]:
     return read_json_file(
         path, SETTINGS_FILE.validate_json, "patient settings file", PatientSettingsError
     )
+
+
+def normalise_id(patient_id: str) -> str:
+    """One spelling per patient: Unicode NFKC, invisible format characters removed, outer
+    white space stripped, inner runs of white space made one space, letters lower-case.
+    ``p-700``, ``P-700 `` and ``p-700\u200b`` are one patient, not three with default
+    thresholds each."""
+    text = unicodedata.normalize("NFKC", patient_id)
+    if not text.isascii() or text != text.strip():
+        text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc", "Co"))
+    return " ".join(text.split()).lower()
+
+
+class PatientDirectory:
+    """Patient ids as windows are keyed, and each patient's own settings under that id.
+
+    Sources of settings, merged once at start: the patient settings file (wins), then
+    ``BEDSIDE_STREAM__GLUCOSE_TARGETS`` and ``BEDSIDE_STREAM__SPO2_SCALE2_PATIENTS``. Every
+    source names patients by the sender's id; each is keyed here through :meth:`key`."""
+
+    def __init__(
+        self,
+        patients: Mapping[str, PatientSettings] | None = None,
+        pseudonyms: Pseudonyms | None = None,
+    ) -> None:
+        self.pseudonyms = pseudonyms
+        self.settings: dict[str, PatientSettings] = {}
+        for clear, own in (patients or {}).items():
+            key = self.key(clear, pinned=True)
+            if key in self.settings and self.settings[key] != own:
+                msg = f"patient settings name {clear!r} twice (as another spelling of one id)"
+                raise PatientSettingsError(msg)
+            self.settings[key] = own
+
+    @classmethod
+    def from_settings(
+        cls, stream: StreamSettings, pseudonyms: Pseudonyms | None = None
+    ) -> PatientDirectory:
+        """Every source of per-patient settings in ``stream`` (the file is read here)."""
+        merged: dict[str, PatientSettings] = {}
+        for clear, targets in stream.glucose_targets.items():
+            merged[clear] = PatientSettings(glucose_targets=targets)
+        for clear in stream.spo2_scale2_patients:
+            merged[clear] = merged.get(clear, PatientSettings()).model_copy(
+                update={"spo2_scale": 2}
+            )
+        for clear, own in load_patient_settings(stream.patient_settings_file).items():
+            # the file's fields win; the environment fills what the file leaves out
+            base = merged.get(clear, PatientSettings())
+            given = own.model_dump(exclude_unset=True, exclude_none=True)
+            merged[clear] = base.model_copy(update={f: getattr(own, f) for f in given})
+        return cls(merged, pseudonyms)
+
+    def key(self, patient_id: str, *, pinned: bool = False) -> str:
+        """The id a sender's ``patient_id`` is keyed, stored and published by."""
+        if self.pseudonyms is None:
+            return normalise_id(patient_id)
+        if Pseudonyms.is_pseudonym(patient_id):
+            return patient_id  # re-keyed to its partition already
+        return self.pseudonyms.of(normalise_id(patient_id), shown=patient_id, pinned=pinned)
+
+    def observations(self, observations: list[Observation]) -> list[Observation]:
+        """The observations keyed as windows are (ids normalised; pseudonymised)."""
+        if self.pseudonyms is not None:
+            return self.pseudonyms.observations(observations, self.key)
+        if all(o.patient_id == normalise_id(o.patient_id) for o in observations):
+            return observations  # the common case: senders already write one spelling
+        return [
+            o.model_copy(update={"patient_id": normalise_id(o.patient_id)}) for o in observations
+        ]
+
+    def own(self, patient_id: str) -> PatientSettings | None:
+        """The patient's own settings (``patient_id`` as keyed); None for most patients."""
+        return self.settings.get(patient_id)
+
+    def wards(self) -> dict[str, str]:
+        """Keyed id -> ward, for the patients whose settings name one."""
+        return {pid: own.ward for pid, own in self.settings.items() if own.ward}
+
+    def display(self, patient_id: str) -> str | None:
+        """The sender's id of a pseudonymised patient this worker has seen."""
+        return self.pseudonyms.display(patient_id) if self.pseudonyms is not None else None

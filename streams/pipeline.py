@@ -18,12 +18,11 @@ import numpy as np
 import orjson
 
 from .access.audit import seal
-from .access.pseudonyms import Pseudonyms
 from .access.signing import Keys
 from .alerts import quality
-from .alerts.lifecycle import FAULT_KIND, Finding
+from .alerts.lifecycle import FAULT_KIND, Finding, Lifecycle
 from .alerts.policy import lifecycle, render, stale_at, stale_conditions, transitions
-from .patients import load_patient_settings
+from .patients import PatientDirectory
 from .rules.glucose import GlucoseTargets
 from .schemas.observation import Observation
 from .scoring import explain
@@ -36,6 +35,10 @@ from .timefmt import iso
 from .windows.patient import CGM_CODE, Applied, PatientWindow
 
 DEFAULT_PROFILE = PatientProfile()
+QUARANTINE_CLOSED = (
+    "Closed: this patient's stored state was quarantined, so this alarm is no longer "
+    "tracked. A monitoring fault alarm is open; review the patient by hand."
+)
 
 
 @dataclass
@@ -81,7 +84,7 @@ class PatientPipeline:
         scorers: list[Scorer] | None = None,
         models: Sequence[ServingModel] = (),
         keys: Keys | None = None,
-        pseudonyms: Pseudonyms | None = None,
+        patients: PatientDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys or Keys.random()
@@ -92,11 +95,8 @@ class PatientPipeline:
         )
         self.lateness_ms = settings.allowed_lateness_s * 1000
         self.vitals_stale_ms = settings.vitals_stale_s * 1000
-        # settings name patients as senders do: by pseudonym when ids are pseudonymised
-        named = pseudonyms.keyed if pseudonyms else dict
-        self.patients = named(load_patient_settings(settings.patient_settings_file))
-        self._targets = named(settings.glucose_targets)
-        self._scale2 = frozenset(named(dict.fromkeys(settings.spo2_scale2_patients)))
+        # every per-patient setting, keyed as windows are (pseudonyms when ids are)
+        self.patients = patients or PatientDirectory.from_settings(settings)
         self.set_models(models)
 
     def set_models(self, models: Sequence[ServingModel]) -> None:
@@ -105,17 +105,15 @@ class PatientPipeline:
         self.model_kinds = frozenset(m.family.alert_kind for m in self.models if m.drives_alarm)
 
     def profile(self, patient_id: str) -> PatientProfile:
-        own = self.patients.get(patient_id)
-        if own is None and patient_id not in self._targets and patient_id not in self._scale2:
+        own = self.patients.own(patient_id)
+        if own is None:
             return DEFAULT_PROFILE  # most patients: nothing of their own
-        targets = (own and own.glucose_targets) or self._targets.get(patient_id)
-        scale = (own and own.spo2_scale) or (2 if patient_id in self._scale2 else 1)
-        quiet = own.quiet_hours if own else None
+        targets, quiet = own.glucose_targets, own.quiet_hours
         return PatientProfile(
-            spo2_scale=scale,
+            spo2_scale=own.spo2_scale or 1,
             glucose=GlucoseTargets(**targets.model_dump()) if targets else GlucoseTargets(),
             quiet=quiet.contains if quiet else None,
-            utc_offset=own.utc_offset_minutes if own and own.tz else None,
+            utc_offset=own.utc_offset_minutes if own.tz else None,
         )
 
     def process(
@@ -293,13 +291,24 @@ class PatientPipeline:
         quiet = self.profile(window.patient_id).is_quiet(now)
         return self._control_output(window, lifecycle(window).evaluate(evaluated, now, quiet=quiet))
 
-    def fault(
-        self, window: PatientWindow, wall_ms: int, reason: str, evidence: dict[str, Any]
+    def quarantined(
+        self,
+        window: PatientWindow,
+        replaced: PatientWindow | None,
+        wall_ms: int,
+        reason: str,
+        evidence: dict[str, Any],
     ) -> PatientOutput:
-        """A ``monitoring_fault`` alarm: the stream could not use some of this patient's data."""
+        """The patient's state was quarantined and ``window`` replaces it: every alarm of
+        ``replaced`` (when it could be read) is closed, and a ``monitoring_fault`` opens."""
         now = self.patient_time(window, wall_ms)
-        finding = Finding(FAULT_KIND, reason, evidence, None, "containment-1")
-        return self._control_output(window, lifecycle(window).evaluate({FAULT_KIND: finding}, now))
+        events: list[dict[str, Any]] = []
+        if replaced is not None:
+            old = Lifecycle(window.patient_id, dict(replaced.alarms), {})
+            events += old.close_all(now, QUARANTINE_CLOSED)
+        finding = Finding(FAULT_KIND, reason, evidence, None, "containment-2")
+        events += lifecycle(window).evaluate({FAULT_KIND: finding}, now)
+        return self._control_output(window, events)
 
     def act(
         self,

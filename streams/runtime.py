@@ -12,6 +12,7 @@ from .access.pseudonyms import Pseudonyms
 from .access.signing import Keys
 from .alerts.quality import QualityStats
 from .monitoring import Monitor
+from .patients import PatientDirectory
 from .settings import BrokerProfile, Settings
 from .windows.patient import Applied
 
@@ -77,17 +78,18 @@ class Runtime:
     quality: QualityStats = field(default_factory=QualityStats)  # live predicted_low quality
     monitor: Monitor = field(default_factory=Monitor)  # is monitoring working (health agent)
     keys: Keys = field(init=False)  # signs care-team actions and seals the audit chain
-    pseudonyms: Pseudonyms | None = field(init=False)  # when patient ids are pseudonymised
+    patients: PatientDirectory = field(init=False)  # ids as keyed; each patient's settings
 
     def __post_init__(self) -> None:
         secret = self.settings.security.signing_key
         self.keys = Keys.derive(secret.get_secret_value() if secret else None)
         privacy = self.settings.privacy
-        self.pseudonyms = (
+        pseudonyms = (
             Pseudonyms(privacy.key.get_secret_value())
             if privacy.pseudonymise and privacy.key is not None
             else None
         )
+        self.patients = PatientDirectory.from_settings(self.settings.stream, pseudonyms)
 
 
 #: Young-generation threshold of the cyclic garbage collector in a worker. The stream

@@ -249,6 +249,16 @@ class Lifecycle:
             self._event(alarm, "snoozed", now, extra={"by": by, "minutes": minutes, "note": note})
         ]
 
+    def close_all(self, now: int, reason: str) -> list[dict[str, Any]]:
+        """Resolve every alarm without its condition being judged (the state that held them
+        is gone): an explicit transition, so no view keeps them open."""
+        events = []
+        for kind, alarm in list(self.alarms.items()):
+            del self.alarms[kind]
+            event = self._event(alarm, "resolved", now, state="resolved")
+            events.append({**event, "reason": reason, "evidence": {"closed_by": "quarantine"}})
+        return events
+
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
     def _remember(alarm: Alarm, finding: Finding) -> None:

@@ -100,7 +100,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
     app.service(records)  # type: ignore[arg-type]
     scoring = runtime.scoring = ModelScoring(settings.scoring)
-    pipeline = PatientPipeline(settings.stream, models=scoring.serving_models(), keys=runtime.keys)
+    pipeline = PatientPipeline(
+        settings.stream,
+        models=scoring.serving_models(),
+        keys=runtime.keys,
+        patients=runtime.patients,
+    )
     partitioner, all_partitions = DefaultPartitioner(), list(range(topics.partitions))
 
     @functools.lru_cache(maxsize=1 << 17)  # murmur2 is pure Python: once per patient
@@ -131,7 +136,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         partition_of=partition_of,
         window_cache=settings.ingest.window_cache,
         unsigned_actions=settings.security.unsigned_actions,
-        pseudonyms=runtime.pseudonyms,
     )
 
     @app.timer(interval=settings.scoring.reload_interval_s)  # type: ignore[untyped-decorator]

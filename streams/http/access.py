@@ -21,9 +21,8 @@ from typing import Any
 
 from faust.web import Request, View
 
-from ..access.pseudonyms import Pseudonyms
 from ..access.users import ALL_WARDS, Directory, Role, User, UsersFileError, load_directory
-from ..patients import load_patient_settings
+from ..patients import PatientDirectory
 from ..runtime import Runtime
 from ..settings import Settings
 
@@ -52,17 +51,15 @@ class Denied(Exception):
 
 
 class Access:
-    def __init__(self, settings: Settings, pseudonyms: Pseudonyms | None = None) -> None:
+    def __init__(self, settings: Settings, patients: PatientDirectory | None = None) -> None:
         web = settings.web
         self.open = web.auth == "none"
         self.directory = Directory([]) if self.open else load_directory(web.users_file)
         self.users_file = None if self.open else web.users_file
         self._loaded = self.users_file.stat().st_mtime_ns if self.users_file else 0
         self._checked = time.monotonic()
-        patients = load_patient_settings(settings.stream.patient_settings_file)
-        self.pseudonyms = pseudonyms
-        named = pseudonyms.of if pseudonyms else str
-        self.wards = {named(pid): p.ward for pid, p in patients.items() if p.ward}
+        self.patients = patients or PatientDirectory.from_settings(settings.stream)
+        self.wards = self.patients.wards()
         self.default_ward = web.default_ward
         if self.open:
             log.warning(
@@ -136,9 +133,9 @@ class Access:
     def named(self, item: dict[str, Any]) -> dict[str, Any]:
         """``item`` (a row, an event) with the sender's id of its pseudonymised patient
         (``display_id``), for a caller already allowed to see the patient."""
-        if self.pseudonyms is None:
+        if self.patients.pseudonyms is None:
             return item
-        return {**item, "display_id": self.pseudonyms.display(item["patient_id"])}
+        return {**item, "display_id": self.patients.display(item["patient_id"])}
 
     def shown(self, user: User, event: dict[str, Any]) -> dict[str, Any]:
         """An alert event as ``user`` may see it (model details for physicians and up)."""
@@ -171,5 +168,5 @@ def guarded(handler: Handler) -> Handler:
 def access_of(runtime: Runtime) -> Access:
     """The worker's one Access (users file and wards read once, warnings logged once)."""
     if runtime.access is None:
-        runtime.access = Access(runtime.settings, runtime.pseudonyms)
+        runtime.access = Access(runtime.settings, runtime.patients)
     return runtime.access

@@ -175,8 +175,8 @@ class Gateway:
         """Each observation to its kind's topic; returns once the broker has every one."""
         if self.runtime.monitor.broker_down_since is not None:
             raise ConnectionError  # known unreachable: do not make the sender wait
-        if self.runtime.pseudonyms is not None:  # the ingest topics get no clear id from here
-            observations = self.runtime.pseudonyms.observations(observations)
+        # the ingest topics get ids as keyed (no clear id when pseudonymised) from here
+        observations = self.runtime.patients.observations(observations)
         futures = [
             await self.by_kind[o.kind].send(key=o.patient_id.encode(), value=native_record(o))
             for o in observations

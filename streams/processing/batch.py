@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 
 import orjson
 
-from ..access.pseudonyms import Pseudonyms
 from ..access.signing import action_signed
 from ..alerts.actions import AlertAction, decode_action
 from ..alerts.quality import QualityStats
@@ -44,6 +43,14 @@ FAULT_REASON = (
     "Monitoring fault: this patient's stored state could not be processed and was reset; "
     "alarms restart from new readings. Review recent values by hand."
 )
+
+
+def _readable(state: bytes) -> PatientWindow | None:
+    """A quarantined state's window, when it can still be decoded (its alarms are closed)."""
+    try:
+        return load_window(state)
+    except Exception:  # noqa: BLE001 - unreadable: the views close its alarms on the fault
+        return None
 
 
 def value_of(record: IncomingRecord) -> bytes:
@@ -89,9 +96,10 @@ class BatchStep:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         window_cache: int = 20_000,
         unsigned_actions: bool = False,
-        pseudonyms: Pseudonyms | None = None,
     ) -> None:
-        self.unsigned_actions, self.pseudonyms = unsigned_actions, pseudonyms
+        self.unsigned_actions = unsigned_actions
+        # one directory keys patients for the step and the pipeline alike
+        self.patients = pipeline.patients
         self.topics, self.limits, self.pipeline, self.scoring = topics, limits, pipeline, scoring
         self.state, self.records, self.checkpoint = state, records, checkpoint
         self.stats, self.quality, self.partition_of, self.clock = (
@@ -156,8 +164,8 @@ class BatchStep:
         )
         self.stats.records += 1
         self.stats.observations += len(result.observations)
-        if self.pseudonyms is not None:  # before anything is keyed, stored or published
-            result.observations = self.pseudonyms.observations(result.observations)
+        # before anything is keyed, stored or published: one spelling, pseudonymised
+        result.observations = self.patients.observations(result.observations)
         if result.problems:
             await self.dead_letter(batch, result, record, value)
         patients = batch.groups.setdefault(record.partition, {})
@@ -255,7 +263,13 @@ class BatchStep:
         """Dead-letter what ``apply_contained`` refused; quarantine an unusable state."""
         if applied.quarantined is not None:
             output = await self.quarantine(
-                batch, partition, key, applied.quarantined, applied.error or "", applied.window
+                batch,
+                partition,
+                key,
+                applied.quarantined,
+                applied.error or "",
+                applied.window,
+                applied.replaced,
             )
             batch.outputs.append((key, output))
         if not applied.failed:
@@ -283,8 +297,10 @@ class BatchStep:
         state: bytes,
         error: str,
         window: PatientWindow,
+        replaced: PatientWindow | None = None,
     ) -> PatientOutput:
-        """Dead-letter a patient's unusable state; the patient restarts with an alarm."""
+        """Dead-letter a patient's unusable state; the patient restarts with an alarm, and
+        the alarms of the state it replaces (``replaced``, when readable) are closed."""
         self.stats.quarantined += 1
         log.error(
             "patient state in %s[%d] unusable (%s): quarantined to %s, window reset",
@@ -305,8 +321,13 @@ class BatchStep:
             received_at=batch.received_at,
         )
         await self._send_letter(batch, letter, key)
-        evidence = {"error": error, "quarantined_to": self.topics.deadletter}
-        return self.pipeline.fault(window, batch.wall_ms, FAULT_REASON, evidence)
+        evidence = {
+            "error": error,
+            "quarantined_to": self.topics.deadletter,
+            # the views close the patient's earlier alarms when they could not be read here
+            "earlier_alarms": "closed" if replaced is not None else "unreadable",
+        }
+        return self.pipeline.quarantined(window, replaced, batch.wall_ms, FAULT_REASON, evidence)
 
     # -- models, actions, ticks ------------------------------------------------------------
     async def _score(self, batch: Batch) -> None:
@@ -370,9 +391,12 @@ class BatchStep:
             self.due[partition].pop(key, None)
             return
         if isinstance(ticked, str):  # the stored state makes ticks fail
-            window = PatientWindow(key.decode("utf-8", "replace"))
             state = self.stored(partition, key) or b""
-            output = await self.quarantine(batch, partition, key, state, ticked, window)
+            replaced = _readable(state)
+            window = PatientWindow(key.decode("utf-8", "replace"))
+            if replaced is not None:  # the audit chain goes on
+                window.audit_seq, window.audit_head = replaced.audit_seq, replaced.audit_head
+            output = await self.quarantine(batch, partition, key, state, ticked, window, replaced)
         else:
             window, output = ticked
         if output.alerts:
@@ -400,8 +424,8 @@ class BatchStep:
         self, batch: Batch, result: DecodeResult, record: IncomingRecord, value: bytes
     ) -> None:
         key = key_of(record)
-        if key is not None and self.pseudonyms is not None:
-            key = self.pseudonyms.of(key.decode("utf-8", "replace")).encode()
+        if key is not None:
+            key = self.patients.key(key.decode("utf-8", "replace")).encode()
         letter = DeadLetter.build(
             result,
             value,

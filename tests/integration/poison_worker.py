@@ -1,7 +1,8 @@
 """``bedside worker`` with a fault injected for one patient: ``python poison_worker.py worker``.
 
-Applying any observation of a patient whose id starts with ``inject-`` raises, as a bug in
-the pipeline would: the stream must contain it to that patient's records.
+Applying any observation of a patient whose id starts with ``inject-``, or any batch holding a
+reading of exactly ``POISON_VALUE`` (which works under pseudonymised ids too), raises, as a
+bug in the pipeline would: the stream must contain it to that patient's records.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from streams.cli import main
 from streams.pipeline import PatientPipeline
 
 _process = PatientPipeline.process
+POISON_VALUE = 123.25
 
 
 def _faulty(self: PatientPipeline, patient_id: str, *args: Any, **kwargs: Any) -> Any:
-    if patient_id.startswith("inject-"):
+    observations = args[1] if len(args) > 1 else kwargs.get("observations", [])
+    if patient_id.startswith("inject-") or any(o.value == POISON_VALUE for o in observations):
         raise ZeroDivisionError("injected fault")
     return _process(self, patient_id, *args, **kwargs)
 

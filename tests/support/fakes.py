@@ -20,6 +20,7 @@ from streams.access.pseudonyms import Pseudonyms
 from streams.alerts.quality import QualityStats
 from streams.ingest.decode import IngestLimits
 from streams.monitoring import Monitor
+from streams.patients import PatientDirectory
 from streams.pipeline import PatientPipeline
 from streams.processing.batch import BatchStep
 from streams.processing.checkpoint import Checkpoint
@@ -158,7 +159,8 @@ class StepHarness:
         self.step = BatchStep(
             topics=TOPICS,
             limits=IngestLimits(),
-            pipeline=pipeline or PatientPipeline(StreamSettings()),
+            pipeline=pipeline
+            or PatientPipeline(StreamSettings(), patients=PatientDirectory(pseudonyms=pseudonyms)),
             scoring=NoModels(),
             state=self.state,
             records=self.records,
@@ -167,7 +169,6 @@ class StepHarness:
             quality=QualityStats(),
             partition_of=partition_of,
             clock=lambda: NOW,
-            pseudonyms=pseudonyms,
         )
 
     def alerts(self) -> list[dict[str, Any]]:

@@ -104,7 +104,8 @@ def test_a_tick_that_fails_reports_its_error(pipeline: FailingPipeline) -> None:
 def test_a_fault_alarm_opens_and_resolves_after_an_acknowledgement() -> None:
     pipeline = PatientPipeline(StreamSettings())
     window = PatientWindow("syn-p1")
-    [opened] = [orjson.loads(a) for a in pipeline.fault(window, 1_000, "reset", {}).alerts]
+    fault = pipeline.quarantined(window, None, 1_000, "reset", {})
+    [opened] = [orjson.loads(a) for a in fault.alerts]
     assert (opened["kind"], opened["transition"], opened["severity"]) == (
         "monitoring_fault",
         "opened",
@@ -115,3 +116,52 @@ def test_a_fault_alarm_opens_and_resolves_after_an_acknowledgement() -> None:
     assert output is not None and orjson.loads(output.alerts[0])["transition"] == "acknowledged"
     [resolved] = [orjson.loads(a) for a in pipeline.tick(window, 4_000).alerts]
     assert resolved["transition"] == "resolved" and not window.alarms
+
+
+def test_a_poison_record_alone_leaves_a_healthy_state_untouched(pipeline: FailingPipeline) -> None:
+    """Live traffic: a patient's batch is one record. The record is the poison, not the
+    state: alarms, baselines and the audit head stay exactly as stored."""
+    healthy = PatientPipeline(StreamSettings())
+    low = healthy.process("syn-p1", None, [cgm(10, 58), cgm(5, 55), cgm(0, 52)])
+    assert low.window.alarms and low.window.audit_seq  # an open alarm, a sealed chain
+    raw = low.window.to_bytes()
+    result = apply_contained(
+        pipeline,
+        "syn-p1",
+        [cgm(-5, POISON)],
+        load=lambda: PatientWindow.from_bytes(raw),
+        stored=lambda: raw,
+        arrived_at=0,
+    )
+    assert result.quarantined is None and [o.value for o in result.failed] == [POISON]
+    assert result.window.to_bytes() == raw  # unchanged, byte for byte
+    assert result.error == "ZeroDivisionError"
+
+
+def test_a_quarantined_state_closes_its_alarms_and_keeps_its_audit_chain(
+    pipeline: FailingPipeline,
+) -> None:
+    healthy = PatientPipeline(StreamSettings())
+    sick = healthy.process("syn-p1", None, [cgm(15, 58), cgm(10, 55), cgm(5, STATE_POISON)])
+    raw = sick.window.to_bytes()
+    opened = {a.alert_id for a in sick.window.alarms.values()}
+    assert opened
+    result = apply_contained(
+        pipeline,
+        "syn-p1",
+        [cgm(0, 110)],
+        load=lambda: PatientWindow.from_bytes(raw),
+        stored=lambda: raw,
+        arrived_at=0,
+    )
+    assert result.quarantined == raw and result.replaced is not None
+    assert [v for _, v in result.window.cgm_series()] == [110]
+    output = pipeline.quarantined(result.window, result.replaced, 0, "reset", {})
+    events = [orjson.loads(a) for a in output.alerts]
+    closed = {e["alert_id"] for e in events if e["transition"] == "resolved"}
+    assert closed == opened
+    assert all("quarantined" in e["reason"] for e in events if e["transition"] == "resolved")
+    assert [e["kind"] for e in events if e["transition"] == "opened"] == ["monitoring_fault"]
+    # the chain goes on from the quarantined state's head, without a gap
+    assert events[0]["audit"]["seq"] == sick.window.audit_seq + 1
+    assert events[0]["audit"]["prev"] == sick.window.audit_head.hex()

@@ -11,6 +11,7 @@ from fakes import NOW, TOPICS, Record, partition_of
 from fakes import StepHarness as Harness
 
 from streams.access.pseudonyms import Pseudonyms
+from streams.patients import PatientDirectory
 from streams.pipeline import PatientPipeline
 from streams.settings import GlucoseTargetSettings, StreamSettings
 
@@ -31,10 +32,13 @@ def test_patient_settings_follow_the_patient_under_its_pseudonym() -> None:
     names = Pseudonyms(KEY)
     targets = GlucoseTargetSettings(urgent_low=60, low=90, high=200, urgent_high=300)
     settings = StreamSettings(glucose_targets={"MRN-7": targets}, spo2_scale2_patients=["MRN-8"])
-    pipeline = PatientPipeline(settings, pseudonyms=names)
-    assert pipeline.profile(names.of("MRN-7")).glucose.low == 90
-    assert pipeline.profile(names.of("MRN-8")).spo2_scale == 2
+    patients = PatientDirectory.from_settings(settings, names)
+    pipeline = PatientPipeline(settings, patients=patients)
+    assert pipeline.profile(patients.key("MRN-7")).glucose.low == 90
+    assert pipeline.profile(patients.key(" mrn-7\u200b")).glucose.low == 90  # one patient
+    assert pipeline.profile(patients.key("MRN-8")).spo2_scale == 2
     assert pipeline.profile("MRN-7").glucose.low != 90  # the clear id names nobody inside
+    assert patients.display(patients.key("MRN-7")) == "MRN-7"  # as the settings spell it
 
 
 def record(key: bytes, body: bytes) -> Record:
@@ -70,8 +74,9 @@ def test_the_batch_step_keys_stores_and_publishes_only_pseudonyms() -> None:
     letters = [orjson.loads(v) for t, _, v in outputs if t == TOPICS.deadletter]
     for letter in letters:
         letter.pop("original_b64")  # the sender's bytes: the topic holds PHI by design
-    assert b"MRN-9" not in written and b"MRN-10" not in orjson.dumps(letters)
+    assert b"MRN-9" not in written and b"mrn-9" not in written
+    assert b"MRN-10" not in orjson.dumps(letters)
     alarms = [orjson.loads(v) for t, _, v in outputs if t == TOPICS.alerts]
-    assert alarms and {a["patient_id"] for a in alarms} == {names.of("MRN-9")}
+    assert alarms and {a["patient_id"] for a in alarms} == {names.of("mrn-9")}
     assert [letter["reason"] for letter in letters] == ["malformed_json"]
     assert harness.series.lines and not any("MRN" in line for line in harness.series.lines)
