@@ -13,6 +13,7 @@ import asyncio
 from collections import OrderedDict, deque
 from typing import Any
 
+from ..schemas.events import ALERT_EVENT
 from ..settings import KafkaSettings
 from .follower import DROPPED, Subscribers, TopicFollower
 
@@ -23,8 +24,19 @@ HISTORY_PER_PATIENT = 100  # transitions kept per patient for the patient page
 HISTORY_PATIENTS = 20_000  # patients whose history is kept (least recently changed go)
 
 
+def _replaces_unreadable_state(event: dict[str, Any]) -> bool:
+    evidence = event.get("evidence") or {}
+    return (
+        event.get("kind") == "monitoring_fault"
+        and event.get("transition") == "opened"
+        and evidence.get("earlier_alarms") == "unreadable"
+    )
+
+
 class AlertView(TopicFollower):
     """Latest state per alert id; subscribers get each event as it arrives."""
+
+    schema = ALERT_EVENT
 
     def __init__(self, kafka: KafkaSettings, topic: str, **kwargs: Any) -> None:
         super().__init__(kafka, topic, **kwargs)
@@ -46,6 +58,25 @@ class AlertView(TopicFollower):
             self.open[alert_id] = event
         self._remember(event)
         self.subscribers.publish(event)
+        if _replaces_unreadable_state(event):
+            self._close_earlier(event)
+
+    def _close_earlier(self, fault: dict[str, Any]) -> None:
+        """The patient's state was quarantined unread: the alarms it held are gone from the
+        worker, so they are shown closed here (the fault alarm says why)."""
+        patient = fault["patient_id"]
+        for alert_id, event in list(self.open.items()):
+            if event["patient_id"] == patient and alert_id != fault["alert_id"]:
+                self.apply(
+                    {
+                        **event,
+                        "state": "resolved",
+                        "transition": "resolved",
+                        "event_time": fault["event_time"],
+                        "reason": "Closed: this patient's stored state was quarantined.",
+                        "evidence": {"closed_by": "quarantine"},
+                    }
+                )
 
     def _remember(self, event: dict[str, Any]) -> None:
         patient = event["patient_id"]

@@ -2,8 +2,10 @@
 
 The alert view and the ward view read their topics on every worker, whichever worker owns
 the patients: each keeps what the pages need in memory and hands changes to live
-subscribers. A broker away at start is waited for; an unreadable record is logged by
-coordinates and skipped.
+subscribers. A broker away at start is waited for. Every record is checked against the
+view's event schema (``streams.schemas.events``) before it is applied; a record that is not
+JSON, does not fit, or fails to apply is counted (``skipped``), logged by its coordinates
+(never its payload) and skipped: no record on a topic can crash a worker or break a page.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from mode import Service
+from pydantic import TypeAdapter
 
 from ..settings import KafkaSettings
 from .broker import client_options
@@ -27,15 +30,33 @@ RETRY_S = 1.0  # between attempts to reach a broker that is away at start
 class TopicFollower(Service):
     """Reads ``topic`` from its start (or its last ``backfill`` records per partition)."""
 
+    schema: TypeAdapter[Any] | None = None  # what a record must be to be applied
+
     def __init__(
         self, kafka: KafkaSettings, topic: str, *, backfill: int | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.kafka, self.topic, self.backfill = kafka, topic, backfill
         self._consumer: AIOKafkaConsumer | None = None
+        self.skipped = 0  # records not applied: not JSON, not the schema, failed to apply
 
     def apply(self, event: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def take(self, value: bytes | None) -> str | None:
+        """Validate and apply one record's value; None when applied, else why it was not
+        (the exception type: the payload is never logged)."""
+        try:
+            event = orjson.loads(value or b"")
+            if self.schema is not None:
+                self.schema.validate_python(event)
+            elif not isinstance(event, dict):
+                return "not an object"
+            self.apply(event)
+        except Exception as exc:  # noqa: BLE001 - one record never stops a view
+            self.skipped += 1
+            return type(exc).__name__
+        return None
 
     @property
     def connected(self) -> bool:
@@ -93,15 +114,15 @@ class TopicFollower(Service):
                 return
             for records in batches.values():
                 for record in records:
-                    try:
-                        self.apply(orjson.loads(record.value))
-                    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    refused = self.take(record.value)
+                    if refused is not None:
                         log.warning(
-                            "%s: unreadable record at %s[%d]@%d",
+                            "%s: record at %s[%d]@%d skipped (%s)",
                             type(self).__name__,
                             record.topic,
                             record.partition,
                             record.offset,
+                            refused,
                         )
 
     async def on_stop(self) -> None:

@@ -152,6 +152,17 @@ def health_metrics(out: Exposition, app: faust.App, runtime: Runtime) -> None:
         [({}, stats.quarantined)],
     )
     out.metric(
+        "view_records_skipped_total",
+        "counter",
+        "Records of the alerts and risk topics the views refused (not JSON, not the event "
+        "schema, or failed to apply): logged by coordinates, skipped.",
+        [
+            ({"view": type(client).__name__}, skipped)
+            for client in monitor.clients
+            if isinstance(skipped := getattr(client, "skipped", None), int)
+        ],
+    )
+    out.metric(
         "http_unavailable_total",
         "counter",
         "Gateway requests answered 503 (the broker took no write).",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from ..schemas.events import RISK_EVENT
 from ..settings import KafkaSettings
 from ..ward import ward_row
 from .follower import Subscribers, TopicFollower
@@ -23,6 +24,8 @@ FLUSH_S = 1.0
 
 
 class WardView(TopicFollower):
+    schema = RISK_EVENT
+
     def __init__(self, kafka: KafkaSettings, topic: str, **kwargs: Any) -> None:
         super().__init__(kafka, topic, backfill=BACKFILL, **kwargs)
         self.rows: OrderedDict[str, dict[str, Any]] = OrderedDict()

@@ -22,9 +22,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from care_team import USERS
-from stream_helpers import produce, read_topic
+from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
 from streams.access.pseudonyms import Pseudonyms
@@ -211,3 +212,77 @@ def _settled_window(worker: Any, path: str) -> dict[str, Any]:
         previous = body if status == 200 else None
         time.sleep(1)
     raise AssertionError(f"{path} did not settle in 30 s")
+
+
+HOSTILE_ALERTS = [
+    {"alert_id": "hostile-1", "patient_id": ["x"], "kind": "low", "severity": "warning",
+     "state": "open", "opened_at": "2026-01-01T00:00:00+00:00"},
+    {"alert_id": {"a": 1}, "patient_id": "x", "state": "open"},
+    [1, 2, 3],
+]  # fmt: skip
+HOSTILE_RISK = [
+    {"patient_id": "hostile-r", "event_time": "2026-12-01T00:00:00+00:00",
+     "scores": [], "inputs": {"latest": {"heart_rate": "x"}, "latest_at": {}}},
+    {"patient_id": "hostile-r2", "event_time": "2026-12-01T00:00:00+00:00",
+     "scores": [{"name": "news2", "value": "high"}]},
+]  # fmt: skip
+
+
+def test_hostile_output_records_leave_the_views_up_through_a_restart(
+    worker: Any, spawn_worker: Callable[..., Any], worker_env: dict[str, str],
+    stack_settings: Settings,
+) -> None:  # fmt: skip
+    topics = stack_settings.topics
+
+    async def publish() -> None:
+        for event in HOSTILE_ALERTS:
+            await send_raw(stack_settings, topics.alerts, b"hostile", orjson.dumps(event))
+        for event in HOSTILE_RISK:
+            await send_raw(stack_settings, topics.risk, b"hostile", orjson.dumps(event))
+        await send_raw(stack_settings, topics.risk, b"hostile", b"{not json")
+
+    asyncio.run(publish())
+    for running in (worker, None):
+        if running is None:  # the records are within the views' backfill at every start
+            worker.stop()
+            running = spawn_worker(POISON_WORKER, **worker_env)
+            running.wait_ready()
+        deadline = time.monotonic() + 20
+        skipped: dict[str, float] = {}
+        while time.monotonic() < deadline and not _all_skipped(skipped):
+            time.sleep(0.5)
+            skipped = _skipped(running)
+        assert _all_skipped(skipped), skipped
+        for token in (NURSE, USERS["admin-all"][2]):
+            for path in ("/v1/alerts", "/v1/ward"):
+                status, _ = call(running, path, token)
+                assert status == 200, (path, status)
+        time.sleep(2)
+        running.assert_alive()
+    # and a real alarm still reaches the list
+    patient = f"after-hostile-{RUN}"
+    asyncio.run(produce(stack_settings, [cgm(patient, 10 - 5 * i, v)
+                                         for i, v in enumerate([52, 50, 49])]))  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, body = call(running, "/v1/alerts")
+        if any(a["patient_id"] == key(patient) for a in body["open"]):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no alarm after the hostile records")
+
+
+def _all_skipped(skipped: dict[str, float]) -> bool:
+    return skipped.get("AlertView", 0) >= 2 and skipped.get("WardView", 0) >= 3
+
+
+def _skipped(worker: Any) -> dict[str, float]:
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("bedside_view_records_skipped_total{"):
+            view = line.split('view="')[1].split('"')[0]
+            found[view] = float(line.rsplit(" ", 1)[1])
+    return found
