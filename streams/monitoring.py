@@ -26,6 +26,7 @@ DEGRADED_KIND = "monitoring_degraded"
 
 class SinkState(Protocol):
     blocked_since: float | None
+    blocked_reason: str | None
     write_failures: int
 
 
@@ -65,9 +66,10 @@ class Monitor:
         if waiting:
             found.append(f"{waiting} of {len(self.clients)} broker clients not connected yet")
         if self.sink is not None and self.sink.blocked_since is not None:
+            said = f": {self.sink.blocked_reason}" if self.sink.blocked_reason else ""
             found.append(
-                f"time-series database refuses writes for {now - self.sink.blocked_since:.0f} s "
-                f"({self.unstored_points} points waiting; alarms still flow)"
+                f"time-series database refuses writes for {now - self.sink.blocked_since:.0f} s"
+                f"{said} ({self.unstored_points} points waiting; alarms still flow)"
             )
         if self.lag > 0 and now - self.last_stored > stall_s:
             found.append(

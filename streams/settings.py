@@ -184,6 +184,12 @@ class InfluxSettings(_Section):
     org: str = "bedside"
     bucket: str = "bedside"
     timeout_ms: int = Field(10_000, ge=100)
+    retention_days: int = Field(
+        90,
+        ge=0,
+        description="The bucket's retention: points older than this are not written (the "
+        "database would drop them), only counted. 0: no limit. The shipped bucket keeps 90 days.",
+    )
     read_api: Literal["auto", "flux", "prometheus"] = Field(
         "auto",
         description="How series are read back for the care-team page: flux (InfluxDB 2.x), "

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from collections.abc import Awaitable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -25,13 +27,15 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT, Message
 
 from ..ingest.decode import IngestLimits
+from ..ingest.problems import DeadLetter, DecodeResult, Reason
 from ..pipeline import PatientPipeline
 from ..processing.batch import BatchStep
 from ..processing.checkpoint import Checkpoint
 from ..processing.ports import IncomingRecord
 from ..runtime import Runtime
 from ..scoring.service import ModelScoring
-from ..settings import Settings
+from ..settings import InfluxSettings, Settings
+from ..sinks.answers import RefusedPoints
 from .consumer import acknowledge, deliver_batches
 from .faust_compat import current_event
 from .producer import RecordSink
@@ -87,6 +91,28 @@ class ConsumerAcks:
         acknowledge(self.app.consumer, records)  # type: ignore[arg-type]  # Faust messages
 
 
+PATIENT_TAG = re.compile(r",patient_id=((?:[^,\\ ]|\\.)+)")
+
+
+async def report_refused(
+    records: RecordSink, topic: str, influx: InfluxSettings, refused: RefusedPoints
+) -> object:
+    """Points the time-series database refused for good, as a dead letter (delivered),
+    keyed by the patient of the first point as every other dead letter is."""
+    found = PATIENT_TAG.search(refused.lines[0]) if refused.lines else None
+    key = found[1].replace("\\", "").encode() if found else None
+    letter = DeadLetter.build(
+        DecodeResult.refused(Reason.SERIES_REFUSED, refused.describe()),
+        "\n".join(refused.lines).encode(),
+        topic=f"timeseries:{influx.bucket}",
+        partition=None,
+        offset=None,
+        key=key,
+        received_at=datetime.now(UTC),
+    )
+    return await (await records.send(topic, key, letter.model_dump_json().encode()))
+
+
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Subscribe the batch step to the ingest topics, alert actions and ticks."""
     topics = settings.topics
@@ -122,6 +148,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         max_points=settings.ingest.max_unstored_points,
         max_batches=settings.ingest.max_unstored_batches,
         on_failure=lambda exc: asyncio.ensure_future(app.crash(exc)),  # type: ignore[arg-type]
+        on_refused=functools.partial(report_refused, records, topics.deadletter, settings.influx),
     )
     step = BatchStep(
         topics=topics,

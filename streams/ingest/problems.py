@@ -31,6 +31,7 @@ class Reason(StrEnum):
     INTERNAL = "internal"  # a bug in Bedside: the record is kept for replay
     PROCESSING = "processing"  # decoded, but applying it to the patient failed (contained)
     STATE = "state"  # a patient's stored state could not be loaded: quarantined, reset
+    SERIES_REFUSED = "series_refused"  # points the time-series database refused for good
     UNAUTHENTICATED = "unauthenticated"  # an alert action without the gateway's signature
 
 

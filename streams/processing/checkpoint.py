@@ -5,7 +5,9 @@ For each computed batch, in this order:
 1. every record the batch sent (alarms, risk events, dead letters, re-routed observations)
    is acknowledged by the broker;
 2. the batch before it is stored (batches are stored in order, each after the one before);
-3. its time-series points are accepted by the server (retried through outages);
+3. its time-series points are stored by the server (retried through outages); points it
+   refuses for good (a partial write, a bad line) are reported on the dead-letter topic
+   and that report acknowledged by the broker;
 4. its windows are stored and their changelog records acknowledged by the broker;
 5. its records are acknowledged, so their offsets may be committed.
 
@@ -25,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..monitoring import Monitor
+from ..sinks.answers import RefusedPoints
 from ..windows.patient import PatientWindow
 from .ports import Acknowledger, IncomingRecord, SeriesSink, StateStore
 
@@ -44,10 +47,11 @@ class Checkpoint:
         max_points: int,
         max_batches: int,
         on_failure: Callable[[BaseException], None],
+        on_refused: Callable[[RefusedPoints], Awaitable[object]] | None = None,
     ) -> None:
         self.state, self.series, self.acks, self.monitor = state, series, acks, monitor
         self.max_points, self.max_batches = max_points, max_batches
-        self.on_failure = on_failure
+        self.on_failure, self.on_refused = on_failure, on_refused
         # key -> (batch, window, its bytes) of windows computed but not yet stored
         self._unstored: dict[bytes, tuple[int, PatientWindow, bytes]] = {}
         self._inflight: collections.deque[tuple[asyncio.Future[None], int]] = collections.deque()
@@ -107,7 +111,9 @@ class Checkpoint:
         await asyncio.gather(*sent)  # 1
         if previous is not None:
             await previous  # 2
-        await self.series.write(lines)  # 3
+        refused = await self.series.write(lines)  # 3
+        if refused and self.on_refused is not None:
+            await asyncio.gather(*(self.on_refused(points) for points in refused))
         await asyncio.gather(  # 4
             *(self.state.put(partition, key, state) for key, (partition, state) in states.items())
         )

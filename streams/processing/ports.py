@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..scoring.families import ModelRequest
+from ..sinks.answers import RefusedPoints
 
 
 class IncomingRecord(Protocol):
@@ -38,9 +39,10 @@ class RecordSink(Protocol):
 
 
 class SeriesSink(Protocol):
-    """Writes line protocol; returns once the time-series server accepted every line."""
+    """Writes line protocol; returns once the time-series server stored every line it will
+    ever store, with the points it refused for good (to report, never to resend)."""
 
-    async def write(self, lines: list[str]) -> None: ...
+    async def write(self, lines: list[str]) -> list[RefusedPoints]: ...
 
 
 class StateStore(Protocol):

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import pytest
 from care_team import USERS
+from influx_double import InfluxDouble
 from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
@@ -286,3 +287,74 @@ def _skipped(worker: Any) -> dict[str, float]:
             view = line.split('view="')[1].split('"')[0]
             found[view] = float(line.rsplit(" ", 1)[1])
     return found
+
+
+def test_a_back_dated_lab_refused_by_influxdb_does_not_hold_the_stream(
+    spawn_worker: Callable[..., Any], stack_settings: Settings
+) -> None:
+    """Against InfluxDB 2.7's answers (a double with a 30-day bucket): one lab dated 60 days
+    ago gets a 422 partial write; it is dead-lettered, not resent, and the readings after it
+    are stored and their offsets committed within 30 s."""
+    double = InfluxDouble(retention_s=30 * 86_400).start()
+    try:
+        app_id = f"influx422-{RUN}"
+        running = spawn_worker(
+            BEDSIDE_WORKER__APP_ID=app_id,
+            BEDSIDE_SCORING__MODELS="[]",
+            BEDSIDE_PRIVACY__PSEUDONYMISE="true",
+            BEDSIDE_PRIVACY__KEY=KEY,
+            BEDSIDE_INFLUX__URL=double.url,
+            BEDSIDE_INFLUX__TOKEN=double.token,
+        )
+        running.wait_ready()
+        patient = f"backfill-{RUN}"
+        at = (datetime.now(UTC) - timedelta(days=60)).replace(microsecond=0)
+        lab = {"patient_id": patient, "code": "4548-4", "value": 7.2, "unit": "%",
+               "effective_at": at.isoformat(), "source": "ehr-backfill"}  # fmt: skip
+        topics = stack_settings.topics
+        asyncio.run(send_raw(stack_settings, topics.labs, patient.encode(), orjson.dumps(lab)))
+        time.sleep(1)  # the lab in a batch of its own, as an EHR back-fill sends it
+        asyncio.run(produce(stack_settings, [cgm(patient, 10 - 5 * i, 120) for i in range(3)]))
+        started = time.monotonic()
+        keyed = key(patient)
+        while time.monotonic() - started < 30:
+            glucose = [s for s in double.stored if s.startswith("glucose,") and keyed in s]
+            if len(glucose) == 3 and asyncio.run(_committed(stack_settings, app_id)):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"not stored and committed in 30 s: {double.requests}")
+        assert not [s for s in double.stored if s.startswith("labs,")]
+        assert sum(1 for status, _ in double.requests if status == 422) == 1  # never resent
+        letters = asyncio.run(
+            read_topic(stack_settings, topics.deadletter, {keyed}, lambda f: f[keyed])
+        )[keyed]
+        [letter] = [e for e in letters if e["reason"] == "series_refused"]
+        assert (
+            "beyond retention" in letter["message"] and at.date().isoformat() in letter["message"]
+        )
+        running.assert_alive()
+    finally:
+        double.stop()
+
+
+async def _committed(settings: Settings, group: str) -> bool:
+    """Whether the worker's group committed every offset of the ingest topics."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.engine.broker import client_options
+
+    consumer = AIOKafkaConsumer(
+        group_id=group, enable_auto_commit=False, **client_options(settings.kafka)
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in (settings.topics.labs, settings.topics.glucose)
+                 for p in range(settings.topics.partitions)]  # fmt: skip
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            if ends[tp] and (await consumer.committed(tp) or 0) < ends[tp]:
+                return False
+        return True
+    finally:
+        await consumer.stop()

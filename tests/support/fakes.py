@@ -27,6 +27,7 @@ from streams.processing.checkpoint import Checkpoint
 from streams.processing.ports import IncomingRecord
 from streams.runtime import IngestStats
 from streams.settings import StreamSettings, TopicSettings
+from streams.sinks.answers import RefusedPoints
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,14 @@ class MemorySeries:
     gate: asyncio.Event | None = None
     writes: int = 0
 
-    async def write(self, lines: list[str]) -> None:
+    async def write(self, lines: list[str]) -> list[RefusedPoints]:
         self.writes += 1
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:
             raise self.fail
         self.lines.extend(lines)
+        return []
 
 
 @dataclass

@@ -10,6 +10,7 @@ from streams.monitoring import Monitor
 @dataclass
 class Sink:
     blocked_since: float | None = None
+    blocked_reason: str | None = None
     write_failures: int = 0
 
 
