@@ -66,6 +66,7 @@ class InfluxSink(Service):
         self.write_failures = 0
         self.blocked_since: float | None = None  # monotonic time the outage began
         self.blocked_reason: str | None = None  # what the server (or the network) said
+        self._blocked_status: int | None = None
         self._session: aiohttp.ClientSession | None = None
 
     async def on_start(self) -> None:
@@ -163,9 +164,9 @@ class InfluxSink(Service):
         said = f"HTTP {status}: {answer.message}" if status else f"no answer ({answer.message})"
         if status in HINTS:
             said += f" - {HINTS[status]}"
-        changed = said != self.blocked_reason
-        self.blocked_reason = said
-        if self.blocked_since is None or changed:  # once per outage (and cause), not per retry
+        changed = status != self._blocked_status
+        self.blocked_reason, self._blocked_status = said, status
+        if self.blocked_since is None or changed:  # once per outage (and status), not per retry
             self.blocked_since = self.blocked_since or time.monotonic()
             log.error(
                 "time-series write of %d points failed (%s); retrying every <= %.0f s, "
@@ -178,7 +179,7 @@ class InfluxSink(Service):
     def _recovered(self, attempts: int) -> None:
         if self.blocked_since is not None:
             log.warning("time-series database accepts writes again after %d attempts", attempts)
-            self.blocked_since = self.blocked_reason = None
+            self.blocked_since = self.blocked_reason = self._blocked_status = None
 
 
 def _partial(lines: list[str], answer: Answer) -> RefusedPoints:
