@@ -1,8 +1,16 @@
-"""Liveness and readiness endpoints on the worker's web server (probes for k8s and the stack).
+"""Liveness, readiness and monitoring status on the worker's web server.
 
-``/ready`` is true only when the worker is assigned and recovered *and* monitoring works
-(``streams.monitoring``): broker reachable, database taking writes, the stream making
-progress. A probe every ``HEALTH_INTERVAL_S`` updates that state and publishes the
+- ``/health``: the process answers (liveness).
+- ``/serving``: this pod can serve HTTP and publish (readiness for a load balancer): the
+  broker is reachable and the worker's producer connected. A time-series database outage
+  or a rebalance does **not** make it 503, so the pages and the gateway stay reachable
+  exactly when alarms are documented to keep flowing; those show in its ``monitoring``
+  list, in ``/ready``, the metrics and the pages' banner.
+- ``/ready``: true only when the worker is assigned and recovered *and* monitoring works
+  (``streams.monitoring``): broker reachable, database taking writes, the stream making
+  progress. For people and tests, not for taking pods out of a Service.
+
+A probe every ``HEALTH_INTERVAL_S`` updates that state and publishes the
 ``monitoring_degraded`` alert event when problems last ``stream.degraded_after_s``.
 """
 
@@ -48,7 +56,8 @@ def restart_clean(app: faust.App) -> None:
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    """Add ``GET /health`` (alive), ``GET /ready`` (assigned, recovered, working), ``/stats``."""
+    """Add ``GET /health`` (alive), ``/serving`` (can serve and publish), ``/ready``
+    (assigned, recovered, monitoring works), ``/stats``."""
     monitor = runtime.monitor
     records = RecordSink(settings.kafka)
     runtime.monitor.clients.append(records)
@@ -100,6 +109,16 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         if runtime.scoring is not None:
             body["scoring"] = runtime.scoring.describe()
         return web.json(body)
+
+    @app.page("/serving")
+    async def serving(web: View, request: Request) -> Response:
+        cannot = []
+        if monitor.broker_down_since is not None:
+            cannot.append("broker unreachable: alarms and actions cannot be published")
+        if not records.connected:
+            cannot.append("the worker's producer is not connected yet")
+        body = {"serving": not cannot, "problems": cannot, "monitoring": monitor.problems(stall_s)}
+        return web.json(body, status=503 if cannot else 200)
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:

@@ -50,7 +50,7 @@ def test_workers_are_a_statefulset_with_volumes_probes_and_settings() -> None:
     (sts,) = yaml_documents(DEPLOY / "k8s" / "statefulset.yaml")
     assert sts["kind"] == "StatefulSet" and sts["spec"]["volumeClaimTemplates"]
     container = sts["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/serving"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
     assert refs == {"bedside-settings", "bedside-secrets"}
