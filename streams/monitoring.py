@@ -49,6 +49,9 @@ class Monitor:
     degraded_since: float | None = None  # wall time (s) the current problems began
     alert_id: str | None = None  # the open monitoring_degraded alert, if any
     clients: list[BrokerClient] = field(default_factory=list)  # producers, alert view
+    # the open monitoring_degraded alarm's audit chain (opened, then resolved)
+    audit_seq: int = 0
+    audit_prev: str = "0" * 64
 
     def stored(self, points: int, records: int = 0) -> None:
         self.unstored_points -= points

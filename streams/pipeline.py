@@ -310,6 +310,12 @@ class PatientPipeline:
         events += lifecycle(window).evaluate({FAULT_KIND: finding}, now)
         return self._control_output(window, events)
 
+    @staticmethod
+    def seen_action(window: PatientWindow, alert_id: str, nonce: str) -> bool:
+        """Whether the alarm ``alert_id`` of ``window`` applied an action with ``nonce``."""
+        alarm = lifecycle(window).find(alert_id)
+        return alarm is not None and nonce in alarm.nonces
+
     def act(
         self,
         window: PatientWindow,
@@ -318,6 +324,7 @@ class PatientPipeline:
         by: str,
         wall_ms: int,
         minutes: int = 30,
+        nonce: str | None = None,
     ) -> PatientOutput | None:
         """A care team's ``ack`` or ``snooze``; None when the alarm is not open here."""
         now = self.patient_time(window, wall_ms)
@@ -325,7 +332,7 @@ class PatientPipeline:
         if alarms.find(alert_id) is None:
             return None
         if action == "snooze":
-            events = alarms.snooze(alert_id, by, minutes, now)
+            events = alarms.snooze(alert_id, by, minutes, now, nonce)
         else:
-            events = alarms.acknowledge(alert_id, by, now)
+            events = alarms.acknowledge(alert_id, by, now, nonce)
         return self._control_output(window, events)

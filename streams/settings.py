@@ -429,6 +429,12 @@ class SecuritySettings(_Section):
         description="Apply actions on the alert-acks topic without the gateway's signature "
         "(only where Kafka ACLs restrict who may write that topic).",
     )
+    action_max_age_s: int = Field(
+        900,
+        ge=10,
+        description="A signed care-team action older than this when the worker applies it "
+        "is refused (dead letter: replayed).",
+    )
 
     @model_validator(mode="after")
     def _usable_key(self) -> SecuritySettings:

@@ -8,7 +8,7 @@ of one kind can never pass for the other.
   the deployment restricts who may write the topic, e.g. with Kafka ACLs); anything else is
   dead-lettered with reason ``unauthenticated``.
 - **Audit**: every alarm event of a patient carries ``audit: {seq, prev, hash}``, ``hash``
-  being HMAC-SHA256 over ``prev`` and the event without ``audit``. Changing, removing or
+  being HMAC-SHA256 over ``prev``, ``seq`` and the event without ``audit``. Changing, removing or
   inserting an event breaks the chain; ``bedside audit verify`` checks it.
 """
 
@@ -76,12 +76,16 @@ def action_signed(key: bytes, fields: dict[str, Any]) -> bool:
     return hmac.compare_digest(given, action_signature(key, fields))
 
 
-def audit_hash(key: bytes, prev: str, event: dict[str, Any]) -> str:
-    """The chain link of ``event`` (without its ``audit`` field) after ``prev``."""
+def audit_hash(key: bytes, prev: str, event: dict[str, Any], seq: int | None = None) -> str:
+    """The chain link of ``event`` (without its ``audit`` field) at ``seq`` after ``prev``.
+
+    ``seq`` None: the links sealed before the sequence number was covered (verified, and
+    counted as such, so old trails still check)."""
     body = orjson.dumps(
         {k: v for k, v in event.items() if k != "audit"}, option=orjson.OPT_SORT_KEYS
     )
-    return hmac.new(key, prev.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    head = prev.encode() + b"\n" if seq is None else f"{prev}\n{seq}\n".encode()
+    return hmac.new(key, head + body, hashlib.sha256).hexdigest()
 
 
 @functools.cache

@@ -90,6 +90,7 @@ class Alarm:
     evidence: dict[str, Any] = field(default_factory=dict)
     score: float | None = None
     version: str | None = None
+    nonces: list[str] = field(default_factory=list)  # of the signed actions applied (recent)
 
     @property
     def target(self) -> str:
@@ -108,13 +109,25 @@ class Alarm:
         return cls(*data)
 
     def to_dict(self) -> dict[str, Any]:
-        """By field name: a field added later never shifts what was stored before."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """By field name: a field added later never shifts what was stored before (and
+        ``nonces`` is left out while empty: most alarms never see an action)."""
+        stored = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.nonces:
+            del stored["nonces"]
+        return stored
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alarm:
         """Fields missing from older records take their defaults; unknown ones are ignored."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+NONCES_KEPT = 16  # per alarm: more actions than this within the action age bound are rare
+
+
+def _used(alarm: Alarm, nonce: str | None) -> None:
+    if nonce is not None:
+        alarm.nonces = [*alarm.nonces, nonce][-NONCES_KEPT:]
 
 
 @dataclass(frozen=True)
@@ -224,20 +237,26 @@ class Lifecycle:
     def find(self, alert_id_: str) -> Alarm | None:
         return next((a for a in self.alarms.values() if a.alert_id == alert_id_), None)
 
-    def acknowledge(self, alert_id_: str, by: str, now: int) -> list[dict[str, Any]]:
+    def acknowledge(
+        self, alert_id_: str, by: str, now: int, nonce: str | None = None
+    ) -> list[dict[str, Any]]:
         """Acknowledge an open or snoozed alarm; [] when it is unknown or already resolved."""
         alarm = self.find(alert_id_)
         if alarm is None or alarm.state == "acknowledged":
             return []
+        _used(alarm, nonce)
         alarm.state, alarm.acknowledged_by = "acknowledged", by
         alarm.notified_at = now  # never-hidden kinds re-alert one interval after the ack
         return [self._event(alarm, "acknowledged", now, extra={"by": by})]
 
-    def snooze(self, alert_id_: str, by: str, minutes: int, now: int) -> list[dict[str, Any]]:
+    def snooze(
+        self, alert_id_: str, by: str, minutes: int, now: int, nonce: str | None = None
+    ) -> list[dict[str, Any]]:
         """Silence re-alerts and escalation for ``minutes`` (never for never-hidden kinds)."""
         alarm = self.find(alert_id_)
         if alarm is None:
             return []
+        _used(alarm, nonce)
         alarm.state, alarm.snoozed_until = "snoozed", now + minutes * MINUTE_MS
         alarm.notified_at = now
         note = (

@@ -29,6 +29,8 @@ import orjson
 from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 
+from ..access.audit import seal_one
+from ..access.signing import GENESIS
 from ..runtime import Runtime
 from ..settings import BrokerProfile, Settings
 from .metrics import consumer_lag
@@ -55,6 +57,21 @@ def restart_clean(app: faust.App) -> None:
     os.execv(sys.executable, [sys.executable, *sys.argv])  # noqa: S606 - ourselves, again
 
 
+def register_probes(app: faust.App, runtime: Runtime, records: RecordSink) -> None:
+    """``GET /serving``: this pod can serve HTTP and publish (the manifests' readiness)."""
+    monitor, stall_s = runtime.monitor, runtime.settings.stream.degraded_after_s
+
+    @app.page("/serving")
+    async def serving(web: View, request: Request) -> Response:
+        cannot = []
+        if monitor.broker_down_since is not None:
+            cannot.append("broker unreachable: alarms and actions cannot be published")
+        if not records.connected:
+            cannot.append("the worker's producer is not connected yet")
+        body = {"serving": not cannot, "problems": cannot, "monitoring": monitor.problems(stall_s)}
+        return web.json(body, status=503 if cannot else 200)
+
+
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     """Add ``GET /health`` (alive), ``/serving`` (can serve and publish), ``/ready``
     (assigned, recovered, monitoring works), ``/stats``."""
@@ -63,6 +80,15 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     runtime.monitor.clients.append(records)
     app.service(records)  # type: ignore[arg-type]
     stall_s = settings.stream.degraded_after_s
+
+    def sealed(event: dict[str, Any]) -> dict[str, Any]:
+        """The worker's alarm on its own audit chain (opened, then resolved)."""
+        if event["transition"] == "opened":
+            monitor.audit_seq, monitor.audit_prev = 0, GENESIS
+        monitor.audit_seq += 1
+        done = seal_one(runtime.keys.audit, event, monitor.audit_seq, monitor.audit_prev)
+        monitor.audit_prev = done["audit"]["hash"]
+        return done
 
     @app.timer(interval=HEALTH_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def probe() -> None:
@@ -90,6 +116,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         )
         if event is not None:
             log.error("monitoring %s: %s", event["transition"], "; ".join(problems) or "ok")
+            event = sealed(event)
             if monitor.broker_down_since is None:
                 try:
                     await (await records.send(settings.topics.alerts, b"*", orjson.dumps(event)))
@@ -110,15 +137,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
             body["scoring"] = runtime.scoring.describe()
         return web.json(body)
 
-    @app.page("/serving")
-    async def serving(web: View, request: Request) -> Response:
-        cannot = []
-        if monitor.broker_down_since is not None:
-            cannot.append("broker unreachable: alarms and actions cannot be published")
-        if not records.connected:
-            cannot.append("the worker's producer is not connected yet")
-        body = {"serving": not cannot, "problems": cannot, "monitoring": monitor.problems(stall_s)}
-        return web.json(body, status=503 if cannot else 200)
+    register_probes(app, runtime, records)
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:

@@ -163,6 +163,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         partition_of=partition_of,
         window_cache=settings.ingest.window_cache,
         unsigned_actions=settings.security.unsigned_actions,
+        action_max_age_s=settings.security.action_max_age_s,
     )
 
     @app.timer(interval=settings.scoring.reload_interval_s)  # type: ignore[untyped-decorator]

@@ -19,6 +19,7 @@ actions (404); series and windows of other wards are 403.
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -104,6 +105,8 @@ class AlarmsApi:
                 action=action,
                 by=user.name,  # from the credential, never from the body
                 minutes=int(body.get("minutes") or 30),
+                issued_at_ms=int(time.time() * 1000),
+                nonce=secrets.token_hex(16),
             )
         except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError, AttributeError):
             return web.json({"error": "invalid", "detail": 'expected {"minutes": ...}'}, status=400)

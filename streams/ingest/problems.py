@@ -33,6 +33,7 @@ class Reason(StrEnum):
     STATE = "state"  # a patient's stored state could not be loaded: quarantined, reset
     SERIES_REFUSED = "series_refused"  # points the time-series database refused for good
     UNAUTHENTICATED = "unauthenticated"  # an alert action without the gateway's signature
+    REPLAYED = "replayed"  # a signed alert action too old, or seen before for its alarm
 
 
 #: The most original bytes a dead letter carries (base64 adds a third): with the key, the

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import orjson
-
+from ..access.audit import seal
 from ..access.signing import action_signed
 from ..alerts.actions import AlertAction, decode_action
 from ..alerts.quality import QualityStats
@@ -38,6 +37,8 @@ from .checkpoint import Checkpoint
 from .ports import BatchScorer, IncomingRecord, RecordSink, StateStore
 
 log = logging.getLogger(__name__)
+
+CLOCK_SKEW_S = 60  # a gateway's clock may run this far ahead of the worker's
 
 FAULT_REASON = (
     "Monitoring fault: this patient's stored state could not be processed and was reset; "
@@ -96,8 +97,10 @@ class BatchStep:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         window_cache: int = 20_000,
         unsigned_actions: bool = False,
+        action_max_age_s: int = 900,
     ) -> None:
         self.unsigned_actions = unsigned_actions
+        self.action_max_age_ms = action_max_age_s * 1000
         # one directory keys patients for the step and the pipeline alike
         self.patients = pipeline.patients
         self.topics, self.limits, self.pipeline, self.scoring = topics, limits, pipeline, scoring
@@ -187,6 +190,10 @@ class BatchStep:
                 Reason.UNAUTHENTICATED,
                 "alert action without a valid gateway signature (sig): refused",
             )
+        if not isinstance(action, DecodeResult):
+            stale = self._stale(action, batch.wall_ms)
+            if stale is not None:
+                action = DecodeResult.refused(Reason.REPLAYED, stale)
         if isinstance(action, DecodeResult):
             await self.dead_letter(batch, action, record, value)
         elif self.partition_of(action.patient_id.encode()) != record.partition:
@@ -195,6 +202,21 @@ class BatchStep:
             batch.sent.append(await self.records.send(self.topics.alert_acks, key, value))
         else:
             batch.actions.append((action, record))
+
+    def _stale(self, action: AlertAction, wall_ms: int) -> str | None:
+        """Why a signed action cannot be applied now (a replay), or None."""
+        issued = action.issued_at_ms
+        if issued is None or action.nonce is None:
+            if self.unsigned_actions:
+                return None  # another system's actions, on a topic the ACLs protect
+            return "signed action without issued_at_ms and nonce: refused as a replay"
+        age_s = (wall_ms - issued) / 1000
+        if age_s > self.action_max_age_ms / 1000:
+            bound = self.action_max_age_ms // 1000
+            return f"action issued {age_s:.0f} s ago, over the {bound} s bound"
+        if age_s < -CLOCK_SKEW_S:
+            return f"action issued {-age_s:.0f} s in the future"
+        return None
 
     def _trusted(self, action: AlertAction) -> bool:
         """Signed by a gateway of this deployment, or the deployment trusts the topic."""
@@ -347,15 +369,29 @@ class BatchStep:
             except Exception as exc:  # noqa: BLE001 - the rule alarms still go out
                 self.stats.processing_errors += 1
                 log.error("model scores of a patient failed (%s)", type(exc).__name__)
-                output.alerts = [orjson.dumps(e) for e in output.events]
+                # the rule alarms, sealed on the patient's chain like every alarm event
+                output.alerts = seal(self.pipeline.keys.audit, output.window, output.events)
 
     async def _act(self, batch: Batch) -> None:
         for action, record in batch.actions:
             key = action.patient_id.encode()
             try:
                 target = self.load(batch, record.partition, key)
+                if target is not None and action.nonce is not None:
+                    if self.pipeline.seen_action(target, action.alert_id, action.nonce):
+                        problem = DecodeResult.refused(
+                            Reason.REPLAYED, "this action (nonce) was applied before: a replay"
+                        )
+                        await self.dead_letter(batch, problem, record, value_of(record))
+                        continue
                 done = target and self.pipeline.act(
-                    target, action.alert_id, action.action, action.by, batch.wall_ms, action.minutes
+                    target,
+                    action.alert_id,
+                    action.action,
+                    action.by,
+                    batch.wall_ms,
+                    action.minutes,
+                    action.nonce,
                 )
             except Exception as exc:  # noqa: BLE001 - this action is refused, the rest count
                 self.stats.processing_errors += 1

@@ -1,12 +1,14 @@
 """``bedside worker`` with a fault injected for one patient: ``python poison_worker.py worker``.
 
-Applying any observation of a patient whose id starts with ``inject-``, or any batch holding a
-reading of exactly ``POISON_VALUE`` (which works under pseudonymised ids too), raises, as a
-bug in the pipeline would: the stream must contain it to that patient's records.
+Applying any observation of a patient whose id starts with ``inject-``, or (when the
+environment names ``POISON_VALUE``) any batch holding a reading of exactly that value, which
+works under pseudonymised ids too, raises, as a bug in the pipeline would: the stream must
+contain it to that patient's records.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -14,7 +16,7 @@ from streams.cli import main
 from streams.pipeline import PatientPipeline
 
 _process = PatientPipeline.process
-POISON_VALUE = 123.25
+POISON_VALUE = float(os.environ.get("POISON_VALUE", "nan"))  # nan equals nothing
 
 
 def _faulty(self: PatientPipeline, patient_id: str, *args: Any, **kwargs: Any) -> Any:

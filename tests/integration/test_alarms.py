@@ -129,7 +129,8 @@ def test_actions_on_the_topic_need_the_gateway_signature(
         "by": "Dr. Forged (chief physician)",
         "minutes": 1440,
     }
-    signed = {**forged, "by": "charge-nurse", "minutes": 45}
+    signed = {**forged, "by": "charge-nurse", "minutes": 45, "nonce": uuid.uuid4().hex,
+              "issued_at_ms": int(time.time() * 1000)}  # fmt: skip
     signed["sig"] = action_signature(Keys.derive(SIGNING_KEY).actions, signed)
     topic = stack_settings.topics.alert_acks
     for value in (orjson.dumps(forged), b'{"alert_id": "x"}', orjson.dumps(signed)):

@@ -24,12 +24,13 @@ from typing import Any
 
 import orjson
 import pytest
-from care_team import USERS
+from care_team import SIGNING_KEY, USERS
 from influx_double import InfluxDouble
 from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
 from streams.access.pseudonyms import Pseudonyms
+from streams.access.signing import Keys, action_signature
 from streams.patients import PatientDirectory
 from streams.settings import Settings
 
@@ -87,6 +88,7 @@ def settings_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def worker_env(settings_file: Path) -> dict[str, str]:
     return {
         "BEDSIDE_WORKER__APP_ID": f"combined-{RUN}",
+        "POISON_VALUE": str(POISON_VALUE),
         "BEDSIDE_SCORING__MODELS": "[]",
         "BEDSIDE_STREAM__TICK_INTERVAL_S": "1",
         "BEDSIDE_PRIVACY__PSEUDONYMISE": "true",
@@ -215,6 +217,52 @@ def _settled_window(worker: Any, path: str) -> dict[str, Any]:
     raise AssertionError(f"{path} did not settle in 30 s")
 
 
+def test_a_replayed_signed_snooze_is_refused(worker: Any, stack_settings: Settings) -> None:
+    """A captured snooze (signed by the gateway) sent again, and one sent late, are
+    dead-lettered ``replayed``; the alarm keeps escalating."""
+    patient = f"replay-{RUN}"
+    asyncio.run(produce(stack_settings, [cgm(patient, 15 - 5 * i, v)
+                                         for i, v in enumerate([110, 66, 62, 60])]))  # fmt: skip
+    deadline = time.monotonic() + 30
+    alert: dict[str, Any] | None = None
+    while alert is None and time.monotonic() < deadline:
+        _, body = call(worker, "/v1/alerts")
+        alert = next((a for a in body["open"] if a["patient_id"] == key(patient)), None)
+        time.sleep(0.3)
+    assert alert is not None
+    request = urllib.request.Request(
+        f"{worker.url}/v1/alerts/{alert['alert_id']}/snooze",
+        json.dumps({"minutes": 60}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {NURSE}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+    keyed, topics = key(patient), stack_settings.topics
+    captured = asyncio.run(
+        read_topic(stack_settings, topics.alert_acks, {keyed}, lambda f: f[keyed])
+    )[keyed][0]
+    assert captured["nonce"] and captured["issued_at_ms"]  # inside the signature
+    tampered = {**captured, "issued_at_ms": captured["issued_at_ms"] + 1}  # sig breaks
+    late = {**captured, "issued_at_ms": captured["issued_at_ms"] - 3_600_000, "sig": None}
+    late["sig"] = action_signature(Keys.derive(SIGNING_KEY).actions, late)  # an hour old
+    for value in (captured, tampered, late):
+        raw = orjson.dumps(value)
+        asyncio.run(send_raw(stack_settings, topics.alert_acks, keyed.encode(), raw))
+
+    def refused(found: dict[str, list[Any]]) -> list[str]:
+        return sorted(d["reason"] for d in found[keyed] if d["source_topic"] == topics.alert_acks)
+
+    letters = asyncio.run(
+        read_topic(stack_settings, topics.deadletter, {keyed}, lambda f: len(refused(f)) >= 3)
+    )
+    assert refused(letters) == ["replayed", "replayed", "unauthenticated"], refused(letters)
+    events = alerts_of(
+        stack_settings, {patient}, lambda es: any(e["transition"] == "snoozed" for e in es)
+    )
+    assert len([e for e in events[patient] if e["transition"] == "snoozed"]) == 1
+
+
 HOSTILE_ALERTS = [
     {"alert_id": "hostile-1", "patient_id": ["x"], "kind": "low", "severity": "warning",
      "state": "open", "opened_at": "2026-01-01T00:00:00+00:00"},
@@ -230,10 +278,16 @@ HOSTILE_RISK = [
 
 
 def test_hostile_output_records_leave_the_views_up_through_a_restart(
-    worker: Any, spawn_worker: Callable[..., Any], worker_env: dict[str, str],
-    stack_settings: Settings,
+    spawn_worker: Callable[..., Any], worker_env: dict[str, str],
+    stack_env_vars: dict[str, str], make_settings: Callable[[dict[str, str]], Settings],
 ) -> None:  # fmt: skip
+    # topics of their own: the session's alerts topic stays a clean audit trail
+    env = {**worker_env, "BEDSIDE_TOPICS__PREFIX": f"hostile-{RUN}.",
+           "BEDSIDE_WORKER__APP_ID": f"hostile-{RUN}"}  # fmt: skip
+    stack_settings = make_settings({**stack_env_vars, "BEDSIDE_TOPICS__PREFIX": f"hostile-{RUN}."})
     topics = stack_settings.topics
+    worker = spawn_worker(POISON_WORKER, **env)
+    worker.wait_ready()
 
     async def publish() -> None:
         for event in HOSTILE_ALERTS:
@@ -246,7 +300,7 @@ def test_hostile_output_records_leave_the_views_up_through_a_restart(
     for running in (worker, None):
         if running is None:  # the records are within the views' backfill at every start
             worker.stop()
-            running = spawn_worker(POISON_WORKER, **worker_env)
+            running = spawn_worker(POISON_WORKER, **env)
             running.wait_ready()
         deadline = time.monotonic() + 20
         skipped: dict[str, float] = {}

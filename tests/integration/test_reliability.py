@@ -296,7 +296,9 @@ def test_the_front_door(
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     # a newline in an alert id cannot forge a log line
     forged = "x\n[1] [CRITICAL] all patients discharged"  # at most 64 characters
-    action: dict[str, Any] = {"alert_id": forged, "patient_id": patient, "action": "ack", "by": "x"}
+    action: dict[str, Any] = {"alert_id": forged, "patient_id": patient, "action": "ack",
+                              "by": "x", "issued_at_ms": int(time.time() * 1000),
+                              "nonce": "0123abcd" * 4}  # fmt: skip
     action["sig"] = action_signature(Keys.derive(SIGNING_KEY).actions, {**action, "minutes": 30})
     asyncio.run(
         send_raw(

@@ -78,3 +78,44 @@ def test_action_signatures_cover_every_field() -> None:
     assert not action_signed(KEYS.actions, {**signed, "by": "Dr. Forged"})
     assert not action_signed(KEYS.actions, action)  # unsigned
     assert not action_signed(KEYS.audit, signed)  # the audit key signs no action
+
+
+def test_seq_is_inside_the_mac_and_republished_links_are_counted() -> None:
+    window = PatientWindow("p1")
+    chain = sealed(window, [event(i) for i in range(3)])
+    moved = {**chain[1], "audit": {**chain[1]["audit"], "seq": 7}}
+    assert any(
+        "changed or forged" in p for p in verify(KEYS.audit, [chain[0], moved])["p1"].problems
+    )
+    trail = verify(KEYS.audit, [*chain, chain[1], chain[1]])["p1"]
+    assert (trail.length, trail.duplicated, trail.problems) == (3, 2, [])
+
+
+def test_a_chain_cut_by_retention_starts_at_its_oldest_link() -> None:
+    window = PatientWindow("p1")
+    chain = sealed(window, [event(i) for i in range(5)])
+    trail = verify(KEYS.audit, chain[2:])["p1"]  # the oldest two are past the retention
+    assert (trail.starts_at, trail.length, trail.problems) == (3, 3, [])
+    gap = verify(KEYS.audit, [*chain[2:3], *chain[4:]])["p1"]  # one in the middle removed
+    assert any("removed" in p for p in gap.problems)
+
+
+def test_links_sealed_before_seq_was_covered_still_verify() -> None:
+    from streams.access.signing import GENESIS, audit_hash
+
+    old = event(0)
+    link = audit_hash(KEYS.audit, GENESIS, old)  # the former form: prev and event only
+    trail = verify(KEYS.audit, [{**old, "audit": {"seq": 1, "prev": GENESIS, "hash": link}}])
+    assert (trail["p1"].length, trail["p1"].legacy, trail["p1"].problems) == (1, 1, [])
+
+
+def test_worker_alarms_chain_on_their_own() -> None:
+    from streams.access.audit import seal_one
+    from streams.access.signing import GENESIS
+
+    opened = seal_one(KEYS.audit, {"alert_id": "w1", "patient_id": "*", "scope": "worker",
+                                   "transition": "opened"}, 1, GENESIS)  # fmt: skip
+    resolved = seal_one(KEYS.audit, {**opened, "transition": "resolved"}, 2,
+                        opened["audit"]["hash"])  # fmt: skip
+    trails = verify(KEYS.audit, [opened, resolved])
+    assert trails["worker:w1"].length == 2 and not trails["worker:w1"].problems
