@@ -242,6 +242,12 @@ class WebSettings(_Section):
         min_length=1,
         description="The ward of a patient the patient settings file gives none.",
     )
+    stream_max_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Longest a page's live event stream lasts; the page then reconnects (its "
+        "sign-in checked again) and reloads what it shows.",
+    )
 
     @property
     def is_loopback(self) -> bool:

@@ -95,8 +95,24 @@ class Access:
             if changed != self._loaded:
                 self.directory, self._loaded = load_directory(self.users_file), changed
                 log.info("users file reloaded: %d users", len(self.directory.users))
+        except FileNotFoundError:
+            if self.directory.users:  # deleted: nobody is a user any more
+                log.error(
+                    "users file %s is gone: no users now; patient data and alarm actions "
+                    "are refused until it is back",
+                    self.users_file,
+                )
+            self.directory, self._loaded = Directory([]), 0
         except (OSError, UsersFileError) as error:
             log.error("users file not reloaded, the previous users stay: %s", error)
+
+    def still(self, user: User) -> bool:
+        """Whether ``user`` is still a user, with the same role and wards (open streams
+        end when not: the page signs in again and is filtered by what the user is now)."""
+        if self.open:
+            return True
+        self._reload()
+        return self.directory.by_digest.get(user.token_sha256) == user
 
     def ward_choices(self, user: User) -> list[str]:
         """The wards a user may narrow the ward view to."""

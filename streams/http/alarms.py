@@ -78,7 +78,13 @@ class AlarmsApi:
                 return []
             return [(None, orjson.dumps(self.access.shown(user, event)))]
 
-        return await event_stream(request, [self.view.subscribers], render)
+        return await event_stream(
+            request,
+            [self.view.subscribers],
+            render,
+            still_allowed=lambda: self.access.still(user),
+            max_s=self.settings.web.stream_max_s,
+        )
 
     async def act(self, web: View, request: Request, alert_id: str, action: str) -> Response:
         user = self.access.caller(request)

@@ -51,8 +51,11 @@ def _web_file(name: str) -> bytes:
 class WardApi:
     """The ward routes' work (routes: :func:`register`)."""
 
-    def __init__(self, ward: WardView, alerts: AlertView, access: Access) -> None:
+    def __init__(
+        self, ward: WardView, alerts: AlertView, access: Access, stream_max_s: float = 3600.0
+    ) -> None:
         self.ward, self.alerts, self.access = ward, alerts, access
+        self.stream_max_s = stream_max_s
 
     def shows(
         self, user: User, ward: str | None, patient: str | None = None
@@ -99,7 +102,13 @@ class WardApi:
             return [("alert", orjson.dumps(access.shown(user, item)))]
 
         sources = [self.alerts.subscribers, self.ward.subscribers]
-        return await event_stream(request, sources, render)
+        return await event_stream(
+            request,
+            sources,
+            render,
+            still_allowed=lambda: access.still(user),
+            max_s=self.stream_max_s,
+        )
 
     def patient(self, user: User, patient_id: str) -> dict[str, Any]:
         """The patient's row and recent transitions (``GET /v1/patients/{id}/alerts``)."""
@@ -120,7 +129,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         msg = "register streams.http.alarms before the ward"
         raise RuntimeError(msg)
     access = access_of(runtime)
-    api = WardApi(ward, runtime.alert_view, access)
+    api = WardApi(ward, runtime.alert_view, access, settings.web.stream_max_s)
     pages = {name: _web_file(name).decode() for name in ("ward.html", "patient.html")}
     static = {name: _web_file(name) for name in STATIC}
 

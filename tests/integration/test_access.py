@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -261,3 +262,47 @@ def test_no_auth_is_a_loud_development_switch(spawn_worker: Callable[..., Any]) 
     status, body = call(worker, "GET", "/v1/alerts", None)
     assert status == 200 and "open" in body
     assert "BEDSIDE_WEB__AUTH=none" in worker.log.read_text()
+
+
+def test_a_revoked_users_open_streams_end_and_a_deleted_users_file_keeps_nobody(
+    spawn_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    from care_team import write_users
+
+    users = write_users(tmp_path / "users.json")
+    worker = spawn_worker(BEDSIDE_SCORING__MODELS="[]", BEDSIDE_WEB__USERS_FILE=str(users))
+    worker.wait_ready()
+    token = TOKENS["nurse-general"]
+    ended: dict[str, float] = {}
+
+    def watch(path: str) -> None:
+        request = urllib.request.Request(
+            f"{worker.url}{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as stream:
+            while stream.readline():
+                pass
+        ended[path] = time.monotonic()
+
+    paths = ("/v1/alerts/stream", "/v1/ward/stream")
+    threads = [threading.Thread(target=watch, args=(p,), daemon=True) for p in paths]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    assert not ended  # streaming
+    data = json.loads(users.read_text())
+    data["users"] = [u for u in data["users"] if u["name"] != "nurse-general"]
+    users.write_text(json.dumps(data))
+    revoked = time.monotonic()
+    for thread in threads:
+        thread.join(20)
+    assert set(ended) == set(paths), "a revoked user's stream stayed open"
+    assert max(ended.values()) - revoked < 15  # the reload interval and the stream's check
+    assert call(worker, "GET", "/v1/alerts", token)[0] == 401  # the page signs in again
+    assert call(worker, "GET", "/v1/alerts", TOKENS["nurse-4b"])[0] == 200
+    users.unlink()
+    deadline = time.monotonic() + 10
+    while call(worker, "GET", "/v1/alerts", TOKENS["nurse-4b"])[0] != 401:
+        assert time.monotonic() < deadline, "a deleted users file kept its users"
+        time.sleep(0.5)
+    assert "no users now" in worker.log.read_text()

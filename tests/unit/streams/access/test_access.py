@@ -112,3 +112,28 @@ def test_a_user_narrows_the_view_to_one_of_their_wards_only(tmp_path: Path) -> N
     assert denied.value.status == 403
     everyone = Access(Settings(web=WebSettings(auth="none")))
     assert everyone.ward_choices(everyone.caller(Request())) == ["general"]  # type: ignore[arg-type]
+
+
+def test_a_revoked_or_moved_user_is_no_longer_the_same_user_and_a_missing_file_is_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found, tokens = access(tmp_path)
+    monkeypatch.setattr("streams.http.access.RELOAD_CHECK_S", 0.0)
+    users = tmp_path / "users.json"
+    nurse = found.caller(Request(tokens["nurse"]))  # type: ignore[arg-type]
+    doctor = found.caller(Request(tokens["doctor"]))  # type: ignore[arg-type]
+    assert found.still(nurse) and found.still(doctor)
+    data = json.loads(users.read_text())
+    data["users"] = [u for u in data["users"] if u["name"] != "nurse"]  # revoked
+    for user in data["users"]:
+        user["wards"] = ["5C"]  # the doctor moves ward
+    users.write_text(json.dumps(data))
+    os.utime(users, ns=(1, time.time_ns() + 10**9))
+    assert not found.still(nurse) and not found.still(doctor)
+    moved = found.caller(Request(tokens["doctor"]))  # type: ignore[arg-type]
+    assert moved.wards == ("5C",) and found.still(moved)
+    users.unlink()  # deleting the file keeps nobody
+    assert not found.still(moved)
+    with pytest.raises(Denied) as denied:
+        found.caller(Request(tokens["doctor"]))  # type: ignore[arg-type]
+    assert denied.value.status == 401
