@@ -284,11 +284,14 @@ class PatientPipeline:
     def tick(self, window: PatientWindow, wall_ms: int) -> PatientOutput:
         """Time passed without data: stale-data alarms, snooze expiry, re-alerts, escalation."""
         now = self.patient_time(window, wall_ms)
-        evaluated: dict[str, Finding | None] = stale_conditions(window, now, self.vitals_stale_ms)
+        profile = self.profile(window.patient_id)
+        evaluated: dict[str, Finding | None] = stale_conditions(
+            window, now, self.vitals_stale_ms, profile.utc_offset
+        )
         fault = window.alarms.get(FAULT_KIND)
         if fault is not None and fault.state == "acknowledged":
             evaluated[FAULT_KIND] = None  # a care team has seen it: it resolves
-        quiet = self.profile(window.patient_id).is_quiet(now)
+        quiet = profile.is_quiet(now)
         return self._control_output(window, lifecycle(window).evaluate(evaluated, now, quiet=quiet))
 
     def quarantined(

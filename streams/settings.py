@@ -274,6 +274,12 @@ class WebSettings(_Section):
         if not self.is_loopback and self.token is None:
             msg = f"web.host={self.host} is not loopback: set BEDSIDE_WEB__TOKEN"
             raise ValueError(msg)
+        if not self.is_loopback and self.auth == "none":
+            msg = (
+                f"BEDSIDE_WEB__AUTH=none lets anyone read every patient: refused on "
+                f"web.host={self.host}, which is not loopback (development on 127.0.0.1 only)"
+            )
+            raise ValueError(msg)
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             msg = "set both BEDSIDE_WEB__TLS_CERTFILE and BEDSIDE_WEB__TLS_KEYFILE, or neither"
             raise ValueError(msg)

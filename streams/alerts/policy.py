@@ -34,11 +34,12 @@ it); AR2 is still published on the risk topic. Shadow models never alert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..scoring.base import PatientProfile, Score
 from ..scoring.families import deterioration_alarm_holds, glucose_alarm_holds
-from ..timefmt import iso
+from ..timefmt import clock_time, iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .lifecycle import Finding, Lifecycle
 
@@ -75,7 +76,7 @@ def glucose_conditions(
     ):
         return []  # in range, steady, no glucose alarm open: nothing to build
     recent = details.get("recent", [])
-    at = recent[-1]["at"] if recent else ""
+    at = clock_time(recent[-1]["at"], profile.utc_offset) if recent else ""
     found: list[Condition] = []
 
     def add(kind: str, reason: str, extra: dict[str, Any] | None = None) -> None:
@@ -201,7 +202,8 @@ def glucose_model_conditions(score: Score, profile: PatientProfile) -> list[Cond
     rule, trend = d.get("predicted_low_rule", "probability"), d.get("trend_mg_dl_min")
     forecast = d.get("forecast_mg_dl", {})
     reason = (
-        f"Glucose {current:.0f} mg/dL at {d.get('at')} is likely to fall below "
+        f"Glucose {current:.0f} mg/dL at {clock_time(str(d.get('at')), profile.utc_offset)} "
+        "is likely to fall below "
         f"{profile.glucose.low:.0f} mg/dL within 30 min: model probability {score.value:.2f} "
         f"(alerts at >= {threshold:.2f}"
         + (", while falling" if rule == "probability_falling" else "")
@@ -264,9 +266,13 @@ def deterioration_conditions(score: Score) -> list[Condition]:
 
 
 def stale_conditions(
-    window: PatientWindow, now: int, vitals_stale_ms: int
+    window: PatientWindow,
+    now: int,
+    vitals_stale_ms: int,
+    utc_offset: Callable[[int], int] | None = None,
 ) -> dict[str, Condition | None]:
-    """Stale-data kinds at patient time ``now``: only for signals the patient has sent."""
+    """Stale-data kinds at patient time ``now``: only for signals the patient has sent
+    (reasons in clock time, the patient's own when ``utc_offset`` is known)."""
     evaluated: dict[str, Condition | None] = {}
     last_cgm = window.last_seen.get(CGM_CODE)
     if last_cgm is not None:
@@ -274,7 +280,8 @@ def stale_conditions(
         evaluated["cgm_stale_15"] = evaluated["cgm_stale_30"] = None
         if minutes >= CGM_STALE_MIN:
             evidence = {"last_cgm_at": iso(last_cgm), "minutes_without_cgm": round(minutes)}
-            reason = f"No CGM reading for {minutes:.0f} min (last at {iso(last_cgm)})."
+            last_at = clock_time(iso(last_cgm), utc_offset)
+            reason = f"No CGM reading for {minutes:.0f} min (last at {last_at})."
             if minutes < CGM_LOST_MIN:
                 evaluated["cgm_stale_15"] = Condition(
                     "cgm_stale_15", reason, evidence, minutes, "staleness-1"
@@ -295,7 +302,8 @@ def stale_conditions(
                 hours = (now - last) / 3_600_000
                 evaluated["vitals_stale"] = Condition(
                     "vitals_stale",
-                    f"No vital signs for {hours:.1f} h (last at {iso(last)}).",
+                    f"No vital signs for {hours:.1f} h "
+                    f"(last at {clock_time(iso(last), utc_offset)}).",
                     {"last_vitals_at": iso(last)},
                     hours,
                     "staleness-1",
@@ -372,7 +380,7 @@ def transitions(
     not depend on how the patient's topics interleaved on the way in."""
     now = window.watermark if now is None else now
     evaluated = detect(window, scores, profile, model_kinds)
-    evaluated.update(stale_conditions(window, now, vitals_stale_ms))
+    evaluated.update(stale_conditions(window, now, vitals_stale_ms, profile.utc_offset))
     events = lifecycle(window).evaluate(evaluated, now, quiet=profile.is_quiet(now))
     return [render(e) for e in events]
 

@@ -19,6 +19,8 @@ actions (404); series and windows of other wards are 403.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import secrets
 import time
 from typing import Any
@@ -58,6 +60,7 @@ class AlarmsApi:
     ) -> None:
         self.settings, self.view, self.records, self.reader = settings, view, records, reader
         self.access, self.keys = access_of(runtime), runtime.keys
+        self.monitor = runtime.monitor
 
     def open_alerts(self, user: User) -> dict[str, Any]:
         alerts = sorted(
@@ -118,21 +121,37 @@ class AlarmsApi:
             return web.json({"error": "invalid", "detail": 'expected {"minutes": ...}'}, status=400)
         signature = action_signature(self.keys.actions, command.model_dump())
         command = command.model_copy(update={"sig": signature})
-        sent = await self.records.send(
-            self.settings.topics.alert_acks,
-            command.patient_id.encode(),
-            command.model_dump_json().encode(),
+        unavailable = web.json(
+            {"error": "unavailable", "detail": "the broker does not take the action now; retry"},
+            status=503,
+            headers={"Retry-After": "5"},
         )
-        await sent  # the broker has it
+        if self.monitor.broker_down_since is not None:
+            return unavailable  # known unreachable: do not make the nurse wait
+        try:
+            sent = await asyncio.wait_for(
+                self.records.send(
+                    self.settings.topics.alert_acks,
+                    command.patient_id.encode(),
+                    command.model_dump_json().encode(),
+                ),
+                self.settings.web.publish_timeout_s,
+            )
+            await asyncio.wait_for(sent, self.settings.web.publish_timeout_s)  # the broker has it
+        except Exception:  # noqa: BLE001 - a timeout or a producer error: the action is not taken
+            return unavailable
         shown = command.model_dump(exclude={"sig"})
         return web.json({"status": "accepted", **shown}, status=202)
 
     async def series(self, web: View, request: Request, patient_id: str) -> Response:
         self.access.patient(request, patient_id)
         try:
-            hours = min(max(float(request.query.get("hours", "6")), 0.25), 72.0)
+            asked = float(request.query.get("hours", "6"))
         except ValueError:
+            asked = math.nan
+        if not math.isfinite(asked):
             return web.json({"error": "invalid", "detail": "hours: a number"}, status=400)
+        hours = min(max(asked, 0.25), 72.0)
         wanted = request.query.get("measurements", "glucose,vitals").split(",")
         if not wanted or any(m not in SERIES for m in wanted):
             detail = f"measurements: some of {', '.join(SERIES)}"

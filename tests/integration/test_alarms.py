@@ -207,3 +207,9 @@ def test_server_sent_events_and_series_for_the_page(worker: Any, stack_settings:
         values = sorted(v for _, v in body["glucose"].get("99504-3", []))
         time.sleep(1)
     assert values == [60, 62, 66, 110]
+
+
+def test_series_hours_must_be_a_finite_number(worker: Any) -> None:
+    for hours in ("nan", "inf", "-inf", "x"):
+        status, body = call(worker, "GET", f"/v1/patients/anyone/series?hours={hours}")
+        assert status == 400 and body["error"] == "invalid", (hours, status)

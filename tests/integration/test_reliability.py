@@ -218,6 +218,15 @@ def test_a_broker_restart_is_survived_without_manual_steps(
         own = {k: v for k, v in env.items() if k.startswith("BEDSIDE_")}
         worker = spawn_worker(**own, **RULES)
         worker.wait_ready()
+        before = f"before-restart-{uuid.uuid4().hex[:6]}"
+        asyncio.run(produce(settings, urgent_low(before)))
+        nurse = {"Authorization": f"Bearer {NURSE}"}
+        deadline, alert = time.monotonic() + 30, None
+        while alert is None:
+            assert time.monotonic() < deadline, "no alarm before the broker stopped"
+            listed = json.loads(request(worker, "GET", "/v1/alerts", None, nurse)[2])["open"]
+            alert = next((a for a in listed if a["patient_id"] == before), None)
+            time.sleep(0.3)
         assert stack._stop("broker")
         at = datetime.now(UTC).isoformat()
         started = time.monotonic()
@@ -237,6 +246,13 @@ def test_a_broker_restart_is_survived_without_manual_steps(
             problems = json.loads(body)["problems"]
             time.sleep(0.5)
         assert any("broker unreachable" in p for p in problems), problems
+        # an acknowledgement now is answered at once: 503, retry (it once hung, then 500)
+        started = time.monotonic()
+        status, headers, _ = request(
+            worker, "POST", f"/v1/alerts/{alert['alert_id']}/ack", None, nurse
+        )
+        assert status == 503 and headers.get("Retry-After"), status
+        assert time.monotonic() - started < 5
         time.sleep(10)
         run_bedside("stack", "up", env=env)  # the embedded broker comes back empty
         worker.wait_ready(timeout=90)
