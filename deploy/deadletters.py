@@ -73,7 +73,13 @@ async def read_topic(
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
-                    letter = orjson.loads(record.value)
+                    try:
+                        letter = orjson.loads(record.value or b"")
+                    except orjson.JSONDecodeError:
+                        letter = None  # anything can be written to a topic: shown as such
+                    if not isinstance(letter, dict):
+                        letter = {"unreadable": True, "offset": record.offset,
+                                  "partition": record.partition}  # fmt: skip
                     if with_key:
                         letter["key"] = (record.key or b"").decode("utf-8", "replace")
                     letters.append(letter)

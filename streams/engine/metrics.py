@@ -174,6 +174,12 @@ def health_metrics(out: Exposition, app: faust.App, runtime: Runtime) -> None:
         "Failed time-series writes (each retried).",
         [({}, sink.write_failures if sink is not None else 0)],
     )
+    for name, help_ in (
+        ("points_refused", "Points the time-series database refused for good (dead-lettered)."),
+        ("points_outside_retention", "Points older than the retention, not written."),
+    ):
+        count = getattr(sink, name, 0) if sink is not None else 0
+        out.metric(f"series_{name}_total", "counter", help_, [({}, count)])
     out.metric(
         "sink_unstored_points",
         "gauge",
