@@ -1,4 +1,4 @@
-"""The InfluxDB sink: batched writes to the InfluxDB v2 write API (``POST /api/v2/write``).
+"""The InfluxDB sink: batched writes through ``influxdb-client``'s v2 write API.
 
 ``write`` returns once the server has stored every point it will ever store of the batch,
 and the points it refused for good; the checkpoint awaits it before the batch's offsets
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from typing import Any
 
-import aiohttp
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.rest import ApiException
 from mode import Service
 
 from ..settings import InfluxSettings
@@ -67,20 +67,21 @@ class InfluxSink(Service):
         self.blocked_since: float | None = None  # monotonic time the outage began
         self.blocked_reason: str | None = None  # what the server (or the network) said
         self._blocked_status: int | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._client: InfluxDBClientAsync | None = None
 
     async def on_start(self) -> None:
-        ca_file = self.settings.ca_file
-        context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.settings.timeout_ms / 1000),
-            connector=aiohttp.TCPConnector(ssl=context) if context else None,
+        self._client = InfluxDBClientAsync(
+            url=self.settings.url,
+            token=self.settings.token.get_secret_value(),
+            org=self.settings.org,
+            timeout=self.settings.timeout_ms,
+            **({"ssl_ca_cert": str(self.settings.ca_file)} if self.settings.ca_file else {}),
         )
 
     async def on_stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()  # type: ignore[no-untyped-call]
+            self._client = None
 
     async def write(self, lines: list[str]) -> list[RefusedPoints]:
         """Write ``lines``; return once every point is stored or refused for good."""
@@ -139,24 +140,31 @@ class InfluxSink(Service):
             delay = min(delay * 2, self.retry_max_s)
 
     async def _post(self, lines: list[str]) -> Answer:
-        if self._session is None:
+        """One write; its answer as InfluxDB gave it (status, body, ``Retry-After``)."""
+        if self._client is None:
             await self.on_start()
-        assert self._session is not None
-        settings = self.settings
+        assert self._client is not None
         try:
-            async with self._session.post(
-                f"{settings.url.rstrip('/')}/api/v2/write",
-                params={"org": settings.org, "bucket": settings.bucket, "precision": PRECISION},
-                data="\n".join(lines).encode(),
-                headers={
-                    "Authorization": f"Token {settings.token.get_secret_value()}",
-                    "Content-Type": "text/plain; charset=utf-8",
-                },
-            ) as response:
-                body = await response.read()
-                return classify(response.status, body, response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            await self._client.write_api().write(
+                bucket=self.settings.bucket,
+                org=self.settings.org,
+                record="\n".join(lines),  # one string: the client serialises a list line by line
+                # the client's WritePrecision constants are plain strings like PRECISION
+                write_precision=PRECISION,  # type: ignore[arg-type]
+            )
+        except ApiException as refused:
+            if not refused.status:  # the client's own failure: no HTTP answer
+                return Answer(Verdict.RETRY, None, str(refused.reason or "no answer")[:200])
+            body = refused.body if isinstance(refused.body, bytes) else str(refused.body or "")
+            headers: Any = refused.headers or {}
+            return classify(
+                int(refused.status),
+                body if isinstance(body, bytes) else body.encode(),
+                headers.get("Retry-After"),
+            )
+        except Exception as exc:  # noqa: BLE001 - the network or the server went away
             return Answer(Verdict.RETRY, None, type(exc).__name__)
+        return Answer(Verdict.STORED, 204, "")
 
     def _blocked(self, answer: Answer, points: int) -> None:
         self.write_failures += 1
