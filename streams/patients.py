@@ -144,20 +144,23 @@ class PatientDirectory:
     def from_settings(
         cls, stream: StreamSettings, pseudonyms: Pseudonyms | None = None
     ) -> PatientDirectory:
-        """Every source of per-patient settings in ``stream`` (the file is read here)."""
-        merged: dict[str, PatientSettings] = {}
+        """Every source of per-patient settings in ``stream`` (the file is read here),
+        merged per patient however each source spells the id."""
+        merged: dict[str, tuple[str, PatientSettings]] = {}  # one spelling -> (as written, ...)
+
+        def merge(clear: str, update: dict[str, object]) -> None:
+            spelled, base = merged.get(normalise_id(clear), (clear, PatientSettings()))
+            merged[normalise_id(clear)] = (spelled, base.model_copy(update=update))
+
         for clear, targets in stream.glucose_targets.items():
-            merged[clear] = PatientSettings(glucose_targets=targets)
+            merge(clear, {"glucose_targets": targets})
         for clear in stream.spo2_scale2_patients:
-            merged[clear] = merged.get(clear, PatientSettings()).model_copy(
-                update={"spo2_scale": 2}
-            )
+            merge(clear, {"spo2_scale": 2})
         for clear, own in load_patient_settings(stream.patient_settings_file).items():
             # the file's fields win; the environment fills what the file leaves out
-            base = merged.get(clear, PatientSettings())
             given = own.model_dump(exclude_unset=True, exclude_none=True)
-            merged[clear] = base.model_copy(update={f: getattr(own, f) for f in given})
-        return cls(merged, pseudonyms)
+            merge(clear, {field: getattr(own, field) for field in given})
+        return cls(dict(merged.values()), pseudonyms)
 
     def key(self, patient_id: str, *, pinned: bool = False) -> str:
         """The id a sender's ``patient_id`` is keyed, stored and published by."""

@@ -104,3 +104,20 @@ def test_a_low_alarm_names_the_reading_by_clock_time() -> None:
     )
     [opened] = [e for e in events if e["transition"] == "opened" and e["kind"] == "low"]
     assert " UTC is below 70 mg/dL" in opened["reason"] and "+00:00" not in opened["reason"]
+
+
+def test_settings_sources_spelling_one_patient_differently_merge(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from streams.settings import StreamSettings
+
+    path = tmp_path / "patients.json"
+    path.write_text(json.dumps({"mrn-7 ": {"ward": "4B"}}))
+    targets = {"urgent_low": 60, "low": 90, "high": 200, "urgent_high": 300}
+    stream = StreamSettings(
+        glucose_targets={"MRN-7": targets}, spo2_scale2_patients=["Mrn-7"],
+        patient_settings_file=path,
+    )  # fmt: skip
+    own = PatientDirectory.from_settings(stream).own("mrn-7")
+    assert own is not None and own.ward == "4B" and own.spo2_scale == 2
+    assert own.glucose_targets is not None and own.glucose_targets.low == 90
