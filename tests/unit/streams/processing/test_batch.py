@@ -225,3 +225,28 @@ async def test_a_patient_seen_again_is_not_decoded_from_the_store_again() -> Non
     h.state.data[partition][b"syn-c"] = b"\x93\x02garbage"
     await h.step([cgm("syn-c", 1, 119)])
     assert [letter["reason"] for letter in h.letters()] == ["state"]
+
+
+async def test_when_model_scores_fail_the_rule_alarms_still_go_out_sealed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.scoring.service import ModelScoring
+    from streams.settings import ScoringSettings
+
+    scoring = ModelScoring(ScoringSettings(provider="cpu"))
+    pipeline = PatientPipeline(StreamSettings(), models=scoring.serving_models())
+    h = Harness(pipeline=pipeline)
+    h.step.scoring = scoring
+
+    def broken(output: object, results: object) -> None:
+        raise ZeroDivisionError("a model family's bug")
+
+    falling = [cgm("syn-m", 60 - 5 * i, 130 - 8 * i) for i in range(9)] + low("syn-m", 15)
+    monkeypatch.setattr(pipeline, "finish", broken)
+    await h.step(falling)
+    await h.checkpoint.drain()
+    alerts = h.alerts()
+    assert any(a["kind"] == "urgent_low" for a in alerts) and h.stats.processing_errors == 1
+    assert all(isinstance(a.get("audit"), dict) for a in alerts)  # every one on the chain
+    seqs = [a["audit"]["seq"] for a in alerts]
+    assert seqs == list(range(1, len(alerts) + 1))
