@@ -307,8 +307,10 @@ class PatientPipeline:
         now = self.patient_time(window, wall_ms)
         events: list[dict[str, Any]] = []
         if replaced is not None:
-            old = Lifecycle(window.patient_id, dict(replaced.alarms), {})
-            events += old.close_all(now, QUARANTINE_CLOSED)
+            # an alarm the new window opened again (same kind and time: same id) stays open
+            held = {a.alert_id for a in window.alarms.values()}
+            gone = {k: a for k, a in replaced.alarms.items() if a.alert_id not in held}
+            events += Lifecycle(window.patient_id, gone, {}).close_all(now, QUARANTINE_CLOSED)
         finding = Finding(FAULT_KIND, reason, evidence, None, "containment-2")
         events += lifecycle(window).evaluate({FAULT_KIND: finding}, now)
         return self._control_output(window, events)

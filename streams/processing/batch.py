@@ -271,18 +271,21 @@ class BatchStep:
                     arrived_at=batch.wall_ms,
                 )
                 batch.current[key] = (partition, applied.window)
+                first = len(batch.outputs)  # a quarantine's events go before the new ones
                 for output in applied.outputs:
                     batch.outputs.append((key, output))
                     self.stats.count(output.applied)
                     self.quality.cgm_readings += output.cgm_inserted
                     for judgement in output.quality:
                         self.quality.add(judgement)
-                await self._contain(batch, partition, key, applied)
+                await self._contain(batch, partition, key, applied, first)
 
     async def _contain(
-        self, batch: Batch, partition: int, key: bytes, applied: PatientResult
+        self, batch: Batch, partition: int, key: bytes, applied: PatientResult, first: int
     ) -> None:
-        """Dead-letter what ``apply_contained`` refused; quarantine an unusable state."""
+        """Dead-letter what ``apply_contained`` refused; quarantine an unusable state (its
+        closing events and fault alarm published before the patient's new events, at
+        ``first``: the views close what came before the fault, never what followed it)."""
         if applied.quarantined is not None:
             output = await self.quarantine(
                 batch,
@@ -293,7 +296,7 @@ class BatchStep:
                 applied.window,
                 applied.replaced,
             )
-            batch.outputs.append((key, output))
+            batch.outputs.insert(first, (key, output))
         if not applied.failed:
             return
         self.stats.processing_errors += len(applied.failed)

@@ -250,3 +250,49 @@ async def test_when_model_scores_fail_the_rule_alarms_still_go_out_sealed(
     assert all(isinstance(a.get("audit"), dict) for a in alerts)  # every one on the chain
     seqs = [a["audit"]["seq"] for a in alerts]
     assert seqs == list(range(1, len(alerts) + 1))
+
+
+@pytest.mark.parametrize("readable", [True, False])
+async def test_a_quarantine_closes_the_old_alarms_and_the_views_keep_the_new_ones(
+    readable: bool,
+) -> None:
+    """The old state's alarms are closed (explicitly when it can be read, by the views on
+    the fault event when not); the alarms the new window opens in the same batch stay open
+    on every page."""
+    from streams.engine.alert_view import AlertView
+    from streams.settings import KafkaSettings
+
+    first = Harness()
+    await first.step([cgm("syn-r", 60 - 5 * i, v) for i, v in enumerate([75, 66, 64, 63])])
+    await first.checkpoint.drain()
+    old_low = [a for a in first.alerts() if a["transition"] == "opened"]
+    assert [a["kind"] for a in old_low] == ["low"]
+    key, part = b"syn-r", partition_of(b"syn-r")
+    if readable:  # a state the pipeline fails on: a value it chokes on
+        stored = first.state.get(part, key)
+        old_id = old_low[0]["alert_id"]
+
+        class Failing(PatientPipeline):
+            def process(self, patient_id, window, observations, **kw):  # type: ignore[no-untyped-def]
+                if window is not None and any(a.alert_id == old_id for a in window.alarms.values()):
+                    raise RuntimeError("state bug")  # the old state, not the records
+                return super().process(patient_id, window, observations, **kw)
+
+        broken = Failing(StreamSettings())
+        state = MemoryState()
+        state.data[part] = {key: stored}
+        second = Harness(pipeline=broken, state=state)
+    else:
+        state = MemoryState()
+        state.data[part] = {key: b"\x93\x02garbage"}
+        second = Harness(state=state)
+    await second.step(low("syn-r"))
+    await second.checkpoint.drain()
+    view = AlertView(KafkaSettings(), "bedside.alerts")
+    for event in first.alerts() + second.alerts():
+        assert view.take(orjson.dumps(event)) is None
+    opened_now = {e["alert_id"] for e in second.alerts() if e["transition"] == "opened"}
+    assert set(view.open) == opened_now  # every alarm the new window opened, and only those
+    assert {e["kind"] for e in view.open.values()} >= {"monitoring_fault", "urgent_low"}
+    assert view.get(old_low[0]["alert_id"])["state"] == "resolved"  # type: ignore[index]
+    assert not second.letters() or all(d["reason"] == "state" for d in second.letters())
