@@ -116,7 +116,8 @@ def normalise_id(patient_id: str) -> str:
     text = unicodedata.normalize("NFKC", patient_id)
     if not text.isascii() or text != text.strip():
         text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc", "Co"))
-    return " ".join(text.split()).lower()
+    # an id of nothing but invisible characters stays as sent: distinct, never empty
+    return " ".join(text.split()).lower() or patient_id
 
 
 class PatientDirectory:

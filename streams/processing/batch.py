@@ -196,7 +196,10 @@ class BatchStep:
                 action = DecodeResult.refused(Reason.REPLAYED, stale)
         if isinstance(action, DecodeResult):
             await self.dead_letter(batch, action, record, value)
-        elif self.partition_of(action.patient_id.encode()) != record.partition:
+            return
+        # the patient as windows are keyed (a system writing the topic may use its own id)
+        action = action.model_copy(update={"patient_id": self.patients.key(action.patient_id)})
+        if self.partition_of(action.patient_id.encode()) != record.partition:
             self.stats.rerouted += 1
             key = action.patient_id.encode()
             batch.sent.append(await self.records.send(self.topics.alert_acks, key, value))
