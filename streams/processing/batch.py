@@ -29,12 +29,12 @@ from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.native import native_record
 from ..ingest.problems import DeadLetter, DecodeResult, Reason
 from ..pipeline import PatientOutput, PatientPipeline
-from ..runtime import IngestStats
 from ..schemas.observation import Kind, Observation
 from ..settings import TopicSettings
 from ..windows.patient import PatientWindow
 from .checkpoint import Checkpoint
 from .ports import BatchScorer, IncomingRecord, RecordSink, StateStore
+from .stats import IngestStats
 
 log = logging.getLogger(__name__)
 

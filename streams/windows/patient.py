@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ..alerts.lifecycle import Alarm
 from ..schemas.codes import CATALOGUE
 from ..schemas.observation import Kind, Observation
 from . import compact
+from .alarm import Alarm
 from .baseline import Baseline
 
 MINUTE_MS = 60_000

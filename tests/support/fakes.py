@@ -25,7 +25,7 @@ from streams.pipeline import PatientPipeline
 from streams.processing.batch import BatchStep
 from streams.processing.checkpoint import Checkpoint
 from streams.processing.ports import IncomingRecord
-from streams.runtime import IngestStats
+from streams.processing.stats import IngestStats
 from streams.settings import StreamSettings, TopicSettings
 from streams.sinks.answers import RefusedPoints
 
