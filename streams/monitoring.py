@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .access.signing import GENESIS
+
 DEGRADED_KIND = "monitoring_degraded"
 
 
@@ -51,7 +53,7 @@ class Monitor:
     clients: list[BrokerClient] = field(default_factory=list)  # producers, alert view
     # the open monitoring_degraded alarm's audit chain (opened, then resolved)
     audit_seq: int = 0
-    audit_prev: str = "0" * 64
+    audit_prev: str = GENESIS
 
     def stored(self, points: int, records: int = 0) -> None:
         self.unstored_points -= points

@@ -22,16 +22,13 @@ import hashlib
 import hmac
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Callable
 
 from ..schemas.observation import Observation
 
 PREFIX = "px-"
 SHAPE = re.compile(r"^px-[a-z2-7]{24}$")
 MEMORY = 200_000  # pseudonym -> id pairs kept for the pages
-
-T = TypeVar("T")
 
 
 class Pseudonyms:
@@ -86,7 +83,3 @@ class Pseudonyms:
     def display(self, pseudonym: str) -> str | None:
         """The id a sender used for ``pseudonym``, when this worker has seen it."""
         return self.pinned.get(pseudonym) or self.names.get(pseudonym)
-
-    def keyed(self, by_patient: Mapping[str, T]) -> dict[str, T]:
-        """A mapping of clear ids (settings files) re-keyed by pseudonym."""
-        return {self.of(patient, pinned=True): value for patient, value in by_patient.items()}
