@@ -125,6 +125,13 @@ def test_no_clear_patient_id_leaves_ingest(
     assert rows[pseudonym(ALARM)]["display_id"] == ALARM
     _, general = get(worker, "/v1/ward", "nurse-general")
     assert pseudonym(ALARM) not in {r["patient_id"] for r in general["patients"]}
+    # the worker's alert view reads the whole alerts topic at start: wait until it has the alarm
+    deadline = time.monotonic() + 60
+    while alarms[0]["alert_id"] not in {
+        a["alert_id"] for a in get(worker, "/v1/alerts", "nurse-4b")[1].get("open", [])
+    }:
+        assert time.monotonic() < deadline, "the alarm never reached the alert view"
+        time.sleep(0.5)
     body = json.dumps({"minutes": 5}).encode()
     request = urllib.request.Request(
         f"{worker.url}/v1/alerts/{alarms[0]['alert_id']}/ack", body, method="POST",
