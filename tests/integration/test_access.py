@@ -106,14 +106,15 @@ def test_ward_rows_show_only_the_users_wards(
 
 
 def streamed_patients(worker: Any, path: str, token: str, then: Callable[[], None]) -> set[str]:
-    """Patients named by what ``path`` streams for ``token`` in the 8 s after ``then()``."""
+    """Patients named by what ``path`` streams for ``token`` in the 12 s after ``then()``
+    (a loaded machine may take seconds to process the readings and flush the rows)."""
     found: set[str] = set()
     request = urllib.request.Request(
         f"{worker.url}{path}", headers={"Authorization": f"Bearer {token}"}
     )
-    with urllib.request.urlopen(request, timeout=4) as stream:
+    with urllib.request.urlopen(request, timeout=10) as stream:
         then()
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 12
         try:
             while time.monotonic() < deadline:
                 line = stream.readline()
@@ -121,7 +122,7 @@ def streamed_patients(worker: Any, path: str, token: str, then: Callable[[], Non
                     data = json.loads(line[6:])
                     found |= {i["patient_id"] for i in (data if isinstance(data, list) else [data])}
         except TimeoutError:
-            pass  # nothing more within 4 s
+            pass  # nothing more within 10 s
     return found & SEES["admin-all"]
 
 
