@@ -6,7 +6,7 @@ import orjson
 import pytest
 from factories import cgm
 
-from streams.containment import apply_contained, contained_tick
+from streams.containment import PatientResult, apply_contained, contained_tick
 from streams.pipeline import PatientPipeline
 from streams.schemas.observation import Observation
 from streams.settings import StreamSettings
@@ -32,6 +32,18 @@ def pipeline() -> FailingPipeline:
     return FailingPipeline(StreamSettings())
 
 
+def on_stored(pipeline: PatientPipeline, raw: bytes, batch: list[Observation]) -> PatientResult:
+    """``batch`` applied, contained, to the stored window ``raw`` of syn-p1."""
+    return apply_contained(
+        pipeline,
+        "syn-p1",
+        batch,
+        load=lambda: PatientWindow.from_bytes(raw),
+        stored=lambda: raw,
+        arrived_at=0,
+    )
+
+
 def stored_window(pipeline: PatientPipeline, readings: list[Observation]) -> bytes:
     return pipeline.process("syn-p1", None, readings).window.to_bytes()
 
@@ -39,14 +51,7 @@ def stored_window(pipeline: PatientPipeline, readings: list[Observation]) -> byt
 def test_a_poison_record_is_refused_and_the_others_still_apply(pipeline: FailingPipeline) -> None:
     state = stored_window(pipeline, [cgm(0, 120), cgm(5, 118)])
     batch = [cgm(10, 110), cgm(15, POISON), cgm(20, 100)]
-    result = apply_contained(
-        pipeline,
-        "syn-p1",
-        batch,
-        load=lambda: PatientWindow.from_bytes(state),
-        stored=lambda: state,
-        arrived_at=0,
-    )
+    result = on_stored(pipeline, state, batch)
     assert [o.value for o in result.failed] == [POISON]
     assert result.quarantined is None and result.error == "ZeroDivisionError"
     assert [v for _, v in result.window.cgm_series()] == [120, 118, 110, 100]
@@ -63,14 +68,7 @@ def test_without_failure_nothing_changes(pipeline: FailingPipeline) -> None:
 
 def test_a_state_that_cannot_be_loaded_is_quarantined(pipeline: FailingPipeline) -> None:
     corrupt = b"\x92\x07garbage"
-    result = apply_contained(
-        pipeline,
-        "syn-p1",
-        [cgm(0, 120)],
-        load=lambda: PatientWindow.from_bytes(corrupt),
-        stored=lambda: corrupt,
-        arrived_at=0,
-    )
+    result = on_stored(pipeline, corrupt, [cgm(0, 120)])
     assert result.quarantined == corrupt and not result.failed
     assert [v for _, v in result.window.cgm_series()] == [120]
 
@@ -78,14 +76,7 @@ def test_a_state_that_cannot_be_loaded_is_quarantined(pipeline: FailingPipeline)
 def test_a_state_nothing_applies_to_is_quarantined(pipeline: FailingPipeline) -> None:
     state = PatientPipeline(StreamSettings()).process("syn-p1", None, [cgm(0, STATE_POISON)])
     raw = state.window.to_bytes()
-    result = apply_contained(
-        pipeline,
-        "syn-p1",
-        [cgm(5, 110), cgm(10, 105)],
-        load=lambda: PatientWindow.from_bytes(raw),
-        stored=lambda: raw,
-        arrived_at=0,
-    )
+    result = on_stored(pipeline, raw, [cgm(5, 110), cgm(10, 105)])
     assert result.quarantined == raw and not result.failed and result.error == "RuntimeError"
     assert [v for _, v in result.window.cgm_series()] == [110, 105]  # a fresh window
 
@@ -125,14 +116,7 @@ def test_a_poison_record_alone_leaves_a_healthy_state_untouched(pipeline: Failin
     low = healthy.process("syn-p1", None, [cgm(10, 58), cgm(5, 55), cgm(0, 52)])
     assert low.window.alarms and low.window.audit_seq  # an open alarm, a sealed chain
     raw = low.window.to_bytes()
-    result = apply_contained(
-        pipeline,
-        "syn-p1",
-        [cgm(-5, POISON)],
-        load=lambda: PatientWindow.from_bytes(raw),
-        stored=lambda: raw,
-        arrived_at=0,
-    )
+    result = on_stored(pipeline, raw, [cgm(-5, POISON)])
     assert result.quarantined is None and [o.value for o in result.failed] == [POISON]
     assert result.window.to_bytes() == raw  # unchanged, byte for byte
     assert result.error == "ZeroDivisionError"
@@ -146,14 +130,7 @@ def test_a_quarantined_state_closes_its_alarms_and_keeps_its_audit_chain(
     raw = sick.window.to_bytes()
     opened = {a.alert_id for a in sick.window.alarms.values()}
     assert opened
-    result = apply_contained(
-        pipeline,
-        "syn-p1",
-        [cgm(0, 110)],
-        load=lambda: PatientWindow.from_bytes(raw),
-        stored=lambda: raw,
-        arrived_at=0,
-    )
+    result = on_stored(pipeline, raw, [cgm(0, 110)])
     assert result.quarantined == raw and result.replaced is not None
     assert [v for _, v in result.window.cgm_series()] == [110]
     output = pipeline.quarantined(result.window, result.replaced, 0, "reset", {})
