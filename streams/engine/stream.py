@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from ..runtime import Runtime
 from ..scoring.service import ModelScoring
 from ..settings import InfluxSettings, Settings
 from ..sinks.answers import RefusedPoints
+from ..sinks.lines import patient_of
 from .consumer import acknowledge, deliver_batches
 from .faust_compat import current_event
 from .producer import RecordSink
@@ -91,16 +91,13 @@ class ConsumerAcks:
         acknowledge(self.app.consumer, records)  # type: ignore[arg-type]  # Faust messages
 
 
-PATIENT_TAG = re.compile(r",patient_id=((?:[^,\\ ]|\\.)+)")
-
-
 async def report_refused(
     records: RecordSink, topic: str, influx: InfluxSettings, refused: RefusedPoints
 ) -> object:
     """Points the time-series database refused for good, as a dead letter (delivered),
     keyed by the patient of the first point as every other dead letter is."""
-    found = PATIENT_TAG.search(refused.lines[0]) if refused.lines else None
-    key = found[1].replace("\\", "").encode() if found else None
+    patient = patient_of(refused.lines[0]) if refused.lines else None
+    key = patient.encode() if patient is not None else None
     letter = DeadLetter.build(
         DecodeResult.refused(Reason.SERIES_REFUSED, refused.describe()),
         "\n".join(refused.lines).encode(),

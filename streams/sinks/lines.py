@@ -7,6 +7,7 @@ written twice is the same series and timestamp, so replays do not duplicate data
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from ..schemas.observation import Kind, Observation
@@ -21,6 +22,16 @@ _TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\\": "\\\\"})
 def escape_tag(value: str) -> str:
     """Escape a tag key or value (commas, equals signs, spaces, backslashes)."""
     return value.translate(_TAG_ESCAPES)
+
+
+_PATIENT_TAG = re.compile(r",patient_id=((?:[^,\\ ]|\\.)+)")
+_ESCAPED = re.compile(r"\\(.)")
+
+
+def patient_of(line: str) -> str | None:
+    """The ``patient_id`` tag of a line written here, unescaped (``escape_tag`` undone)."""
+    found = _PATIENT_TAG.search(line)
+    return _ESCAPED.sub(r"\1", found[1]) if found else None
 
 
 def observation_line(observation: Observation, ts: int | None = None) -> str:

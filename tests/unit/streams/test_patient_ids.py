@@ -121,3 +121,10 @@ def test_settings_sources_spelling_one_patient_differently_merge(tmp_path) -> No
     own = PatientDirectory.from_settings(stream).own("mrn-7")
     assert own is not None and own.ward == "4B" and own.spo2_scale == 2
     assert own.glucose_targets is not None and own.glucose_targets.low == 90
+
+
+@pytest.mark.parametrize("patient", ["px-abc", "a b,c=d", "x\\y"])
+def test_a_lines_patient_is_read_back_as_written(patient: str) -> None:
+    from streams.sinks.lines import escape_tag, patient_of
+
+    assert patient_of(f"labs,patient_id={escape_tag(patient)},code=1 value=1.0 5") == patient
