@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "support"))
 
 from fakes import TOPICS, Record, StepHarness, partition_of  # noqa: E402
 
-from streams.pipeline import PatientPipeline  # noqa: E402
-from streams.runtime import tune_gc  # noqa: E402
+from streams.engine.app import tune_gc  # noqa: E402
+from streams.processing.pipeline import PatientPipeline  # noqa: E402
 from streams.scoring.service import ModelScoring  # noqa: E402
 from streams.settings import ScoringSettings, get_settings  # noqa: E402
 

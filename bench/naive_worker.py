@@ -30,7 +30,7 @@ class Reading(faust.Record, serializer="json"):
     event_id: str
 
 
-app = create_app(get_settings(), parts=())
+app = create_app(get_settings())
 topic = app.topic(os.environ["BENCH_TOPIC"], value_type=Reading)
 counts = app.Table("naive-counts", default=int, partitions=int(os.environ["BENCH_PARTITIONS"]))
 seen = {"events": 0}

@@ -21,7 +21,7 @@ from typing import Any
 
 from streams.engine.broker import ensure_bedside_topics
 from streams.ingest.decode import decode_record
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.scoring.onnx import SHIPPED_MODELS, OnnxModel
 from streams.settings import Settings, get_settings
 

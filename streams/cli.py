@@ -109,7 +109,7 @@ def main() -> None:
 def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
     from .access.users import UsersFileError
-    from .engine.app import create_app, run_worker
+    from .engine.app import run_worker
     from .engine.broker import (
         BrokerUnavailableError,
         TopicMismatchError,
@@ -121,6 +121,7 @@ def worker(**options: Any) -> None:
     from .patients import PatientSettingsError
     from .scoring.onnx import ModelError
     from .settings import BrokerProfile
+    from .worker import create_worker
 
     settings = settings_from_options(**options)
     logging.basicConfig(level=settings.worker.log_level.upper())
@@ -136,7 +137,7 @@ def worker(**options: Any) -> None:
                 logging.getLogger(__name__).warning(
                     "embedded broker: created %d missing Bedside topics", len(created)
                 )
-        app = create_app(settings, profile=profile)
+        app = create_worker(settings, profile)
     except (
         TopicMismatchError,
         BrokerUnavailableError,

@@ -12,7 +12,7 @@ import numpy as np
 from streams.schemas.observation import Kind
 from streams.scoring.base import PatientProfile
 from streams.scoring.features import window_vitals_input
-from streams.scoring.rules import News2Scorer
+from streams.scoring.rule_scorers import News2Scorer
 from streams.windows.patient import PatientWindow
 
 from .sim import CODES, HOUR_MIN, SimulatedPatient, simulate

@@ -59,7 +59,7 @@ POLICIES: dict[str, KindPolicy] = {
     "cgm_stale_15": KindPolicy("info", realert_min=60),
     "cgm_stale_30": KindPolicy("warning", realert_min=60, escalate_after_min=60),
     "vitals_stale": KindPolicy("warning", realert_min=120),
-    # the stream could not use this patient's data or state (streams.containment): open
+    # the stream could not use this patient's data or state (streams.processing.containment): open
     # until a care team acknowledges it, then resolved at the next tick
     "monitoring_fault": KindPolicy("urgent", realert_min=60, escalate_after_min=30),
 }

@@ -23,7 +23,7 @@ glucose alarm keeps holding within 5 mg/dL of its threshold, 10 for highs: hyste
 | ``cgm_stale_15`` | a CGM patient's last reading 15-30 min old | info |
 | ``cgm_stale_30`` | ... 30 min old or more | warning |
 | ``vitals_stale`` | no vital sign for ``stream.vitals_stale_s`` (6 h) | warning |
-| ``monitoring_fault`` | the stored state could not be used (``streams.containment``) | urgent |
+| ``monitoring_fault`` | the stored state could not be used (``processing.containment``) | urgent |
 
 With the glucose model loaded, ``predicted_low`` comes from the model (P(< 70 mg/dL within
 30 min) >= the manifest's threshold while the CGM reads >= low and, where the gate's

@@ -13,9 +13,10 @@ import asyncio
 from collections import OrderedDict, deque
 from typing import Any
 
+from ..live import DROPPED, Subscribers
 from ..schemas.events import ALERT_EVENT
 from ..settings import KafkaSettings
-from .follower import DROPPED, Subscribers, TopicFollower
+from .follower import TopicFollower
 
 __all__ = ["DROPPED", "AlertView"]
 

@@ -10,7 +10,6 @@ JSON, does not fit, or fails to apply is counted (``skipped``), logged by its co
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -129,36 +128,3 @@ class TopicFollower(Service):
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-
-
-#: Put in a stalled subscriber's queue when it is dropped: its stream ends, the page
-#: reconnects and reloads instead of showing "live" without new events.
-DROPPED: dict[str, Any] = {"dropped": True}
-
-
-class Subscribers:
-    """Live subscribers of a view (one queue per open page); a stalled one is dropped."""
-
-    def __init__(self) -> None:
-        self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
-
-    def subscribe(self, queue: asyncio.Queue[dict[str, Any]] | None = None) -> asyncio.Queue[Any]:
-        queue = queue if queue is not None else asyncio.Queue(1000)
-        self.queues.add(queue)
-        return queue
-
-    def __contains__(self, queue: object) -> bool:
-        return queue in self.queues
-
-    def discard(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self.queues.discard(queue)
-
-    def publish(self, event: dict[str, Any]) -> None:
-        for queue in list(self.queues):
-            if queue.full():  # a stalled page: drop it, it reconnects and reloads
-                self.queues.discard(queue)
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(DROPPED)
-            else:
-                queue.put_nowait(event)

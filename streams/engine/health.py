@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 import orjson
@@ -30,14 +30,18 @@ from faust.tables.manager import TableManager
 from faust.web import Request, Response, View
 
 from ..access.audit import seal_one
-from ..access.signing import GENESIS
-from ..runtime import Runtime
-from ..settings import BrokerProfile, Settings
-from .metrics import consumer_lag
+from ..access.signing import GENESIS, Keys
+from ..monitoring import Monitor
+from ..settings import BrokerProfile
+from .metrics import Figures, consumer_lag
 from .producer import RecordSink
 
 log = logging.getLogger(__name__)
 HEALTH_INTERVAL_S = 2.0
+
+
+class ChangelogTopic(Protocol):
+    def get_topic_name(self) -> str: ...
 
 
 def restart_clean(app: faust.App) -> None:
@@ -57,9 +61,8 @@ def restart_clean(app: faust.App) -> None:
     os.execv(sys.executable, [sys.executable, *sys.argv])  # noqa: S606 - ourselves, again
 
 
-def register_probes(app: faust.App, runtime: Runtime, records: RecordSink) -> None:
+def register_probes(app: faust.App, monitor: Monitor, stall_s: float, records: RecordSink) -> None:
     """``GET /serving``: this pod can serve HTTP and publish (the manifests' readiness)."""
-    monitor, stall_s = runtime.monitor, runtime.settings.stream.degraded_after_s
 
     @app.page("/serving")
     async def serving(web: View, request: Request) -> Response:
@@ -72,12 +75,19 @@ def register_probes(app: faust.App, runtime: Runtime, records: RecordSink) -> No
         return web.json(body, status=503 if cannot else 200)
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+def register(
+    app: faust.App,
+    figures: Figures,
+    keys: Keys,
+    profile: BrokerProfile,
+    changelog: ChangelogTopic | None,
+) -> None:
     """Add ``GET /health`` (alive), ``/serving`` (can serve and publish), ``/ready``
-    (assigned, recovered, monitoring works), ``/stats``."""
-    monitor = runtime.monitor
+    (assigned, recovered, monitoring works), ``/stats``. ``changelog``: the patient-window
+    table's (the embedded broker's restart is seen by its absence)."""
+    settings, monitor = figures.settings, figures.monitor
     records = RecordSink(settings.kafka)
-    runtime.monitor.clients.append(records)
+    monitor.clients.append(records)
     app.service(records)  # type: ignore[arg-type]
     stall_s = settings.stream.degraded_after_s
 
@@ -86,7 +96,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         if event["transition"] == "opened":
             monitor.audit_seq, monitor.audit_prev = 0, GENESIS
         monitor.audit_seq += 1
-        done = seal_one(runtime.keys.audit, event, monitor.audit_seq, monitor.audit_prev)
+        done = seal_one(keys.audit, event, monitor.audit_seq, monitor.audit_prev)
         monitor.audit_prev = done["audit"]["hash"]
         return done
 
@@ -99,10 +109,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 log.warning("broker reachable again")
             monitor.broker_down_since = None
             if (
-                runtime.profile is BrokerProfile.EMBEDDED
+                profile is BrokerProfile.EMBEDDED
                 and cast(TableManager, app.tables).recovery.completed.is_set()
-                and runtime.windows is not None
-                and runtime.windows.changelog_topic.get_topic_name() not in present
+                and changelog is not None
+                and changelog.get_topic_name() not in present
             ):
                 restart_clean(app)
         elif monitor.broker_down_since is None:
@@ -123,21 +133,27 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 except Exception as exc:  # noqa: BLE001 - /ready and the log still say it
                     log.warning("monitoring event not published (%s)", type(exc).__name__)
 
+    register_probes(app, monitor, stall_s, records)
+    register_status(app, figures)
+
+
+def register_status(app: faust.App, figures: Figures) -> None:
+    """``GET /health``, ``/stats`` and ``/ready``."""
+    settings, monitor = figures.settings, figures.monitor
+    stall_s = settings.stream.degraded_after_s
+
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
         return web.json({"status": "ok", "app": settings.worker.app_id})
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
-        body: dict[str, Any] = asdict(runtime.ingest)
+        body: dict[str, Any] = asdict(figures.ingest)
         # a Counter is a dict subclass: Faust's orjson refuses it
-        body["dead_letters"] = dict(runtime.ingest.dead_letters)
-        body["records_stored"] = runtime.monitor.records_stored
-        if runtime.scoring is not None:
-            body["scoring"] = runtime.scoring.describe()
+        body["dead_letters"] = dict(figures.ingest.dead_letters)
+        body["records_stored"] = monitor.records_stored
+        body["scoring"] = figures.scoring.describe()
         return web.json(body)
-
-    register_probes(app, runtime, records)
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:

@@ -9,15 +9,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
-from ..runtime import Runtime
+from ..alerts.quality import QualityStats
+from ..monitoring import Monitor
+from ..processing.stats import IngestStats
+from ..scoring.service import ModelScoring
 from ..settings import Settings
+from .alert_view import AlertView
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What ``/metrics`` and ``/stats`` read: the worker's counters and the parts that
+    count (built once by the composition root, ``streams.worker``)."""
+
+    settings: Settings
+    ingest: IngestStats
+    quality: QualityStats
+    monitor: Monitor
+    scoring: ModelScoring
+    alerts: AlertView
 
 
 def _labels(labels: dict[str, Any]) -> str:
@@ -67,19 +85,18 @@ def consumer_lag(app: faust.App, topics: Iterable[str]) -> list[tuple[dict[str, 
     return samples
 
 
-def render(app: faust.App, runtime: Runtime) -> str:
+def render(app: faust.App, figures: Figures) -> str:
     out = Exposition()
-    stream_metrics(out, runtime)
-    health_metrics(out, app, runtime)
-    if runtime.scoring is not None:
-        model_metrics(out, runtime.scoring.calls.stats)
-    alarm_metrics(out, runtime)
+    stream_metrics(out, figures)
+    health_metrics(out, app, figures)
+    model_metrics(out, figures.scoring.calls.stats)
+    alarm_metrics(out, figures)
     return out.text()
 
 
-def stream_metrics(out: Exposition, runtime: Runtime) -> None:
+def stream_metrics(out: Exposition, figures: Figures) -> None:
     """Throughput and outcomes of the patient stream."""
-    stats = runtime.ingest
+    stats = figures.ingest
     out.metric("records_total", "counter", "Ingest records consumed.", [({}, stats.records)])
     out.metric("observations_total", "counter", "Observations decoded.", [({}, stats.observations)])
     out.metric(
@@ -129,15 +146,15 @@ def stream_metrics(out: Exposition, runtime: Runtime) -> None:
     out.metric("ticks_total", "counter", "Clock ticks processed.", [({}, stats.ticks)])
 
 
-def health_metrics(out: Exposition, app: faust.App, runtime: Runtime) -> None:
+def health_metrics(out: Exposition, app: faust.App, figures: Figures) -> None:
     """Is monitoring working: lag, contained faults, the database, the degraded flag."""
-    stats, monitor = runtime.ingest, runtime.monitor
+    stats, monitor = figures.ingest, figures.monitor
     sink = monitor.sink
     out.metric(
         "consumer_lag",
         "gauge",
         "Records not yet read, per owned partition of the patient topics.",
-        consumer_lag(app, runtime.settings.topics.patient_stream),
+        consumer_lag(app, figures.settings.topics.patient_stream),
     )
     out.metric(
         "processing_errors_total",
@@ -186,7 +203,7 @@ def health_metrics(out: Exposition, app: faust.App, runtime: Runtime) -> None:
         "Points computed but not yet accepted by the time-series database.",
         [({}, monitor.unstored_points)],
     )
-    problems = monitor.problems(runtime.settings.stream.degraded_after_s)
+    problems = monitor.problems(figures.settings.stream.degraded_after_s)
     out.metric(
         "monitoring_degraded",
         "gauge",
@@ -231,19 +248,18 @@ def model_metrics(out: Exposition, batches: dict[str, Any]) -> None:
     )
 
 
-def alarm_metrics(out: Exposition, runtime: Runtime) -> None:
+def alarm_metrics(out: Exposition, worker: Figures) -> None:
     """Open alarms by severity and the live quality of predictive lows."""
-    if runtime.alert_view is not None:
-        by_severity: dict[str, int] = {}
-        for event in runtime.alert_view.open.values():
-            by_severity[event["severity"]] = by_severity.get(event["severity"], 0) + 1
-        out.metric(
-            "open_alerts",
-            "gauge",
-            "Open (unresolved) alarms, every patient.",
-            [({"severity": k}, v) for k, v in sorted(by_severity.items())],
-        )
-    figures = runtime.quality.figures()
+    by_severity: dict[str, int] = {}
+    for event in worker.alerts.open.values():
+        by_severity[event["severity"]] = by_severity.get(event["severity"], 0) + 1
+    out.metric(
+        "open_alerts",
+        "gauge",
+        "Open (unresolved) alarms, every patient.",
+        [({"severity": k}, v) for k, v in sorted(by_severity.items())],
+    )
+    figures = worker.quality.figures()
     kind = {"kind": "predicted_low"}
     for name, help_ in (
         ("precision", "Share of judged predictive alarms followed by a low within 30 min."),
@@ -261,8 +277,10 @@ def alarm_metrics(out: Exposition, runtime: Runtime) -> None:
     )
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+def register(app: faust.App, figures: Figures) -> None:
+    """Add ``GET /metrics``."""
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.text(render(app, runtime), content_type="text/plain; version=0.0.4")
+            return self.text(render(app, figures), content_type="text/plain; version=0.0.4")

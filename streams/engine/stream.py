@@ -17,6 +17,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +26,17 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT, Message
 
+from ..access.signing import Keys
+from ..alerts.quality import QualityStats
 from ..ingest.decode import IngestLimits
 from ..ingest.problems import DeadLetter, DecodeResult, Reason
-from ..pipeline import PatientPipeline
+from ..monitoring import Monitor
+from ..patients import PatientDirectory
 from ..processing.batch import BatchStep
 from ..processing.checkpoint import Checkpoint
+from ..processing.pipeline import PatientPipeline
 from ..processing.ports import IncomingRecord
-from ..runtime import Runtime
+from ..processing.stats import IngestStats
 from ..scoring.service import ModelScoring
 from ..settings import InfluxSettings, Settings
 from ..sinks.answers import RefusedPoints
@@ -110,24 +115,41 @@ async def report_refused(
     return await (await records.send(topic, key, letter.model_dump_json().encode()))
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    """Subscribe the batch step to the ingest topics, alert actions and ticks."""
-    topics = settings.topics
-    windows = app.Table(
-        "patient-windows", key_type=bytes, value_type=bytes, partitions=topics.partitions
+def windows_table(app: faust.App, settings: Settings) -> Any:
+    """The patient-window table (bytes to bytes, changelogged), one per worker."""
+    return app.Table(
+        "patient-windows",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topics.partitions,
     )
-    runtime.windows = windows
+
+
+@dataclass(frozen=True)
+class StreamParts:
+    """What the patient stream shares with the rest of the worker (``streams.worker``)."""
+
+    keys: Keys  # signs actions and seals the audit chain
+    patients: PatientDirectory  # ids as keyed; each patient's settings
+    scoring: ModelScoring
+    monitor: Monitor
+    ingest: IngestStats
+    quality: QualityStats
+
+
+def register(app: faust.App, settings: Settings, windows: Any, parts: StreamParts) -> None:
+    """Subscribe the batch step to the ingest topics, alert actions and ticks."""
+    topics, monitor, scoring = settings.topics, parts.monitor, parts.scoring
     sink = InfluxSink(settings.influx)
     records = RecordSink(settings.kafka)
-    runtime.monitor.clients.append(records)
+    monitor.clients.append(records)
     app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
     app.service(records)  # type: ignore[arg-type]
-    scoring = runtime.scoring = ModelScoring(settings.scoring)
     pipeline = PatientPipeline(
         settings.stream,
         models=scoring.serving_models(),
-        keys=runtime.keys,
-        patients=runtime.patients,
+        keys=parts.keys,
+        patients=parts.patients,
     )
     partitioner, all_partitions = DefaultPartitioner(), list(range(topics.partitions))
 
@@ -136,12 +158,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         return int(partitioner(key, all_partitions, all_partitions))
 
     state = TableStore(app, windows, partition_of)
-    runtime.monitor.sink = sink
+    monitor.sink = sink
     checkpoint = Checkpoint(
         state,
         sink,
         ConsumerAcks(app),
-        runtime.monitor,
+        monitor,
         max_points=settings.ingest.max_unstored_points,
         max_batches=settings.ingest.max_unstored_batches,
         on_failure=lambda exc: asyncio.ensure_future(app.crash(exc)),  # type: ignore[arg-type]
@@ -155,8 +177,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         state=state,
         records=records,
         checkpoint=checkpoint,
-        stats=runtime.ingest,
-        quality=runtime.quality,
+        stats=parts.ingest,
+        quality=parts.quality,
         partition_of=partition_of,
         window_cache=settings.ingest.window_cache,
         unsigned_actions=settings.security.unsigned_actions,

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web as aioweb
 from faust.web import Request
 
-from ..engine.follower import DROPPED, Subscribers
+from ..live import DROPPED, Subscribers
 
 KEEPALIVE_S = 15
 CHECK_S = 5.0  # how often a stream's user is checked against the users file

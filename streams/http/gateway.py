@@ -30,14 +30,16 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from ..engine.faust_compat import raw_topic
 from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.native import native_record
 from ..ingest.problems import DecodeResult, Problem, Reason
-from ..runtime import Runtime
+from ..monitoring import Monitor
+from ..patients import PatientDirectory
+from ..processing.stats import IngestStats
 from ..schemas.observation import Format, Kind, Observation
 from ..settings import Settings
 from .guard import refusal
+from .ports import RecordSink
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -116,16 +118,21 @@ def operation_outcome(problems: list[Problem]) -> dict[str, Any]:
 class Gateway:
     """How a gateway request is checked, decoded and published (routes: :func:`register`)."""
 
-    def __init__(self, app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        records: RecordSink,
+        monitor: Monitor,
+        patients: PatientDirectory,
+        stats: IngestStats,
+    ) -> None:
         topics = settings.topics
-        self.settings, self.runtime = settings, runtime
-        self.by_kind = {
-            kind: raw_topic(app, name)
-            for kind, name in (
-                (Kind.VITAL, topics.vitals),
-                (Kind.GLUCOSE, topics.glucose),
-                (Kind.LAB, topics.labs),
-            )
+        self.settings, self.records, self.monitor = settings, records, monitor
+        self.patients, self.stats = patients, stats
+        self.topic_of = {
+            Kind.VITAL: topics.vitals,
+            Kind.GLUCOSE: topics.glucose,
+            Kind.LAB: topics.labs,
         }
         self.limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
         web = settings.web
@@ -173,12 +180,12 @@ class Gateway:
 
     async def publish(self, observations: list[Observation]) -> None:
         """Each observation to its kind's topic; returns once the broker has every one."""
-        if self.runtime.monitor.broker_down_since is not None:
+        if self.monitor.broker_down_since is not None:
             raise ConnectionError  # known unreachable: do not make the sender wait
         # the ingest topics get ids as keyed (no clear id when pseudonymised) from here
-        observations = self.runtime.patients.observations(observations)
+        observations = self.patients.observations(observations)
         futures = [
-            await self.by_kind[o.kind].send(key=o.patient_id.encode(), value=native_record(o))
+            await self.records.send(self.topic_of[o.kind], o.patient_id.encode(), native_record(o))
             for o in observations
         ]
         await asyncio.gather(*futures)  # 2xx only once the broker acknowledged every write
@@ -192,7 +199,7 @@ class Gateway:
         fhir: bool,
         nightscout_auth: bool = False,
     ) -> Response:
-        self.runtime.ingest.http_requests += 1
+        self.stats.http_requests += 1
         try:
             patient = self.admit(request, nightscout_auth)
             raw = await self.read_body(request)
@@ -213,7 +220,7 @@ class Gateway:
             timeout = self.settings.web.publish_timeout_s
             await asyncio.wait_for(self.publish(result.observations), timeout)
         except Exception as exc:  # noqa: BLE001 - the broker did not take it: say so, retry
-            self.runtime.ingest.http_unavailable += 1
+            self.stats.http_unavailable += 1
             log.warning("gateway could not publish (%s): 503", type(exc).__name__)
             unavailable = HttpError(503, "the broker is not taking writes; retry later")
             return _refused(view, unavailable, fhir, {"Retry-After": str(RETRY_AFTER_S)})
@@ -224,9 +231,8 @@ class Gateway:
         return view.json(body, status=201 if fhir else 200)
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+def register(app: faust.App, gateway: Gateway) -> None:
     """Add the gateway routes to the worker's web server."""
-    gateway = Gateway(app, settings, runtime)
 
     @app.page("/v1/observations")
     class NativeObservations(View):

@@ -3,7 +3,7 @@
 Per batch: **decode** every record (dead-lettering what fails: each record yields
 observations or a dead letter, never neither), re-route observations whose patient lives
 in another partition, **group** them by patient; **apply** each patient's observations to
-its window once (contained: ``streams.containment``), **score** the model requests of the
+its window once (contained: ``streams.processing.containment``), **score** the model requests of the
 whole batch at once, apply care-team **actions** and clock **ticks**; **emit** risk, alert
 and dead-letter records and the time-series lines; hand everything to the
 :class:`~streams.processing.checkpoint.Checkpoint`, which stores it in order.
@@ -24,15 +24,15 @@ from ..access.audit import seal
 from ..access.signing import action_signed
 from ..alerts.actions import AlertAction, decode_action
 from ..alerts.quality import QualityStats
-from ..containment import PatientResult, apply_contained, contained_tick, load_window
 from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.native import native_record
 from ..ingest.problems import DeadLetter, DecodeResult, Reason
-from ..pipeline import PatientOutput, PatientPipeline
 from ..schemas.observation import Kind, Observation
 from ..settings import TopicSettings
 from ..windows.patient import PatientWindow
 from .checkpoint import Checkpoint
+from .containment import PatientResult, apply_contained, contained_tick, load_window
+from .pipeline import PatientOutput, PatientPipeline
 from .ports import BatchScorer, IncomingRecord, RecordSink, StateStore
 from .stats import IngestStats
 

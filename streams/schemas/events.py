@@ -95,7 +95,7 @@ class RiskInputs(BaseModel):
 
 
 class RiskEvent(BaseModel):
-    """A patient's scores on ``bedside.risk`` (``streams.pipeline``)."""
+    """A patient's scores on ``bedside.risk`` (``streams.processing.pipeline``)."""
 
     model_config = _READ
 

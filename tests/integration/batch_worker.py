@@ -12,12 +12,29 @@ from collections.abc import Sequence
 
 from faust.types import Message
 
+from streams.access.signing import Keys
+from streams.alerts.quality import QualityStats
 from streams.engine import health
-from streams.engine.app import create_app, run_worker
+from streams.engine.alert_view import AlertView
+from streams.engine.app import chosen_profile, create_app, run_worker
 from streams.engine.consumer import acknowledge, deliver_batches
-from streams.settings import get_settings
+from streams.engine.metrics import Figures
+from streams.monitoring import Monitor
+from streams.processing.stats import IngestStats
+from streams.scoring.service import ModelScoring
+from streams.settings import ScoringSettings, get_settings
 
-app = create_app(get_settings(), parts=(health.register,))  # /ready
+settings = get_settings()
+app = create_app(settings)
+figures = Figures(
+    settings,
+    IngestStats(),
+    QualityStats(),
+    Monitor(),
+    ModelScoring(ScoringSettings(models=[])),
+    AlertView(settings.kafka, settings.topics.alerts),  # not started: no alarms to count
+)
+health.register(app, figures, Keys.random(), chosen_profile(settings), None)  # /ready
 
 
 async def handle(messages: Sequence[Message]) -> None:

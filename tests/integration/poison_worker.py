@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from streams.cli import main
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 
 _process = PatientPipeline.process
 POISON_VALUE = float(os.environ.get("POISON_VALUE", "nan"))  # nan equals nothing

@@ -21,7 +21,7 @@ from streams.engine.faust_compat import current_event
 from streams.settings import get_settings
 
 settings = get_settings()
-app = create_app(settings, parts=())
+app = create_app(settings)
 source = app.topic(
     os.environ["RECOVERY_TOPIC"], key_type=bytes, value_type=bytes, value_serializer="raw"
 )

@@ -21,7 +21,7 @@ from care_team import NURSE
 from stream_helpers import produce, read_topic
 
 from deploy.stack import LocalStack
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Format, Kind, Observation
 from streams.settings import Settings, StreamSettings
 

@@ -21,9 +21,9 @@ from streams.alerts.quality import QualityStats
 from streams.ingest.decode import IngestLimits
 from streams.monitoring import Monitor
 from streams.patients import PatientDirectory
-from streams.pipeline import PatientPipeline
 from streams.processing.batch import BatchStep
 from streams.processing.checkpoint import Checkpoint
+from streams.processing.pipeline import PatientPipeline
 from streams.processing.ports import IncomingRecord
 from streams.processing.stats import IngestStats
 from streams.settings import StreamSettings, TopicSettings

@@ -1,4 +1,5 @@
-"""The code's shape, held by tests: short functions, and a core that never sees the engine."""
+"""The code's shape, held by tests: short functions, a core that never sees the engine, and
+rooms of ``streams/`` that import each other one way only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 import streams
 
 STREAMS = Path(streams.__file__).parent
+#: the source folders outside the installed package: the rule on length holds there too
+PROJECT = Path(__file__).resolve().parents[2]
+OUTSIDE = ("models", "deploy", "export", "bench")
 ENGINE = ("faust", "mode", "aiokafka", "rocksdict")
 MAX_FUNCTION_LINES = 80
 
@@ -16,15 +20,26 @@ def modules(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.py"))
 
 
-def test_no_function_in_streams_is_longer_than_80_lines() -> None:
+def long_functions(folder: Path) -> list[str]:
     long = []
-    for path in modules(STREAMS):
+    for path in modules(folder):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = (node.end_lineno or node.lineno) - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
-                    long.append(f"{path.relative_to(STREAMS)}:{node.lineno} {node.name} {lines}")
+                    long.append(f"{path.relative_to(folder)}:{node.lineno} {node.name} {lines}")
+    return long
+
+
+def test_no_function_in_streams_is_longer_than_80_lines() -> None:
+    long = long_functions(STREAMS)
     assert not long, long
+
+
+def test_no_function_outside_tests_is_longer_than_80_lines() -> None:
+    found = {name: long_functions(PROJECT / name) for name in OUTSIDE}
+    assert all((PROJECT / name).is_dir() for name in OUTSIDE)
+    assert not {name: long for name, long in found.items() if long}
 
 
 def imported(path: Path) -> set[str]:
@@ -85,9 +100,84 @@ def test_the_processing_core_and_the_pure_rooms_never_import_the_engine() -> Non
         *modules(STREAMS / "processing"),
         *modules(STREAMS / "windows"),
         *modules(STREAMS / "rules"),
-        STREAMS / "containment.py",
-        STREAMS / "pipeline.py",
+        *modules(STREAMS / "alerts"),
+        *modules(STREAMS / "scoring"),
         STREAMS / "monitoring.py",
+        STREAMS / "live.py",
     ]
     leaks = {str(p.relative_to(STREAMS)): imported(p) & set(ENGINE) for p in pure}
     assert not {p: names for p, names in leaks.items() if names}
+
+
+def room_of(path: Path) -> str:
+    """A room of ``streams/``: a sub-folder, or a module beside them."""
+    parts = path.relative_to(STREAMS).parts
+    return parts[0] if len(parts) > 1 else path.stem
+
+
+def room_imports(path: Path) -> set[str]:
+    """The rooms ``path`` imports from, type-only imports included."""
+    package = list(path.relative_to(STREAMS).parts[:-1])
+    rooms = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = package[: len(package) - (node.level - 1)]
+            target = [*base, *(node.module.split(".") if node.module else [])]
+            # ``from .. import x``: x is the room (a sub-folder or a module)
+            rooms.update([target[0]] if target else [a.name for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("streams."):
+            rooms.add(node.module.split(".")[1])  # type: ignore[union-attr]
+        elif isinstance(node, ast.Import):
+            rooms.update(
+                a.name.split(".")[1] for a in node.names if a.name.startswith("streams.")
+            )
+    return rooms
+
+
+def room_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in modules(STREAMS):
+        room = room_of(path)
+        found = room_imports(path) - {room, "__init__"}
+        graph.setdefault(room, set()).update(found)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle as the path that closes it (depth-first, one per back edge)."""
+    found: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(room: str, path: list[str]) -> None:
+        state[room] = 1
+        for nxt in sorted(graph.get(room, ())):
+            if state.get(nxt) == 1:
+                found.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[room] = 2
+
+    for room in sorted(graph):
+        if room not in state:
+            visit(room, [room])
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_and_accepts_layers() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"top": {"mid", "low"}, "mid": {"low"}, "low": set()}) == []
+
+
+def test_no_import_cycle_between_the_rooms_of_streams() -> None:
+    graph = room_graph()
+    assert {"processing", "engine", "http", "worker"} <= graph.keys()
+    assert not cycles(graph)
+
+
+def test_the_layers_run_one_way() -> None:
+    # the composition root on top; the engine and HTTP beside each other; the core below
+    graph = room_graph()
+    assert "http" not in graph["engine"] and "engine" not in graph["http"]
+    assert [room for room, imports in graph.items() if "worker" in imports] == ["cli"]
+    for room in ("processing", "alerts", "scoring", "windows", "rules", "ingest"):
+        assert not graph[room] & {"engine", "http", "worker", "cli"}, room

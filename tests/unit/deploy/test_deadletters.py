@@ -9,7 +9,7 @@ from factories import cgm
 
 from deploy.deadletters import decoded, select
 from streams.ingest.problems import DeadLetter, DecodeResult, Reason
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.settings import StreamSettings
 
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.engine.alert_view import AlertView
-from streams.engine.ward_view import WardView
-from streams.http.access import ANYONE, Access
-from streams.http.ward import WardApi
-from streams.pipeline import PatientPipeline
+from streams.engine.risk_view import WardView
+from streams.http.pages import WardApi
+from streams.http.signin import ANYONE, Access
+from streams.processing.pipeline import PatientPipeline
 from streams.settings import KafkaSettings, Settings, StreamSettings, WebSettings
 
 _pipeline = PatientPipeline(StreamSettings())

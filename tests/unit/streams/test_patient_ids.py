@@ -94,7 +94,7 @@ def test_alarm_reasons_say_clock_times_with_their_zone() -> None:
 def test_a_low_alarm_names_the_reading_by_clock_time() -> None:
     from factories import cgm
 
-    from streams.pipeline import PatientPipeline
+    from streams.processing.pipeline import PatientPipeline
     from streams.settings import StreamSettings
 
     events = (

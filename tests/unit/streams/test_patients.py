@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from streams.cli import main
 from streams.ingest.decode import decode_record
 from streams.patients import PatientSettingsError, QuietHours, load_patient_settings
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Kind
 from streams.scoring.service import ModelScoring
 from streams.settings import ScoringSettings, StreamSettings

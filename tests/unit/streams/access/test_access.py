@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streams.access.users import Role, add_user
-from streams.http.access import Access, Denied
+from streams.http.signin import Access, Denied
 from streams.settings import Settings, StreamSettings, WebSettings
 
 
@@ -89,7 +89,7 @@ def test_a_changed_users_file_is_taken_in_without_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     found, tokens = access(tmp_path)
-    monkeypatch.setattr("streams.http.access.RELOAD_CHECK_S", 0.0)
+    monkeypatch.setattr("streams.http.signin.RELOAD_CHECK_S", 0.0)
     users = tmp_path / "users.json"
     carol = add_user(users, "carol", Role.NURSE, ["4B"])
     os.utime(users, ns=(1, time.time_ns() + 10**9))  # a new mtime even on coarse clocks
@@ -118,7 +118,7 @@ def test_a_revoked_or_moved_user_is_no_longer_the_same_user_and_a_missing_file_i
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     found, tokens = access(tmp_path)
-    monkeypatch.setattr("streams.http.access.RELOAD_CHECK_S", 0.0)
+    monkeypatch.setattr("streams.http.signin.RELOAD_CHECK_S", 0.0)
     users = tmp_path / "users.json"
     nurse = found.caller(Request(tokens["nurse"]))  # type: ignore[arg-type]
     doctor = found.caller(Request(tokens["doctor"]))  # type: ignore[arg-type]

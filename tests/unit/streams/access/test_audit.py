@@ -8,7 +8,7 @@ import orjson
 
 from streams.access.audit import seal, verify
 from streams.access.signing import Keys, action_signature, action_signed
-from streams.http.patients import window_document
+from streams.http.patient_window import window_document
 from streams.windows.patient import PatientWindow
 
 KEYS = Keys.derive("unit-test-signing-key-0123456789abcdef")

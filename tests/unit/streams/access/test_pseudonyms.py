@@ -12,7 +12,7 @@ from fakes import StepHarness as Harness
 
 from streams.access.pseudonyms import Pseudonyms
 from streams.patients import PatientDirectory
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.settings import GlucoseTargetSettings, StreamSettings
 
 KEY = "unit-pseudonym-key-0123456789abcdef0123"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import factories
 import orjson
 
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Observation
 from streams.settings import StreamSettings
 

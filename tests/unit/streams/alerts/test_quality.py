@@ -5,7 +5,7 @@ from __future__ import annotations
 import factories
 
 from streams.alerts.quality import QualityStats, on_cgm, quality_line
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Observation
 from streams.settings import StreamSettings
 

@@ -11,7 +11,7 @@ import pytest
 from fakes import NOW, TOPICS, MemoryState, Record, partition_of
 from fakes import StepHarness as Harness
 
-from streams.pipeline import PatientPipeline
+from streams.processing.pipeline import PatientPipeline
 from streams.settings import StreamSettings
 
 _offsets = iter(range(10**9))

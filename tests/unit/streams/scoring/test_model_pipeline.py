@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.pipeline import PatientOutput, PatientPipeline
+from streams.processing.pipeline import PatientOutput, PatientPipeline
 from streams.rules import glucose as g
 from streams.schemas.observation import Format, Kind, Observation, stable_event_id
 from streams.scoring.families import inputs_of

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from streams.http.patients import window_document
+from streams.http.patient_window import window_document
 from streams.windows.compact import decode_document, encode_document
 from streams.windows.patient import FORMAT_VERSION, PatientWindow
 

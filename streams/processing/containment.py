@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..schemas.observation import Observation
+from ..windows.patient import PatientWindow
 from .pipeline import PatientOutput, PatientPipeline
-from .schemas.observation import Observation
-from .windows.patient import PatientWindow
 
 
 @dataclass

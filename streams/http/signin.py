@@ -23,7 +23,6 @@ from faust.web import Request, View
 
 from ..access.users import ALL_WARDS, Directory, Role, User, UsersFileError, load_directory
 from ..patients import PatientDirectory
-from ..runtime import Runtime
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -179,10 +178,3 @@ def guarded(handler: Handler) -> Handler:
             return view.json(denied.body(), status=denied.status, headers=headers)
 
     return answer
-
-
-def access_of(runtime: Runtime) -> Access:
-    """The worker's one Access (users file and wards read once, warnings logged once)."""
-    if runtime.access is None:
-        runtime.access = Access(runtime.settings, runtime.patients)
-    return runtime.access

@@ -9,10 +9,10 @@ import orjson
 import pytest
 from factories import cgm, vital
 
-from streams.engine.ward_view import WardView
-from streams.pipeline import PatientPipeline
+from streams.engine.risk_view import WardView
+from streams.processing.pipeline import PatientPipeline
 from streams.settings import KafkaSettings, StreamSettings
-from streams.ward import trend_arrow, ward_row
+from streams.ward_rows import trend_arrow, ward_row
 
 
 def risk_of(observations: list[Any]) -> dict[str, Any]:

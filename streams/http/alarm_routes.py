@@ -1,4 +1,4 @@
-"""Alarms over HTTP (the care-team pages: ``streams.http.ward``).
+"""Alarms over HTTP (the care-team pages: ``streams.http.pages``).
 
 - ``GET /v1/alerts``: open alarms of the user's wards (from the worker's alert view);
 - ``GET /v1/alerts/stream``: the same, live, as server-sent events (one per transition);
@@ -9,10 +9,10 @@
   resolved ones: 409;
 - ``GET /v1/patients/{patient_id}/series?hours=6&measurements=glucose,vitals``: series read
   back from the time-series server for the charts (``risk``: scores such as NEWS2), at most
-  72 h; one request per chart, which then appends live points (``streams.http.ward``);
+  72 h; one request per chart, which then appends live points (``streams.http.pages``);
 - ``GET /v1/me``: the signed-in user; ``GET /v1/admin/users``: every user (admins);
 
-Every route needs a signed-in user (``streams.http.access``) and answers only about the
+Every route needs a signed-in user (``streams.http.signin``) and answers only about the
 patients of their wards: alerts of other wards are not listed or streamed, and unknown to
 actions (404); series and windows of other wards are 403.
 """
@@ -31,17 +31,16 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
-from ..access.signing import action_signature
+from ..access.signing import Keys, action_signature
 from ..access.users import Role, User
 from ..alerts.actions import AlertAction
-from ..engine.alert_view import AlertView
-from ..engine.producer import RecordSink
-from ..runtime import Runtime
+from ..monitoring import Monitor
 from ..settings import Settings
 from ..sinks.reader import SeriesReader
-from .access import access_of, guarded
 from .events import event_stream
 from .guard import refusal
+from .ports import AlarmBoard, RecordSink
+from .signin import Access, guarded
 
 SEVERITY_RANK = {"critical": 0, "urgent": 1, "warning": 2, "info": 3}
 SERIES = ("glucose", "vitals", "risk")  # what a chart may read
@@ -53,14 +52,15 @@ class AlarmsApi:
     def __init__(
         self,
         settings: Settings,
-        runtime: Runtime,
-        view: AlertView,
+        access: Access,
+        keys: Keys,
+        monitor: Monitor,
+        view: AlarmBoard,
         records: RecordSink,
         reader: SeriesReader,
     ) -> None:
         self.settings, self.view, self.records, self.reader = settings, view, records, reader
-        self.access, self.keys = access_of(runtime), runtime.keys
-        self.monitor = runtime.monitor
+        self.access, self.keys, self.monitor = access, keys, monitor
 
     def open_alerts(self, user: User) -> dict[str, Any]:
         alerts = sorted(
@@ -167,14 +167,8 @@ class AlarmsApi:
         return web.json(found)
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    view = AlertView(settings.kafka, settings.topics.alerts)
-    records = RecordSink(settings.kafka)
-    runtime.monitor.clients += [records, view]
-    app.service(view)  # type: ignore[arg-type]
-    app.service(records)  # type: ignore[arg-type]
-    runtime.alert_view = view
-    api = AlarmsApi(settings, runtime, view, records, SeriesReader(settings.influx))
+def register(app: faust.App, api: AlarmsApi) -> None:
+    """Add the alarm routes (``api`` holds what they use: see :class:`AlarmsApi`)."""
     access = api.access
 
     @app.page("/v1/alerts")

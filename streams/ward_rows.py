@@ -2,7 +2,7 @@
 
 A row: the latest vital signs in words and units, NEWS2 with its band, the latest CGM
 reading with its trend, the served glucose forecast (and which forecaster served it), the
-deterioration model's risk. Pure functions of the risk event (``streams.pipeline``), so
+deterioration model's risk. Pure functions of the risk event (``streams.processing.pipeline``), so
 every worker shows the same row whichever worker scored the patient.
 """
 

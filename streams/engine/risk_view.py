@@ -1,6 +1,6 @@
 """Every worker's view of every patient's latest state, from the risk topic.
 
-The ward view's rows (``streams.ward``) come from here on any worker. At start it reads the
+The ward view's rows (``streams.ward_rows``) come from here on any worker. At start it reads the
 last ``BACKFILL`` risk events of each partition (a patient silent for longer appears with
 its next data), keeps one row per patient (``PATIENTS``, least recently updated dropped
 first) and every ``FLUSH_S`` hands the rows that changed to the pages' live subscribers,
@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from ..live import Subscribers
 from ..schemas.events import RISK_EVENT
 from ..settings import KafkaSettings
-from ..ward import ward_row
-from .follower import Subscribers, TopicFollower
+from ..ward_rows import ward_row
+from .follower import TopicFollower
 
 BACKFILL = 5_000  # risk events per partition read at start (8 us each to apply: 0.04 s)
 PATIENTS = 50_000  # rows kept

@@ -16,9 +16,9 @@ from fakes import Record, StepHarness, partition_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.containment import apply_contained, contained_tick
 from streams.ingest.decode import decode_record
-from streams.pipeline import PatientPipeline
+from streams.processing.containment import apply_contained, contained_tick
+from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Kind, Observation
 from streams.settings import StreamSettings
 from streams.windows.patient import PatientWindow

@@ -6,8 +6,8 @@ import orjson
 import pytest
 from factories import cgm
 
-from streams.containment import PatientResult, apply_contained, contained_tick
-from streams.pipeline import PatientPipeline
+from streams.processing.containment import PatientResult, apply_contained, contained_tick
+from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Observation
 from streams.settings import StreamSettings
 from streams.windows.patient import PatientWindow

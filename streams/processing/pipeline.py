@@ -17,22 +17,22 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .access.audit import seal
-from .access.signing import Keys
-from .alerts import quality
-from .alerts.lifecycle import FAULT_KIND, Finding, Lifecycle
-from .alerts.policy import lifecycle, render, stale_at, stale_conditions, transitions
-from .patients import PatientDirectory
-from .rules.glucose import GlucoseTargets
-from .schemas.observation import Observation
-from .scoring import explain
-from .scoring.base import PatientProfile, Score, Scorer
-from .scoring.families import ModelRequest, ServingModel
-from .scoring.rules import default_scorers
-from .settings import StreamSettings
-from .sinks.lines import escape_tag, observation_line
-from .timefmt import iso
-from .windows.patient import CGM_CODE, Applied, PatientWindow
+from ..access.audit import seal
+from ..access.signing import Keys
+from ..alerts import quality
+from ..alerts.lifecycle import FAULT_KIND, Finding, Lifecycle
+from ..alerts.policy import lifecycle, render, stale_at, stale_conditions, transitions
+from ..patients import PatientDirectory
+from ..rules.glucose import GlucoseTargets
+from ..schemas.observation import Observation
+from ..scoring import explain
+from ..scoring.base import PatientProfile, Score, Scorer
+from ..scoring.families import ModelRequest, ServingModel
+from ..scoring.rule_scorers import default_scorers
+from ..settings import StreamSettings
+from ..sinks.lines import escape_tag, observation_line
+from ..timefmt import iso
+from ..windows.patient import CGM_CODE, Applied, PatientWindow
 
 DEFAULT_PROFILE = PatientProfile()
 QUARANTINE_CLOSED = (

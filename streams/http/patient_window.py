@@ -2,7 +2,7 @@
 
 Answers from the worker that holds the patient's partition (one worker in development; in
 production put the route behind the worker that owns the key). For signed-in users of the
-patient's ward (``streams.http.access``). Used by tests, the care-team page and operators.
+patient's ward (``streams.http.signin``). Used by tests, the care-team page and operators.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from ..runtime import Runtime
 from ..scoring.personal import personal_summary
-from ..settings import Settings
 from ..windows.patient import PatientWindow
-from .access import access_of, guarded
+from .ports import StoredWindows
+from .signin import Access, guarded
 
 
 def window_document(window: PatientWindow) -> dict[str, Any]:
@@ -39,15 +38,15 @@ def window_document(window: PatientWindow) -> dict[str, Any]:
     }
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    access = access_of(runtime)
+def register(app: faust.App, access: Access, windows: StoredWindows) -> None:
+    """Add ``GET /v1/patients/{patient_id}/window``: the stored window, as a document."""
 
     @app.page("/v1/patients/{patient_id}/window")
     class PatientWindowView(View):
         @guarded
         async def get(self, request: Request, patient_id: str) -> Response:
             access.patient(request, patient_id)
-            stored = runtime.windows.get(patient_id.encode()) if runtime.windows else None
+            stored = windows.get(patient_id.encode())
             if stored is None:
                 return self.json({"error": "not_found", "patient_id": patient_id}, status=404)
             return self.json(window_document(PatientWindow.from_bytes(stored)))

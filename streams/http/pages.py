@@ -3,7 +3,7 @@
 - ``GET /ui``: the ward view; ``GET /ui/patients/{patient_id}``: a patient's page;
   ``GET /ui/static/{name}``: their script, style and the vendored chart library (uPlot);
 - ``GET /v1/ward[?ward=W]``: a row per patient of the user's wards, or of ward ``W`` of
-  theirs (``streams.ward``), with its open alarms;
+  theirs (``streams.ward_rows``), with its open alarms;
 - ``GET /v1/ward/stream[?ward=W | ?patient=ID]``: server-sent events: ``alert`` (each
   transition, as it arrives) and ``rows`` (the rows that changed, at most one message a
   second), of the user's wards, one ward of theirs, or one patient of theirs (its page);
@@ -26,13 +26,10 @@ import orjson
 from faust.web import Request, Response, View
 
 from ..access.users import User
-from ..engine.alert_view import AlertView
-from ..engine.ward_view import WardView
-from ..runtime import Runtime
-from ..settings import Settings
-from .access import Access, access_of, guarded
 from .events import event_stream
 from .guard import PAGE_HEADERS
+from .ports import AlarmBoard, WardBoard
+from .signin import Access, guarded
 
 STATIC = {
     "bedside.js": "text/javascript",
@@ -52,7 +49,7 @@ class WardApi:
     """The ward routes' work (routes: :func:`register`)."""
 
     def __init__(
-        self, ward: WardView, alerts: AlertView, access: Access, stream_max_s: float = 3600.0
+        self, ward: WardBoard, alerts: AlarmBoard, access: Access, stream_max_s: float = 3600.0
     ) -> None:
         self.ward, self.alerts, self.access = ward, alerts, access
         self.stream_max_s = stream_max_s
@@ -121,15 +118,9 @@ class WardApi:
         }
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
-    ward = WardView(settings.kafka, settings.topics.risk)
-    runtime.monitor.clients.append(ward)
-    app.service(ward)  # type: ignore[arg-type]
-    if runtime.alert_view is None:
-        msg = "register streams.http.alarms before the ward"
-        raise RuntimeError(msg)
-    access = access_of(runtime)
-    api = WardApi(ward, runtime.alert_view, access, settings.web.stream_max_s)
+def register(app: faust.App, api: WardApi) -> None:
+    """Add the ward routes and the care-team pages (``api``: what they use)."""
+    access = api.access
     pages = {name: _web_file(name).decode() for name in ("ward.html", "patient.html")}
     static = {name: _web_file(name) for name in STATIC}
 
