@@ -113,6 +113,34 @@ def influx_rate(settings: Settings, points: int = 50_000) -> float | None:
         return None
 
 
+def _latency(
+    settings: Settings,
+    bedside: list[str],
+    base: dict[str, str],
+    work: Path,
+    run: str,
+    label: str,
+    count: int,
+    rate: float,
+) -> dict[str, Any]:
+    """Produce -> alarm latency of one worker at ``rate`` over ``count`` patients."""
+    prefix = f"bench.{run}.{label}lat."
+    lat_settings = get_settings(topics={"prefix": prefix})
+    asyncio.run(ensure_bedside_topics(settings.kafka, lat_settings.topics))
+    env = {
+        **base,
+        "BEDSIDE_TOPICS__PREFIX": prefix,
+        "BEDSIDE_WORKER__APP_ID": f"bench-{label}lat-{run}",
+        "BEDSIDE_WEB__PORT": "6097",
+    }
+    log = work / f"{label}latency.log"
+    latencies = measure_latency(bedside, env, 6097, log, settings, lat_settings, count, rate, 20)
+    out: dict[str, Any] = {f"{label}latency_alerts": len(latencies)}
+    if latencies:
+        out[f"{label}latency_p50_ms"], out[f"{label}latency_p99_ms"] = p50_p99(latencies)
+    return out
+
+
 def whole(
     settings: Settings,
     events: int,
@@ -164,22 +192,7 @@ def whole(
                 observations = max(1, measured.stats.get("observations", 0))
                 out[f"{label}rss_mb"] = measured.rss_bytes / 2**20
                 out[f"{label}state_bytes_per_event"] = written / observations
-        prefix = f"bench.{run}.{label}lat."
-        lat_settings = get_settings(topics={"prefix": prefix})
-        asyncio.run(ensure_bedside_topics(settings.kafka, lat_settings.topics))
-        env = {
-            **base,
-            "BEDSIDE_TOPICS__PREFIX": prefix,
-            "BEDSIDE_WORKER__APP_ID": f"bench-{label}lat-{run}",
-            "BEDSIDE_WEB__PORT": "6097",
-        }
-        log = work / f"{label}latency.log"
-        latencies = measure_latency(
-            bedside, env, 6097, log, settings, lat_settings, count, rate, 20
-        )
-        out[f"{label}latency_alerts"] = len(latencies)
-        if latencies:
-            out[f"{label}latency_p50_ms"], out[f"{label}latency_p99_ms"] = p50_p99(latencies)
+        out.update(_latency(settings, bedside, base, work, run, label, count, rate))
     if burst_events:
         prefix = f"bench.{run}.burst."
         asyncio.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -88,35 +89,8 @@ def train(
     days = days or DEFAULT_DAYS[kind]
     hidden = hidden or DEFAULT_HIDDEN[kind]
     path = _checkpoint(out, kind)
-    if real and kind == "deterioration":
-        from .glucose.real import DataMissing, data_dir
-        from .vitals.real import train as train_real_icu
-
-        path = out / "deterioration-real.pt"
-        try:
-            summary = train_real_icu(
-                path,
-                data=data or data_dir(),
-                hidden=hidden_real or 16,
-                config=TrainConfig(epochs=epochs or 40, batch_size=64, learning_rate=3e-3),
-            )
-        except DataMissing as missing:
-            raise click.ClickException(str(missing)) from missing
-    elif real:
-        from .glucose import real as real_data
-        from .glucose.real_train import train as train_real
-
-        path = out / "glucose-real.pt"
-        try:
-            summary = train_real(
-                path,
-                data=data or real_data.data_dir(),
-                hidden=hidden,
-                config=TrainConfig(epochs=epochs or 12, seed=seed, batch_size=512, patience=3),
-                progress=not quiet,
-            )
-        except real_data.DataMissing as missing:
-            raise click.ClickException(str(missing)) from missing
+    if real:
+        path, summary = _train_real(kind, out, data, hidden_real, hidden, epochs, seed, quiet)
     elif kind == "glucose":
         from .glucose.train import train as train_glucose
 
@@ -147,6 +121,51 @@ def train(
         f"validation loss {summary['best_val_loss']:.4f}; checkpoint {path} "
         f"({time.monotonic() - started:.0f} s)"
     )
+
+
+def _train_real(
+    kind: str,
+    out: Path,
+    data: Path | None,
+    hidden_real: int | None,
+    hidden: int,
+    epochs: int | None,
+    seed: int,
+    quiet: bool,
+) -> tuple[Path, dict[str, Any]]:
+    """``train --real``: deterioration on ICU stays, glucose on Shanghai CGM."""
+    from .training import TrainConfig
+
+    if kind == "deterioration":
+        from .glucose.real import DataMissing, data_dir
+        from .vitals.real import train as train_real_icu
+
+        path = out / "deterioration-real.pt"
+        try:
+            summary = train_real_icu(
+                path,
+                data=data or data_dir(),
+                hidden=hidden_real or 16,
+                config=TrainConfig(epochs=epochs or 40, batch_size=64, learning_rate=3e-3),
+            )
+        except DataMissing as missing:
+            raise click.ClickException(str(missing)) from missing
+        return path, summary
+    from .glucose import real as real_data
+    from .glucose.real_train import train as train_real
+
+    path = out / "glucose-real.pt"
+    try:
+        summary = train_real(
+            path,
+            data=data or real_data.data_dir(),
+            hidden=hidden,
+            config=TrainConfig(epochs=epochs or 12, seed=seed, batch_size=512, patience=3),
+            progress=not quiet,
+        )
+    except real_data.DataMissing as missing:
+        raise click.ClickException(str(missing)) from missing
+    return path, summary
 
 
 @click.command()

@@ -140,35 +140,8 @@ def evaluate(checkpoint_path: Path, reports: Path, cache: Path) -> dict[str, Any
             lags[method].append(
                 metrics.time_lag_minutes(values[:, 1], traces[p].bg, s.step[mine], 30 // STEP_MIN)
             )
-    truth = s.future_bg
-    forecast_table = {}
-    for method in FORECAST_METHODS:
-        values = np.concatenate(predictions[method])
-        forecast_table[method] = {
-            **{
-                f"rmse_{h}": metrics.rmse(values[:, k], truth[:, k])
-                for k, h in enumerate(HORIZONS_MIN)
-            },
-            **{
-                f"mae_{h}": metrics.mae(values[:, k], truth[:, k])
-                for k, h in enumerate(HORIZONS_MIN)
-            },
-            "clarke_30": metrics.clarke_zones(truth[:, 1], values[:, 1]),
-            "lag_30_min": float(np.median(lags[method])),
-        }
-    alarm_table = {}
-    for method in ALARM_METHODS:
-        a = alarm_score(method, traces, s, p_low[test], threshold, first_step)
-        alarm_table[method] = {
-            "alarms": a.alarms,
-            "precision": a.precision,
-            "recall": a.recall,
-            "false_per_day": a.false_per_day,
-            "median_lead_min": a.median_lead,
-            "events": a.events,
-            "detected": a.detected,
-            "patient_days": a.days,
-        }
+    forecast_table = _forecast_table(predictions, lags, s.future_bg)
+    alarm_table = _alarm_table(traces, s, p_low[test], threshold, first_step)
     test_curve = []
     for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
         a = alarm_score("model", traces, s, p_low[test], float(t), first_step)
@@ -199,6 +172,52 @@ def evaluate(checkpoint_path: Path, reports: Path, cache: Path) -> dict[str, Any
 
     write_report(result, traces, s, predictions, p_low[test], reports)
     return result
+
+
+def _forecast_table(
+    predictions: dict[str, list[np.ndarray]], lags: dict[str, list[float]], truth: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Per forecasting method: RMSE and MAE per horizon, Clarke zones and lag at 30 min."""
+    table = {}
+    for method in FORECAST_METHODS:
+        values = np.concatenate(predictions[method])
+        table[method] = {
+            **{
+                f"rmse_{h}": metrics.rmse(values[:, k], truth[:, k])
+                for k, h in enumerate(HORIZONS_MIN)
+            },
+            **{
+                f"mae_{h}": metrics.mae(values[:, k], truth[:, k])
+                for k, h in enumerate(HORIZONS_MIN)
+            },
+            "clarke_30": metrics.clarke_zones(truth[:, 1], values[:, 1]),
+            "lag_30_min": float(np.median(lags[method])),
+        }
+    return table
+
+
+def _alarm_table(
+    traces: list[PatientTrace],
+    s: GlucoseSamples,
+    p_low: np.ndarray,
+    threshold: float,
+    first_step: int,
+) -> dict[str, dict[str, Any]]:
+    """Per alarm method: event-level recall, precision, false alarms a day and lead."""
+    table = {}
+    for method in ALARM_METHODS:
+        a = alarm_score(method, traces, s, p_low, threshold, first_step)
+        table[method] = {
+            "alarms": a.alarms,
+            "precision": a.precision,
+            "recall": a.recall,
+            "false_per_day": a.false_per_day,
+            "median_lead_min": a.median_lead,
+            "events": a.events,
+            "detected": a.detected,
+            "patient_days": a.days,
+        }
+    return table
 
 
 def _artefact_false_alarms(

@@ -231,6 +231,41 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _personal_section(personal: dict[str, Any] | None) -> list[str]:
+    """Whether the per-patient adaptation serves, and its test error by days seen."""
+    if not personal:
+        return []
+    lines: list[str] = []
+    lines += [
+        "**Personalisation** (an online per-patient bias of the forecast, "
+        "`streams/scoring/personal.py`, as the stream runs it): "
+        + (
+            f"**serves at {', '.join(personal['used'])} min**, where it lowered the "
+            "validation RMSE at both rates"
+            if personal["used"]
+            else "**does not serve**: it lowered the validation RMSE at no horizon at both rates"
+        )
+        + " (validation 30 / 60 min, model vs personal: "
+        + "; ".join(
+            f"{rate} {v['30']['model']} vs {v['30']['personal']} / "
+            f"{v['60']['model']} vs {v['60']['personal']} mg/dL"
+            for rate, v in personal["validation_rmse"].items()
+        )
+        + "). Test RMSE at 30 min by days of data seen (15-min readings):",
+        "",
+        "| population | days seen | n | model | personal |",
+        "|---|---|---|---|---|",
+    ]
+    for population, rows in personal["test_rmse_30_by_day"].items():
+        for row in rows:
+            lines.append(
+                f"| {population} | {row['days_seen']} | {row['n']} | {row['model']} | "
+                f"{row['personal']} |"
+            )
+    lines.append("")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     gate = result["gate"]
     lines = [
@@ -258,36 +293,7 @@ def markdown(result: dict[str, Any]) -> str:
         "only rate at which Nightscout's AR2 alarms).",
         "",
     ]
-    personal = result.get("personalisation")
-    if personal:
-        lines += [
-            "**Personalisation** (an online per-patient bias of the forecast, "
-            "`streams/scoring/personal.py`, as the stream runs it): "
-            + (
-                f"**serves at {', '.join(personal['used'])} min**, where it lowered the "
-                "validation RMSE at both rates"
-                if personal["used"]
-                else "**does not serve**: it lowered the validation RMSE at no horizon at "
-                "both rates"
-            )
-            + " (validation 30 / 60 min, model vs personal: "
-            + "; ".join(
-                f"{rate} {v['30']['model']} vs {v['30']['personal']} / "
-                f"{v['60']['model']} vs {v['60']['personal']} mg/dL"
-                for rate, v in personal["validation_rmse"].items()
-            )
-            + "). Test RMSE at 30 min by days of data seen (15-min readings):",
-            "",
-            "| population | days seen | n | model | personal |",
-            "|---|---|---|---|---|",
-        ]
-        for population, rows in personal["test_rmse_30_by_day"].items():
-            for row in rows:
-                lines.append(
-                    f"| {population} | {row['days_seen']} | {row['n']} | {row['model']} | "
-                    f"{row['personal']} |"
-                )
-        lines.append("")
+    lines += _personal_section(result.get("personalisation"))
     for population, rates in result["test"].items():
         for rate, f in rates.items():
             lines += [

@@ -79,7 +79,13 @@ def write_report(result: dict[str, Any], test: VitalsSamples, p: np.ndarray, out
             f"{_f(row['model']['median_lead_h'], 1)} h | {_f(row['news2_5']['recall'], 2)} | "
             f"{_f(row['news2_5']['median_lead_h'], 1)} h |"
         )
-    lines += [
+    lines += _mimic_section(result)
+    (out / "deterioration.md").write_text("\n".join(lines))
+
+
+def _mimic_section(result: dict[str, Any]) -> list[str]:
+    """The report's MIMIC-IV demo section: discrimination per horizon, calibration, plots."""
+    lines = [
         "",
         "## MIMIC-IV demo (real patients): a smoke test, not a performance claim",
         "",
@@ -114,7 +120,7 @@ def write_report(result: dict[str, Any], test: VitalsSamples, p: np.ndarray, out
         f"{result['training']['epochs_run']} epochs.",
         "",
     ]
-    (out / "deterioration.md").write_text("\n".join(lines))
+    return lines
 
 
 def _plot_reliability(result: dict[str, Any], out: Path) -> None:

@@ -107,11 +107,9 @@ def _progress(t: np.ndarray, onset: float, duration: float) -> np.ndarray:
     return np.clip((t - onset) / duration, 0, 1) ** 1.5
 
 
-def simulate(index: int, days: int, seed: int) -> SimulatedPatient:
-    """One patient's ward stay of up to ``days``; deterministic for (seed, index)."""
-    rng = np.random.default_rng([seed, index])
-    minutes = days * 24 * HOUR_MIN
-    copd = rng.random() < 0.10
+def _hourly_state(rng: np.random.Generator, copd: bool, hours: np.ndarray) -> dict[str, np.ndarray]:
+    """Each signal's hourly level without events: a personal baseline, AR(1) fluctuation
+    and a circadian swing (the random draws in the order ``simulate`` always made them)."""
     base = {
         "heart_rate": np.clip(rng.normal(80, 10), 55, 105),
         "respiratory_rate": np.clip(rng.normal(19 if copd else 16, 2), 11, 24),
@@ -119,7 +117,6 @@ def simulate(index: int, days: int, seed: int) -> SimulatedPatient:
         "systolic_bp": np.clip(rng.normal(128, 16), 95, 175),
         "temperature": rng.normal(36.8, 0.25),
     }
-    hours = np.arange(minutes // HOUR_MIN + 2)
     shift = rng.uniform(0, 24)
     state = {}
     for s in SIGNALS:
@@ -129,6 +126,16 @@ def simulate(index: int, days: int, seed: int) -> SimulatedPatient:
             ar[h] = 0.8 * ar[h - 1] + shocks[h]
         circadian = CIRCADIAN[s] * np.sin(2 * np.pi * (hours - 10 + shift * 0.1) / 24)
         state[s] = base[s] + ar + circadian
+    return state
+
+
+def simulate(index: int, days: int, seed: int) -> SimulatedPatient:
+    """One patient's ward stay of up to ``days``; deterministic for (seed, index)."""
+    rng = np.random.default_rng([seed, index])
+    minutes = days * 24 * HOUR_MIN
+    copd = rng.random() < 0.10
+    hours = np.arange(minutes // HOUR_MIN + 2)
+    state = _hourly_state(rng, copd, hours)
 
     pattern, onset, event = None, None, None
     effects = {s: np.zeros(len(hours)) for s in SIGNALS}

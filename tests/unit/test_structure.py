@@ -128,9 +128,7 @@ def room_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("streams."):
             rooms.add(node.module.split(".")[1])  # type: ignore[union-attr]
         elif isinstance(node, ast.Import):
-            rooms.update(
-                a.name.split(".")[1] for a in node.names if a.name.startswith("streams.")
-            )
+            rooms.update(a.name.split(".")[1] for a in node.names if a.name.startswith("streams."))
     return rooms
 
 
