@@ -53,6 +53,7 @@ from deploy.benchkit import (
     run_worker,
 )
 from streams.engine.broker import ensure_bedside_topics, ensure_topics
+from streams.processing import codec
 from streams.settings import get_settings
 
 HERE = Path(__file__).parent
@@ -164,7 +165,7 @@ def measure(bench: Bench, regime: Regime, args: argparse.Namespace) -> None:
 def day_window_bytes(days: int = 20) -> float:
     """Mean stored bytes of a realistic day of one patient (``benchkit.monitored_day``)."""
     end = int(datetime.now(UTC).timestamp()) * 1000
-    sizes = [len(monitored_day(seed, end).to_bytes()) for seed in range(days)]
+    sizes = [len(codec.encode(monitored_day(seed, end))) for seed in range(days)]
     return sum(sizes) / len(sizes)
 
 

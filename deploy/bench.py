@@ -9,6 +9,7 @@ two workers in a group. Synthetic and simulated patients only; fresh topics per 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import statistics
 import sys
@@ -21,7 +22,9 @@ from typing import Any
 
 from streams.engine.broker import ensure_bedside_topics
 from streams.ingest.decode import decode_record
-from streams.processing.pipeline import PatientPipeline
+from streams.processing import codec
+from streams.processing.pipeline import PatientBatch, PatientPipeline
+from streams.processing.state import PatientState
 from streams.scoring.onnx import SHIPPED_MODELS, OnnxModel
 from streams.settings import Settings, get_settings
 
@@ -45,6 +48,10 @@ def decode_rates(seconds: float = 1.0) -> dict[str, float]:
             n += len(raws)
         out[fmt] = n / (time.perf_counter() - started)
     return out
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def window_rate(settings: Settings, patients: int = 100, steps: int = 288) -> tuple[float, float]:
@@ -77,13 +84,25 @@ def window_rate(settings: Settings, patients: int = 100, steps: int = 288) -> tu
                     )
                 )
         batches.append(obs)
+
+    async def apply_all() -> list[int]:
+        sizes = []
+        for p, obs in enumerate(batches):
+            state: PatientState | None = None
+            for chunk in range(0, len(obs), 20):
+                patient = PatientBatch(
+                    f"w{p}",
+                    obs[chunk : chunk + 20],
+                    load=functools.partial(_same, state),
+                    stored=functools.partial(_same, None),
+                )
+                [result] = await pipeline.observations([patient])
+                state = result.state
+            sizes.append(len(codec.encode(state)) if state else 0)
+        return sizes
+
     started = time.perf_counter()
-    sizes = []
-    for p, obs in enumerate(batches):
-        window = None
-        for chunk in range(0, len(obs), 20):
-            window = pipeline.process(f"w{p}", window, obs[chunk : chunk + 20]).window
-        sizes.append(len(window.to_bytes()) if window else 0)
+    sizes = asyncio.run(apply_all())
     elapsed = time.perf_counter() - started
     return patients * steps * 2 / elapsed, statistics.mean(sizes)
 

@@ -23,20 +23,21 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.engine.broker import client_options
+from streams.processing.state import PatientState
 from streams.schemas.observation import Kind
 from streams.scoring.personal import SETTLE_MS, personal_forecast
 from streams.settings import Settings
-from streams.windows.patient import PatientWindow
 
 
-def monitored_day(seed: int, end_ms: int, adapted_at: tuple[str, ...] = ("30",)) -> PatientWindow:
-    """One patient's window after a day of 5-minute CGM, heart rate, SpO2 and respiratory
+def monitored_day(seed: int, end_ms: int, adapted_at: tuple[str, ...] = ("30",)) -> PatientState:
+    """One patient's state after a day of 5-minute CGM, heart rate, SpO2 and respiratory
     rate ending at ``end_ms``, varying as real signals do (random walks; CGM to the unit,
     respiratory rate to a tenth; times a few seconds off the grid), with the glucose
     forecast's per-patient adaptation at ``adapted_at`` as the shipped gate serves it (a
     forecast of the latest reading plus 5 mg/dL: its bytes, not its figures, matter here)."""
     rnd = random.Random(seed)
-    window = PatientWindow(f"bench-{seed:05d}")
+    state = PatientState.new(f"bench-{seed:05d}")
+    window = state.window
     hr, spo2, rr, glucose = 72.0, 97.0, 16.0, 120.0
     for k in range(288):
         t = end_ms - 86_400_000 + k * 300_000 + rnd.randint(0, 20) * 1000
@@ -54,14 +55,14 @@ def monitored_day(seed: int, end_ms: int, adapted_at: tuple[str, ...] = ("30",))
                 code, kind, t, value, allowed_lateness_ms=7_200_000, max_vital_samples=288
             )
         if adapted_at:
-            _, _, window.personal = personal_forecast(
-                window.personal,
+            _, _, state.personal = personal_forecast(
+                state.personal,
                 functools.partial(window.recent_cgm, SETTLE_MS),
                 t,
                 dict.fromkeys(adapted_at, round(glucose) + 5.0),
                 model="glucose@2.1.0",
             )
-    return window
+    return state
 
 
 def records(patients: int, per_patient: int, start: datetime) -> list[tuple[str, bytes, bytes]]:

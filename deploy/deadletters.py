@@ -18,9 +18,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.engine.broker import client_options
+from streams.processing.codec import FORMAT_VERSION
 from streams.settings import Settings
 from streams.windows.compact import decode_document
-from streams.windows.patient import FORMAT_VERSION
 
 
 def decoded(letter: dict[str, Any]) -> Any:

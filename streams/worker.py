@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from .access.pseudonyms import Pseudonyms
 from .access.signing import Keys
-from .alerts.quality import QualityStats
 from .engine import health, metrics, stream
 from .engine.alert_view import AlertView
 from .engine.app import App, chosen_profile, create_app
@@ -29,7 +28,7 @@ from .http import alarm_routes, gateway, pages, patient_window
 from .http.signin import Access
 from .monitoring import Monitor
 from .patients import PatientDirectory
-from .processing.stats import IngestStats
+from .processing.batch import StepCounters
 from .scoring.service import ModelScoring
 from .settings import BrokerProfile, Settings
 from .sinks.reader import SeriesReader
@@ -62,14 +61,18 @@ def create_worker(settings: Settings, profile: BrokerProfile | None = None) -> A
     alerts = AlertView(settings.kafka, settings.topics.alerts)
     ward = WardView(settings.kafka, settings.topics.risk)
     records = RecordSink(settings.kafka)  # what HTTP publishes: observations and actions
+    counters = StepCounters()
     figures = metrics.Figures(
-        settings, IngestStats(), QualityStats(), monitor, ModelScoring(settings.scoring), alerts
+        settings,
+        counters.ingest,
+        counters.quality,
+        monitor,
+        ModelScoring(settings.scoring),
+        alerts,
     )
     windows = stream.windows_table(app, settings)
     health.register(app, figures, keys, chosen, windows.changelog_topic)
-    parts = stream.StreamParts(
-        keys, patients, figures.scoring, monitor, figures.ingest, figures.quality
-    )
+    parts = stream.StreamParts(keys, patients, figures.scoring, monitor, counters)
     stream.register(app, settings, windows, parts)
     for service in (records, alerts, ward):
         monitor.clients.append(service)

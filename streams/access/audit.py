@@ -25,22 +25,31 @@ from typing import Any
 
 import orjson
 
-from ..windows.patient import PatientWindow
 from .signing import GENESIS, audit_hash
 
 
-def seal(key: bytes, window: PatientWindow, events: list[dict[str, Any]]) -> list[bytes]:
-    """The events as published, each chained to the one before in ``window``'s trail."""
+@dataclass(frozen=True)
+class AuditHead:
+    """A patient's audit chain as its state keeps it: links sealed so far, the last one."""
+
+    seq: int = 0
+    head: bytes = b""
+
+
+def seal(
+    key: bytes, head: AuditHead, events: list[dict[str, Any]]
+) -> tuple[list[bytes], AuditHead]:
+    """The events as published, each chained to the one before after ``head``; and the
+    chain's head after them (the caller keeps it with the patient's state)."""
     sealed = []
+    seq, last = head.seq, head.head
     for event in events:
-        prev = window.audit_head.hex() if window.audit_head else GENESIS
-        window.audit_seq += 1
-        link = audit_hash(key, prev, event, window.audit_seq)
-        window.audit_head = bytes.fromhex(link)
-        sealed.append(
-            orjson.dumps({**event, "audit": {"seq": window.audit_seq, "prev": prev, "hash": link}})
-        )
-    return sealed
+        prev = last.hex() if last else GENESIS
+        seq += 1
+        link = audit_hash(key, prev, event, seq)
+        last = bytes.fromhex(link)
+        sealed.append(orjson.dumps({**event, "audit": {"seq": seq, "prev": prev, "hash": link}}))
+    return sealed, AuditHead(seq, last)
 
 
 def seal_one(key: bytes, event: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..windows.alarm import TARGETS, Alarm
+from .alarm import TARGETS, Alarm
 
 SEVERITIES = ("info", "warning", "urgent", "critical")
 NEVER_HIDDEN = frozenset({"urgent_low", "news2_high"})

@@ -325,7 +325,7 @@ def stale_at(window: PatientWindow, vitals_stale_ms: int) -> int | None:
 
 
 def detect(
-    window: PatientWindow,
+    alarms: Lifecycle,
     scores: list[Score],
     profile: PatientProfile,
     model_kinds: frozenset[str] = frozenset(),
@@ -336,7 +336,7 @@ def detect(
     """
     by_name = {s.name: s for s in scores}
     evaluated: dict[str, Condition | None] = {}
-    open_kinds = frozenset(window.alarms)
+    open_kinds = frozenset(alarms.alarms)
     if "glucose" in by_name:
         evaluated.update(dict.fromkeys(k for k in GLUCOSE_KINDS if k not in model_kinds))
         evaluated.update(
@@ -368,22 +368,20 @@ def render(event: dict[str, Any]) -> dict[str, Any]:
 
 def transitions(
     window: PatientWindow,
+    alarms: Lifecycle,
     scores: list[Score],
     profile: PatientProfile,
     model_kinds: frozenset[str] = frozenset(),
     vitals_stale_ms: int = 6 * 3_600_000,
     now: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Alarm events implied by new scores at event time ``now`` (default: the newest).
+    """Alarm events implied by new scores at event time ``now`` (default: the newest), as
+    ``alarms`` (the patient's alarm lifecycle, kept in its state) takes them.
 
     Rules pass the time of the reading they evaluate, so an alarm's id and opening time do
     not depend on how the patient's topics interleaved on the way in."""
     now = window.watermark if now is None else now
-    evaluated = detect(window, scores, profile, model_kinds)
+    evaluated = detect(alarms, scores, profile, model_kinds)
     evaluated.update(stale_conditions(window, now, vitals_stale_ms, profile.utc_offset))
-    events = lifecycle(window).evaluate(evaluated, now, quiet=profile.is_quiet(now))
+    events = alarms.evaluate(evaluated, now, quiet=profile.is_quiet(now))
     return [render(e) for e in events]
-
-
-def lifecycle(window: PatientWindow) -> Lifecycle:
-    return Lifecycle(window.patient_id, window.alarms, window.alarm_history)

@@ -22,15 +22,34 @@ HORIZON_MS = 30 * 60_000
 CGM_INTERVAL_MS = 5 * 60_000
 
 
-def on_prediction(predictions: list[int], opened_at: int) -> None:
-    """A predicted_low alarm opened: remember it until the truth is known."""
-    predictions.append(opened_at)
+@dataclass(frozen=True)
+class PredictionMemory:
+    """A patient's predicted lows awaiting their truth (part of the patient's state)."""
+
+    pending: list[int] = field(default_factory=list)  # opened, not judged yet
+    recent: list[int] = field(default_factory=list)  # judged in the last 30 min
+    cgm_low: bool = False  # the latest CGM reading was below 70
+
+
+def predicted(memory: PredictionMemory, opened_at: int) -> PredictionMemory:
+    """A predicted_low alarm opened: remembered until the truth is known."""
+    return PredictionMemory([*memory.pending, opened_at], list(memory.recent), memory.cgm_low)
+
+
+def judge(
+    memory: PredictionMemory, t: int, value: float
+) -> tuple[list[dict[str, Any]], PredictionMemory]:
+    """The judgements a CGM reading makes, and the memory after it (``memory`` unchanged)."""
+    pending, recent = list(memory.pending), list(memory.recent)
+    judgements, low = on_cgm(pending, recent, memory.cgm_low, t, value)
+    return judgements, PredictionMemory(pending, recent, low)
 
 
 def on_cgm(
     predictions: list[int], recent: list[int], was_low: bool, t: int, value: float
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Judge pending predictions with a new reading; returns (judgements, is_low)."""
+    """Judge pending predictions with a new reading; returns (judgements, is_low).
+    ``predictions`` and ``recent`` are updated in place (:func:`judge` gives them copies)."""
     judgements: list[dict[str, Any]] = []
     low = value < LOW
     for predicted in list(predictions):

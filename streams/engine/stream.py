@@ -27,16 +27,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT, Message
 
 from ..access.signing import Keys
-from ..alerts.quality import QualityStats
-from ..ingest.decode import IngestLimits
 from ..ingest.problems import DeadLetter, DecodeResult, Reason
 from ..monitoring import Monitor
 from ..patients import PatientDirectory
-from ..processing.batch import BatchStep
+from ..processing.batch import BatchStep, StepCounters, StepSettings
 from ..processing.checkpoint import Checkpoint
 from ..processing.pipeline import PatientPipeline
-from ..processing.ports import IncomingRecord
-from ..processing.stats import IngestStats
+from ..processing.ports import IncomingRecord, StepPorts
 from ..scoring.service import ModelScoring
 from ..settings import InfluxSettings, Settings
 from ..sinks.answers import RefusedPoints
@@ -133,8 +130,7 @@ class StreamParts:
     patients: PatientDirectory  # ids as keyed; each patient's settings
     scoring: ModelScoring
     monitor: Monitor
-    ingest: IngestStats
-    quality: QualityStats
+    counters: StepCounters  # what the stream counts (/stats and /metrics read them)
 
 
 def register(app: faust.App, settings: Settings, windows: Any, parts: StreamParts) -> None:
@@ -150,6 +146,7 @@ def register(app: faust.App, settings: Settings, windows: Any, parts: StreamPart
         models=scoring.serving_models(),
         keys=parts.keys,
         patients=parts.patients,
+        quarantine_to=topics.deadletter,
     )
     partitioner, all_partitions = DefaultPartitioner(), list(range(topics.partitions))
 
@@ -170,19 +167,11 @@ def register(app: faust.App, settings: Settings, windows: Any, parts: StreamPart
         on_refused=functools.partial(report_refused, records, topics.deadletter, settings.influx),
     )
     step = BatchStep(
-        topics=topics,
-        limits=IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries),
-        pipeline=pipeline,
-        scoring=scoring,
-        state=state,
-        records=records,
-        checkpoint=checkpoint,
-        stats=parts.ingest,
-        quality=parts.quality,
-        partition_of=partition_of,
-        window_cache=settings.ingest.window_cache,
-        unsigned_actions=settings.security.unsigned_actions,
-        action_max_age_s=settings.security.action_max_age_s,
+        pipeline,
+        StepPorts(state, records, scoring, partition_of),
+        checkpoint,
+        StepSettings.of(settings),
+        parts.counters,
     )
 
     @app.timer(interval=settings.scoring.reload_interval_s)  # type: ignore[untyped-decorator]

@@ -1,4 +1,4 @@
-"""Read access to a patient's window: ``GET /v1/patients/{patient_id}/window``.
+"""Read access to a patient's stored state: ``GET /v1/patients/{patient_id}/window``.
 
 Answers from the worker that holds the patient's partition (one worker in development; in
 production put the route behind the worker that owns the key). For signed-in users of the
@@ -12,14 +12,17 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from ..processing import codec
+from ..processing.state import PatientState
 from ..scoring.personal import personal_summary
-from ..windows.patient import PatientWindow
 from .ports import StoredWindows
 from .signin import Access, guarded
 
 
-def window_document(window: PatientWindow) -> dict[str, Any]:
-    """The window as JSON: summary, series and open alerts."""
+def window_document(state: PatientState) -> dict[str, Any]:
+    """The patient's state as JSON: the window's summary and series, open alerts, the audit
+    chain's head and the forecast's adaptation."""
+    window = state.window
     return {
         "patient_id": window.patient_id,
         "summary": window.summary(),
@@ -29,12 +32,12 @@ def window_document(window: PatientWindow) -> dict[str, Any]:
         "baselines": {code: b.stats() for code, b in window.baselines.items()},
         "open_alerts": {
             kind: {"alert_id": a.alert_id, "state": a.state, "severity": a.severity}
-            for kind, a in window.alarms.items()
+            for kind, a in state.alarms.alarms.items()
         },
         # the audit chain's length and last link: what `bedside audit verify` must find
-        "audit": {"seq": window.audit_seq, "head": window.audit_head.hex()},
+        "audit": {"seq": state.audit.seq, "head": state.audit.head.hex()},
         # the glucose forecast's per-patient adaptation (null while it does not serve)
-        "personal": personal_summary(window.personal),
+        "personal": personal_summary(state.personal),
     }
 
 
@@ -49,4 +52,4 @@ def register(app: faust.App, access: Access, windows: StoredWindows) -> None:
             stored = windows.get(patient_id.encode())
             if stored is None:
                 return self.json({"error": "not_found", "patient_id": patient_id}, status=404)
-            return self.json(window_document(PatientWindow.from_bytes(stored)))
+            return self.json(window_document(codec.decode(stored)))

@@ -2,10 +2,11 @@
 
 Per batch: **decode** every record (dead-lettering what fails: each record yields
 observations or a dead letter, never neither), re-route observations whose patient lives
-in another partition, **group** them by patient; **apply** each patient's observations to
-its window once (contained: ``streams.processing.containment``), **score** the model requests of the
-whole batch at once, apply care-team **actions** and clock **ticks**; **emit** risk, alert
-and dead-letter records and the time-series lines; hand everything to the
+in another partition, **group** them by patient; hand every patient's observations to the
+pipeline in one call (:meth:`~streams.processing.pipeline.PatientPipeline.observations`:
+applied once per patient, contained, scored by the models across the whole batch, sealed),
+apply care-team **actions** and clock **ticks**; **emit** risk, alert and dead-letter
+records and the time-series lines; hand everything to the
 :class:`~streams.processing.checkpoint.Checkpoint`, which stores it in order.
 
 Plain typed code: it talks to its ports only, so it is unit-tested with in-memory fakes.
@@ -20,7 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..access.audit import seal
 from ..access.signing import action_signed
 from ..alerts.actions import AlertAction, decode_action
 from ..alerts.quality import QualityStats
@@ -28,30 +28,48 @@ from ..ingest.decode import IngestLimits, decode_record
 from ..ingest.native import native_record
 from ..ingest.problems import DeadLetter, DecodeResult, Reason
 from ..schemas.observation import Kind, Observation
-from ..settings import TopicSettings
-from ..windows.patient import PatientWindow
+from ..settings import Settings, TopicSettings
+from . import codec
 from .checkpoint import Checkpoint
-from .containment import PatientResult, apply_contained, contained_tick, load_window
-from .pipeline import PatientOutput, PatientPipeline
-from .ports import BatchScorer, IncomingRecord, RecordSink, StateStore
+from .outputs import PatientOutput, PatientResult
+from .pipeline import PatientBatch, PatientPipeline
+from .ports import IncomingRecord, StepPorts
+from .state import PatientState
 from .stats import IngestStats
 
 log = logging.getLogger(__name__)
 
 CLOCK_SKEW_S = 60  # a gateway's clock may run this far ahead of the worker's
 
-FAULT_REASON = (
-    "Monitoring fault: this patient's stored state could not be processed and was reset; "
-    "alarms restart from new readings. Review recent values by hand."
-)
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What the batch step is configured with."""
+
+    topics: TopicSettings
+    limits: IngestLimits = field(default_factory=IngestLimits)
+    window_cache: int = 20_000  # patient states kept decoded between batches
+    unsigned_actions: bool = False  # trust actions without a gateway signature
+    action_max_age_s: int = 900  # an older signed action is refused as a replay
+
+    @classmethod
+    def of(cls, settings: Settings) -> StepSettings:
+        ingest, security = settings.ingest, settings.security
+        return cls(
+            settings.topics,
+            IngestLimits(ingest.max_record_bytes, ingest.max_entries),
+            ingest.window_cache,
+            security.unsigned_actions,
+            security.action_max_age_s,
+        )
 
 
-def _readable(state: bytes) -> PatientWindow | None:
-    """A quarantined state's window, when it can still be decoded (its alarms are closed)."""
-    try:
-        return load_window(state)
-    except Exception:  # noqa: BLE001 - unreadable: the views close its alarms on the fault
-        return None
+@dataclass(frozen=True)
+class StepCounters:
+    """What the batch step counts (the worker's ``/stats`` and metrics read them)."""
+
+    ingest: IngestStats = field(default_factory=IngestStats)
+    quality: QualityStats = field(default_factory=QualityStats)
 
 
 def value_of(record: IncomingRecord) -> bytes:
@@ -71,10 +89,13 @@ class Batch:
     sent: list[Awaitable[object]] = field(default_factory=list)  # records sent
     # partition -> patient -> observations
     groups: dict[int, dict[str, list[Observation]]] = field(default_factory=dict)
-    origin: dict[int, IncomingRecord] = field(default_factory=dict)  # id(obs) -> its record
+    # the record each observation came in (by the observation's identity: observations
+    # are not hashable, and equal observations of two records are two records)
+    origin: dict[int, IncomingRecord] = field(default_factory=dict)
     actions: list[tuple[AlertAction, IncomingRecord]] = field(default_factory=list)
     ticks: dict[int, int] = field(default_factory=dict)  # partition -> wall ms
-    current: dict[bytes, tuple[int, PatientWindow]] = field(default_factory=dict)  # touched
+    # key -> (partition, state) of every patient the batch changed: what the checkpoint stores
+    changed: dict[bytes, tuple[int, PatientState]] = field(default_factory=dict)
     outputs: list[tuple[bytes, PatientOutput]] = field(default_factory=list)
 
 
@@ -83,34 +104,23 @@ class BatchStep:
 
     def __init__(
         self,
-        *,
-        topics: TopicSettings,
-        limits: IngestLimits,
         pipeline: PatientPipeline,
-        scoring: BatchScorer,
-        state: StateStore,
-        records: RecordSink,
+        ports: StepPorts,
         checkpoint: Checkpoint,
-        stats: IngestStats,
-        quality: QualityStats,
-        partition_of: Callable[[bytes], int],
+        settings: StepSettings,
+        counters: StepCounters | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        window_cache: int = 20_000,
-        unsigned_actions: bool = False,
-        action_max_age_s: int = 900,
     ) -> None:
-        self.unsigned_actions = unsigned_actions
-        self.action_max_age_ms = action_max_age_s * 1000
+        self.pipeline, self.checkpoint, self.clock = pipeline, checkpoint, clock
+        self.settings, topics = settings, settings.topics
+        self.topics, self.limits = topics, settings.limits
+        self.state, self.records, self.scoring = ports.state, ports.records, ports.scoring
+        self.partition_of = ports.partition_of
+        self.counters = counters or StepCounters()
+        self.stats, self.quality = self.counters.ingest, self.counters.quality
+        self.action_max_age_ms = settings.action_max_age_s * 1000
         # one directory keys patients for the step and the pipeline alike
         self.patients = pipeline.patients
-        self.topics, self.limits, self.pipeline, self.scoring = topics, limits, pipeline, scoring
-        self.state, self.records, self.checkpoint = state, records, checkpoint
-        self.stats, self.quality, self.partition_of, self.clock = (
-            stats,
-            quality,
-            partition_of,
-            clock,
-        )
         self.topic_of_kind = {
             Kind.VITAL: topics.vitals,
             Kind.GLUCOSE: topics.glucose,
@@ -118,14 +128,14 @@ class BatchStep:
         }
         self.kinds = {topic: kind for kind, topic in self.topic_of_kind.items()}
         # the tick index: partition -> patient -> wall ms from which a tick may change its
-        # window (PatientPipeline.tick_due); patients only new data can change are not in it.
+        # state (PatientPipeline.tick_due); patients only new data can change are not in it.
         # Filled by what this worker processes and, on a partition's first tick, by a scan of
-        # the store (windows from before a restart are due at once, then indexed as visited)
+        # the store (states from before a restart are due at once, then indexed as visited)
         self.due: dict[int, dict[bytes, int]] = {}
         self.scanned: set[int] = set()
-        # windows kept decoded between batches, most recently processed last
-        self.cache: OrderedDict[bytes, PatientWindow] = OrderedDict()
-        self.cache_size = window_cache
+        # states kept decoded between batches, most recently processed last
+        self.cache: OrderedDict[bytes, PatientState] = OrderedDict()
+        self.cache_size = settings.window_cache
 
     def forget(self) -> None:
         """Partitions were revoked: rebuild the tick index from the store at the next ticks;
@@ -140,13 +150,12 @@ class BatchStep:
         for record in records:
             await self._sort(batch, record)
         await self._apply(batch)
-        await self._score(batch)
         await self._act(batch)
         await self._tick(batch)
         self._remember(batch)
         lines = await self._emit(batch)
-        stored = await self.checkpoint.submit(batch.sent, lines, batch.current, records)
-        self.stats.state_writes += len(batch.current)
+        stored = await self.checkpoint.submit(batch.sent, lines, batch.changed, records)
+        self.stats.state_writes += len(batch.changed)
         self.stats.state_bytes += stored
 
     # -- decode and group ----------------------------------------------------------------
@@ -210,7 +219,7 @@ class BatchStep:
         """Why a signed action cannot be applied now (a replay), or None."""
         issued = action.issued_at_ms
         if issued is None or action.nonce is None:
-            if self.unsigned_actions:
+            if self.settings.unsigned_actions:
                 return None  # another system's actions, on a topic the ACLs protect
             return "signed action without issued_at_ms and nonce: refused as a replay"
         age_s = (wall_ms - issued) / 1000
@@ -223,115 +232,109 @@ class BatchStep:
 
     def _trusted(self, action: AlertAction) -> bool:
         """Signed by a gateway of this deployment, or the deployment trusts the topic."""
-        if self.unsigned_actions:
+        if self.settings.unsigned_actions:
             return True
         return action_signed(self.pipeline.keys.actions, action.model_dump())
 
-    # -- windows ---------------------------------------------------------------------------
+    # -- states ----------------------------------------------------------------------------
     def stored(self, partition: int, key: bytes) -> bytes | None:
         """The patient's state as of the previous batch (what a failure restores)."""
         pending = self.checkpoint.pending(key)
         return pending[1] if pending is not None else self.state.get(partition, key)
 
-    def load(self, batch: Batch, partition: int, key: bytes) -> PatientWindow | None:
-        if key in batch.current:
-            return batch.current[key][1]
+    def load(self, batch: Batch, partition: int, key: bytes) -> PatientState | None:
+        if key in batch.changed:
+            return batch.changed[key][1]
         pending = self.checkpoint.pending(key)  # a batch still being stored
         if pending is not None:
             return pending[0]
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        return load_window(self.state.get(partition, key))
+        return codec.load(self.state.get(partition, key))
 
     def _remember(self, batch: Batch) -> None:
-        """Index the windows the batch touched for ticks; keep them decoded for the next."""
-        for key, (partition, window) in batch.current.items():
-            self._index(partition, key, window)
+        """Index the states the batch changed for ticks; keep them decoded for the next."""
+        for key, (partition, state) in batch.changed.items():
+            self._index(partition, key, state)
             if self.cache_size:
-                self.cache[key] = window
+                self.cache[key] = state
                 self.cache.move_to_end(key)
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
 
-    def _index(self, partition: int, key: bytes, window: PatientWindow) -> None:
-        due = self.pipeline.tick_due(window)
+    def _index(self, partition: int, key: bytes, state: PatientState) -> None:
+        due = self.pipeline.tick_due(state)
         if due is None:
             self.due.get(partition, {}).pop(key, None)
         else:
             self.due.setdefault(partition, {})[key] = due
 
+    # -- observations, actions, ticks ------------------------------------------------------
     async def _apply(self, batch: Batch) -> None:
-        for partition, patients in batch.groups.items():
-            for patient_id, observations in patients.items():
+        """Every patient's observations in one call to the pipeline (models scored across
+        the batch); each patient's outputs in order, a quarantine's fault first."""
+        where: list[tuple[int, bytes]] = []
+        patients: list[PatientBatch] = []
+        for partition, grouped in batch.groups.items():
+            for patient_id, observations in grouped.items():
                 key = patient_id.encode()
-                applied = apply_contained(
-                    self.pipeline,
-                    patient_id,
-                    observations,
-                    load=functools.partial(self.load, batch, partition, key),
-                    stored=functools.partial(self.stored, partition, key),
-                    arrived_at=batch.wall_ms,
+                where.append((partition, key))
+                patients.append(
+                    PatientBatch(
+                        patient_id,
+                        observations,
+                        load=functools.partial(self.load, batch, partition, key),
+                        stored=functools.partial(self.stored, partition, key),
+                    )
                 )
-                batch.current[key] = (partition, applied.window)
-                first = len(batch.outputs)  # a quarantine's events go before the new ones
-                for output in applied.outputs:
-                    batch.outputs.append((key, output))
-                    self.stats.count(output.applied)
-                    self.quality.cgm_readings += output.cgm_inserted
-                    for judgement in output.quality:
-                        self.quality.add(judgement)
-                await self._contain(batch, partition, key, applied, first)
-
-    async def _contain(
-        self, batch: Batch, partition: int, key: bytes, applied: PatientResult, first: int
-    ) -> None:
-        """Dead-letter what ``apply_contained`` refused; quarantine an unusable state (its
-        closing events and fault alarm published before the patient's new events, at
-        ``first``: the views close what came before the fault, never what followed it)."""
-        if applied.quarantined is not None:
-            output = await self.quarantine(
-                batch,
-                partition,
-                key,
-                applied.quarantined,
-                applied.error or "",
-                applied.window,
-                applied.replaced,
-            )
-            batch.outputs.insert(first, (key, output))
-        if not applied.failed:
+        if not patients:
             return
-        self.stats.processing_errors += len(applied.failed)
+        results = await self.pipeline.observations(patients, self.scoring, batch.wall_ms)
+        for (partition, key), result in zip(where, results, strict=True):
+            await self._take(batch, partition, key, result)
+
+    async def _take(self, batch: Batch, partition: int, key: bytes, result: PatientResult) -> None:
+        """A patient's result into the batch: its state, outputs and counts; what it refused
+        dead-lettered; a quarantined state dead-lettered before anything else of it."""
+        if result.state is not None:
+            batch.changed[key] = (partition, result.state)
+        if result.quarantined is not None:
+            await self._quarantine(batch, partition, key, result.quarantined, result.error or "")
+        for output in result.outputs:
+            batch.outputs.append((key, output))
+            self.stats.count(output.applied)
+            self.quality.cgm_readings += output.cgm_inserted
+            for judgement in output.quality:
+                self.quality.add(judgement)
+            if output.model_error is not None:
+                self.stats.processing_errors += 1
+                log.error("model scores of a patient failed (%s)", output.model_error)
+        if not result.failed:
+            return
+        self.stats.processing_errors += len(result.failed)
         log.error(
             "applying %d observations of a patient in partition %d failed (%s): "
-            "dead-lettered, the patient's window kept as before them",
-            len(applied.failed),
+            "dead-lettered, the patient's state kept as before them",
+            len(result.failed),
             partition,
-            applied.error,
+            result.error,
         )
         problem = DecodeResult.refused(
-            Reason.PROCESSING, f"applying the record failed ({applied.error}); please report"
+            Reason.PROCESSING, f"applying the record failed ({result.error}); please report"
         )
-        failed = {id(batch.origin[id(o)]): batch.origin[id(o)] for o in applied.failed}
+        failed = {id(batch.origin[id(o)]): batch.origin[id(o)] for o in result.failed}
         for record in failed.values():
             await self.dead_letter(batch, problem, record, value_of(record))
 
-    async def quarantine(
-        self,
-        batch: Batch,
-        partition: int,
-        key: bytes,
-        state: bytes,
-        error: str,
-        window: PatientWindow,
-        replaced: PatientWindow | None = None,
-    ) -> PatientOutput:
-        """Dead-letter a patient's unusable state; the patient restarts with an alarm, and
-        the alarms of the state it replaces (``replaced``, when readable) are closed."""
+    async def _quarantine(
+        self, batch: Batch, partition: int, key: bytes, state: bytes, error: str
+    ) -> None:
+        """Dead-letter a patient's unusable state (the pipeline restarted the patient with a
+        ``monitoring_fault`` alarm and closed the alarms it could read)."""
         self.stats.quarantined += 1
         log.error(
-            "patient state in %s[%d] unusable (%s): quarantined to %s, window reset",
+            "patient state in %s[%d] unusable (%s): quarantined to %s, state reset",
             self.state.name,
             partition,
             error,
@@ -339,7 +342,7 @@ class BatchStep:
         )
         letter = DeadLetter.build(
             DecodeResult.refused(
-                Reason.STATE, f"stored patient window could not be used ({error}); reset"
+                Reason.STATE, f"stored patient state could not be used ({error}); reset"
             ),
             state,
             topic=self.state.name,
@@ -349,34 +352,6 @@ class BatchStep:
             received_at=batch.received_at,
         )
         await self._send_letter(batch, letter, key)
-        evidence = {
-            "error": error,
-            "quarantined_to": self.topics.deadletter,
-            # the views close the patient's earlier alarms when they could not be read here
-            "earlier_alarms": "closed" if replaced is not None else "unreadable",
-        }
-        return self.pipeline.quarantined(window, replaced, batch.wall_ms, FAULT_REASON, evidence)
-
-    # -- models, actions, ticks ------------------------------------------------------------
-    async def _score(self, batch: Batch) -> None:
-        """One scoring round for the whole batch: the scorer groups it by model."""
-        requests = [r for _, output in batch.outputs for r in output.requests]
-        if not requests:
-            return
-        results = await self.scoring.score(requests)
-        start = 0
-        for _, output in batch.outputs:
-            if not output.requests:
-                continue
-            mine = results[start : start + len(output.requests)]
-            start += len(output.requests)
-            try:
-                self.pipeline.finish(output, mine)
-            except Exception as exc:  # noqa: BLE001 - the rule alarms still go out
-                self.stats.processing_errors += 1
-                log.error("model scores of a patient failed (%s)", type(exc).__name__)
-                # the rule alarms, sealed on the patient's chain like every alarm event
-                output.alerts = seal(self.pipeline.keys.audit, output.window, output.events)
 
     async def _act(self, batch: Batch) -> None:
         for action, record in batch.actions:
@@ -412,7 +387,7 @@ class BatchStep:
                 continue
             self.stats.actions += 1
             batch.outputs.append((key, done))
-            batch.current[key] = (record.partition, target)
+            batch.changed[key] = (record.partition, target)
 
     async def _tick(self, batch: Batch) -> None:
         """Time-driven transitions, for the patients the tick index says are due."""
@@ -427,27 +402,24 @@ class BatchStep:
                 await self._tick_patient(batch, partition, key, now)
 
     async def _tick_patient(self, batch: Batch, partition: int, key: bytes, now: int) -> None:
-        load = functools.partial(self.load, batch, partition, key)
-        ticked = contained_tick(self.pipeline, load, now)
-        if ticked is None:
+        result = self.pipeline.tick(
+            key.decode("utf-8", "replace"),
+            functools.partial(self.load, batch, partition, key),
+            functools.partial(self.stored, partition, key),
+            now,
+        )
+        if result is None or result.state is None:
             self.due[partition].pop(key, None)
             return
-        if isinstance(ticked, str):  # the stored state makes ticks fail
-            state = self.stored(partition, key) or b""
-            replaced = _readable(state)
-            window = PatientWindow(key.decode("utf-8", "replace"))
-            if replaced is not None:  # the audit chain goes on
-                window.audit_seq, window.audit_head = replaced.audit_seq, replaced.audit_head
-            output = await self.quarantine(batch, partition, key, state, ticked, window, replaced)
-        else:
-            window, output = ticked
-        if output.alerts:
-            batch.outputs.append((key, output))
-            batch.current[key] = (partition, window)
-        elif key not in batch.current:
-            # a tick without alarms stores nothing: the next batch decodes the stored window
+        if result.quarantined is not None:
+            await self._quarantine(batch, partition, key, result.quarantined, result.error or "")
+        if any(output.alerts for output in result.outputs):
+            batch.outputs += [(key, output) for output in result.outputs]
+            batch.changed[key] = (partition, result.state)
+        elif key not in batch.changed:
+            # a tick without alarms stores nothing: the next batch decodes the stored state
             self.cache.pop(key, None)
-        self._index(partition, key, window)
+        self._index(partition, key, result.state)
 
     # -- outputs ---------------------------------------------------------------------------
     async def _emit(self, batch: Batch) -> list[str]:

@@ -28,8 +28,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..monitoring import Monitor
 from ..sinks.answers import RefusedPoints
-from ..windows.patient import PatientWindow
+from . import codec
 from .ports import Acknowledger, IncomingRecord, SeriesSink, StateStore
+from .state import PatientState
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,14 @@ class Checkpoint:
         self.state, self.series, self.acks, self.monitor = state, series, acks, monitor
         self.max_points, self.max_batches = max_points, max_batches
         self.on_failure, self.on_refused = on_failure, on_refused
-        # key -> (batch, window, its bytes) of windows computed but not yet stored
-        self._unstored: dict[bytes, tuple[int, PatientWindow, bytes]] = {}
+        # key -> (batch, state, its bytes) of states computed but not yet stored
+        self._unstored: dict[bytes, tuple[int, PatientState, bytes]] = {}
         self._inflight: collections.deque[tuple[asyncio.Future[None], int]] = collections.deque()
         self._newest: asyncio.Future[None] | None = None
         self._numbers = itertools.count()
 
-    def pending(self, key: bytes) -> tuple[PatientWindow, bytes] | None:
-        """A window computed by a batch still being stored, and its bytes."""
+    def pending(self, key: bytes) -> tuple[PatientState, bytes] | None:
+        """A state computed by a batch still being stored, and its bytes."""
         found = self._unstored.get(key)
         return None if found is None else (found[1], found[2])
 
@@ -67,20 +68,20 @@ class Checkpoint:
         self,
         sent: list[Awaitable[object]],
         lines: list[str],
-        windows: dict[bytes, tuple[int, PatientWindow]],
+        states: dict[bytes, tuple[int, PatientState]],
         records: Sequence[IncomingRecord],
     ) -> int:
         """Store a computed batch after the ones before it; wait only beyond the bounds.
 
-        ``windows``: key -> (partition, window) of every window the batch touched, serialised
-        now (the next batch may change them while this one is stored). Returns the bytes of
-        the windows to store."""
+        ``states``: key -> (partition, state) of every patient state the batch touched,
+        serialised now (the next batch may change them while this one is stored). Returns the
+        bytes of the states to store."""
         number = next(self._numbers)
-        states = {key: (p, window.to_bytes()) for key, (p, window) in windows.items()}
-        for key, (_, window) in windows.items():
-            self._unstored[key] = (number, window, states[key][1])
+        encoded = {key: (p, codec.encode(state)) for key, (p, state) in states.items()}
+        for key, (_, state) in states.items():
+            self._unstored[key] = (number, state, encoded[key][1])
         task = asyncio.ensure_future(
-            self._store(self._newest, number, sent, lines, states, records)
+            self._store(self._newest, number, sent, lines, encoded, records)
         )
         task.add_done_callback(self._failed)
         self._newest = task
@@ -92,7 +93,7 @@ class Checkpoint:
             self.monitor.unstored_points > self.max_points or len(self._inflight) > self.max_batches
         ):
             await self._inflight.popleft()[0]
-        return sum(len(state) for _, state in states.values())
+        return sum(len(raw) for _, raw in encoded.values())
 
     async def drain(self) -> None:
         """Wait until every submitted batch is stored (tests, shutdown)."""

@@ -1,7 +1,7 @@
 """Poison containment: one record or one patient's state never stops anyone else's alarms.
 
-The patient stream applies each patient's observations through :func:`apply_contained`.
-When the pipeline raises for a patient, the patient's window is restored to what it was
+The pipeline applies each patient's observations through :func:`apply_contained`.
+When applying them raises for a patient, the patient's window is restored to what it was
 before the batch and the observations are applied again one at a time. A record that fails
 is then tried on a *fresh* window to find what is to blame:
 
@@ -19,7 +19,7 @@ A stored state that cannot be loaded at all is quarantined the same way (its ala
 be read: the fault event names the quarantine, and the alarm views close the patient's
 earlier alarms on it).
 
-Pure with respect to I/O: the caller loads and stores windows and sends the records.
+Pure with respect to I/O: the caller loads and stores states and sends the records.
 """
 
 from __future__ import annotations
@@ -28,138 +28,109 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..schemas.observation import Observation
-from ..windows.patient import PatientWindow
-from .pipeline import PatientOutput, PatientPipeline
+from . import codec
+from .outputs import Observed
+from .state import PatientState
+
+#: Applies observations to a patient's state (None: a new patient); may raise.
+Observe = Callable[[PatientState | None, list[Observation]], Observed]
 
 
 @dataclass
-class PatientResult:
-    """What applying one patient's observations came to."""
+class Contained:
+    """What applying one patient's observations came to, before the models."""
 
-    window: PatientWindow  # the window to store
-    outputs: list[PatientOutput] = field(default_factory=list)
+    state: PatientState  # the state to store
+    observed: list[Observed] = field(default_factory=list)
     failed: list[Observation] = field(default_factory=list)  # refused: dead-letter them
     quarantined: bytes | None = None  # the stored state that could not be used
-    replaced: PatientWindow | None = None  # the quarantined state, when it could be read
+    replaced: PatientState | None = None  # the quarantined state, when it could be read
     error: str | None = None  # the exception type that caused any of the above
 
 
-def load_window(stored: bytes | None) -> PatientWindow | None:
-    """A stored window, or None for a patient seen for the first time (may raise)."""
-    return PatientWindow.from_bytes(stored) if stored else None
-
-
 def apply_contained(
-    pipeline: PatientPipeline,
+    observe: Observe,
     patient_id: str,
     observations: list[Observation],
     *,
-    load: Callable[[], PatientWindow | None],
+    load: Callable[[], PatientState | None],
     stored: Callable[[], bytes | None],
-    arrived_at: int,
-) -> PatientResult:
+) -> Contained:
     """Apply ``observations``; contain any failure to the records or the state that caused it.
 
-    ``load`` gives the patient's current window (may raise on a corrupt state); ``stored``
+    ``load`` gives the patient's current state (may raise on a corrupt state); ``stored``
     the bytes it was loaded from, to restore it after a failure."""
+    state: PatientState | None
     try:
-        window = load()
+        state = load()
     except Exception as exc:  # noqa: BLE001 - a corrupt state quarantines one patient
-        result = _failing(patient_id)
+        result = Contained(PatientState.new(patient_id))
         _quarantine(result, stored(), type(exc).__name__)
-        window = None
+        state = None
     else:
         try:
-            output = pipeline.process(patient_id, window, observations, arrived_at=arrived_at)
+            observed = observe(state, observations)
         except Exception as exc:  # noqa: BLE001 - contained below, record by record
-            result = _failing(patient_id)
-            result.error = type(exc).__name__
-            window = _restore(stored)
+            result = Contained(PatientState.new(patient_id), error=type(exc).__name__)
+            state = readable(stored())
         else:
-            return PatientResult(output.window, [output])  # the common case: nothing failed
-    window = _one_by_one(pipeline, patient_id, window, observations, arrived_at, result)
+            return Contained(observed.state, [observed])  # the common case: nothing failed
+    state = _one_by_one(observe, state, observations, result)
     if (
         result.quarantined is None
-        and window is not None
+        and state is not None
         and result.failed
-        and any(_applies_fresh(pipeline, patient_id, o, arrived_at) for o in result.failed)
+        and any(_applies_fresh(observe, o) for o in result.failed)
     ):
-        # a record that fails only on the stored window: the state is the cause
+        # a record that fails only on the stored state: the state is the cause
         _quarantine(result, stored(), result.error or "")
-        result.replaced = _restore(stored)
-        result.failed, result.outputs = [], []  # all of the batch goes to a fresh window
-        fresh = _fresh(patient_id, result.replaced)
-        window = _one_by_one(pipeline, patient_id, fresh, observations, arrived_at, result)
-    if window is not None:
-        result.window = window
+        result.replaced = readable(stored())
+        result.failed, result.observed = [], []  # all of the batch goes to a fresh state
+        audit = result.replaced.audit if result.replaced is not None else None
+        fresh = PatientState.new(patient_id, audit)
+        state = _one_by_one(observe, fresh, observations, result)
+    if state is not None:
+        result.state = state
     return result
 
 
-def _applies_fresh(
-    pipeline: PatientPipeline, patient_id: str, observation: Observation, arrived_at: int
-) -> bool:
-    """Whether ``observation`` applies to an empty window (the result is thrown away)."""
+def readable(stored: bytes | None) -> PatientState | None:
+    """A stored state when it can be decoded, else None (never raises)."""
     try:
-        pipeline.process(patient_id, None, [observation], arrived_at=arrived_at)
+        return codec.load(stored)
+    except Exception:  # noqa: BLE001 - unreadable: the caller starts the patient again
+        return None
+
+
+def _applies_fresh(observe: Observe, observation: Observation) -> bool:
+    """Whether ``observation`` applies to a new patient (the result is thrown away)."""
+    try:
+        observe(None, [observation])
     except Exception:  # noqa: BLE001 - the record fails on its own: it is the poison
         return False
     return True
 
 
-def _fresh(patient_id: str, replaced: PatientWindow | None) -> PatientWindow:
-    """An empty window that continues ``replaced``'s audit chain (when it could be read)."""
-    window = PatientWindow(patient_id)
-    if replaced is not None:
-        window.audit_seq, window.audit_head = replaced.audit_seq, replaced.audit_head
-    return window
-
-
-def _failing(patient_id: str) -> PatientResult:
-    """The result of a patient whose batch failed: an empty window unless one applies."""
-    return PatientResult(PatientWindow(patient_id))
-
-
 def _one_by_one(
-    pipeline: PatientPipeline,
-    patient_id: str,
-    window: PatientWindow | None,
+    observe: Observe,
+    state: PatientState | None,
     observations: list[Observation],
-    arrived_at: int,
-    result: PatientResult,
-) -> PatientWindow | None:
+    result: Contained,
+) -> PatientState | None:
     for observation in sorted(observations, key=lambda o: o.effective_at):
-        before = window.to_bytes() if window is not None else None
+        before = codec.encode(state) if state is not None else None
         try:
-            output = pipeline.process(patient_id, window, [observation], arrived_at=arrived_at)
+            observed = observe(state, [observation])
         except Exception as exc:  # noqa: BLE001 - this record is refused, the rest count
             result.error = result.error or type(exc).__name__
             result.failed.append(observation)
-            window = load_window(before)
+            state = codec.load(before)
             continue
-        result.outputs.append(output)
-        window = output.window
-    return window
+        result.observed.append(observed)
+        state = observed.state
+    return state
 
 
-def _restore(stored: Callable[[], bytes | None]) -> PatientWindow | None:
-    try:
-        return load_window(stored())
-    except Exception:  # noqa: BLE001 - cannot happen for a state that loaded before
-        return None
-
-
-def _quarantine(result: PatientResult, state: bytes | None, error: str) -> None:
+def _quarantine(result: Contained, state: bytes | None, error: str) -> None:
     result.quarantined = state or b""
     result.error = error
-
-
-def contained_tick(
-    pipeline: PatientPipeline, load: Callable[[], PatientWindow | None], wall_ms: int
-) -> tuple[PatientWindow, PatientOutput] | str | None:
-    """(window, ``pipeline.tick``'s output); None without a window; the exception type when
-    loading or ticking the window fails (the caller quarantines the patient)."""
-    try:
-        window = load()
-        return None if window is None else (window, pipeline.tick(window, wall_ms))
-    except Exception as exc:  # noqa: BLE001 - one patient's state, contained
-        return type(exc).__name__

@@ -6,7 +6,8 @@ Nothing here imports Faust, mode or aiokafka.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,3 +70,13 @@ class BatchScorer(Protocol):
     """Scores the model requests of a batch (batched across patients)."""
 
     async def score(self, requests: Sequence[ModelRequest]) -> list[list[np.ndarray] | None]: ...
+
+
+@dataclass(frozen=True)
+class StepPorts:
+    """Everything the batch step talks to."""
+
+    state: StateStore  # the patients' stored states
+    records: RecordSink  # output, re-routed and dead-letter records
+    scoring: BatchScorer  # the models
+    partition_of: Callable[[bytes], int]  # a patient key's partition (the producer's)

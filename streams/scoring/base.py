@@ -36,6 +36,9 @@ class Score:
     version: str
     value: float | None
     details: dict[str, Any] = field(default_factory=dict)
+    # the glucose forecast's per-patient adaptation after this score (stored form), for the
+    # core to keep with the patient's state; None: unchanged. Not published.
+    adaptation: list[Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "value": self.value, **self.details}

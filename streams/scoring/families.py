@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -41,8 +41,11 @@ class ModelFamily:
     ready: Callable[[PatientWindow], bool]  # the window holds what the model reads
     # the inputs of many ready windows at once: (N, steps, channels)
     inputs: Callable[[Sequence[PatientWindow], Sequence[PatientProfile]], np.ndarray]
-    # (outputs, manifest, window, score name, the input the outputs came from)
-    to_score: Callable[[list[np.ndarray], Manifest, PatientWindow, str, np.ndarray | None], Score]
+    # (outputs, manifest, window, score name, the input the outputs came from, the patient's
+    # adaptation in stored form): the score, with the new adaptation when it changed
+    to_score: Callable[
+        [list[np.ndarray], Manifest, PatientWindow, str, np.ndarray | None, list[Any]], Score
+    ]
     alarm_holds: Callable[[Score, PatientProfile], bool]  # the model's alarm kind holds
 
     def input(self, window: PatientWindow, profile: PatientProfile) -> np.ndarray | None:
@@ -144,17 +147,18 @@ def _glucose_score(
     window: PatientWindow,
     name: str,
     x: np.ndarray | None,
+    adaptation: list[Any],
 ) -> Score:
     forecast, probabilities = outputs
     series = window.cgm_series()
     t, current = series[-1]
     model = {str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast, strict=True)}
     personal: dict[str, float] = {}
-    adapted = model
+    adapted, adaptation_after = model, None
     if manifest.gate and manifest.gate.personal and not name.endswith(SHADOW):
-        # the primary model's forecast adapted to this patient (its state in the window)
-        values, personal, window.personal = personal_forecast(
-            window.personal,
+        # the primary model's forecast adapted to this patient (its state: ``adaptation``)
+        values, personal, adaptation_after = personal_forecast(
+            adaptation,
             functools.partial(window.recent_cgm, SETTLE_MS),
             t,
             {h: model[h] for h in manifest.gate.personal if h in model},
@@ -182,6 +186,7 @@ def _glucose_score(
             "current_mg_dl": current,
             "recent": [{"at": iso(at), "mg_dl": v} for at, v in series[-3:]],
         },
+        adaptation_after,
     )
 
 
@@ -191,6 +196,7 @@ def _deterioration_score(
     window: PatientWindow,
     name: str,
     x: np.ndarray | None,
+    adaptation: list[Any],
 ) -> Score:
     latest = {
         code: {"at": iso(samples[-1][0]), "value": samples[-1][1]}
@@ -240,7 +246,7 @@ class ServingModel:
         return self.family.score_name + suffix
 
 
-@dataclass
+@dataclass(eq=False)  # a request is itself: results are looked up by it
 class ModelRequest:
     """A ready window to score with ``model``; its input ``x`` is built for all of a batch's
     requests to the model at once (:func:`inputs_of`) unless given."""

@@ -8,7 +8,7 @@ model's plus that bias, shrunk towards zero while few errors are known (weight
 ``n / (n + SHRINK)``) and clipped to ``LIMIT`` mg/dL: bounded, so one patient's odd sensor
 can move its forecast by at most 30 mg/dL. Each horizon learns from its own errors only.
 
-The state lives in the patient's window (``PatientWindow.personal``), compact integers: the
+The state lives in the patient's state (``PatientState.personal``), compact integers: the
 model it learned for (another model version starts afresh), the horizons, biases in
 hundredths, counts and the pending forecasts as (made at, epoch seconds; tenths of mg/dL;
 settled bits). Serving learns only the horizons the gate serves it at (``Gate.personal``):

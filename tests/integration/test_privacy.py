@@ -29,9 +29,9 @@ from stream_helpers import recent_cgm as cgm
 from deploy.tsdb import export_series, force_flush
 from streams.access.pseudonyms import Pseudonyms
 from streams.engine.broker import client_options
+from streams.processing.codec import FORMAT_VERSION
 from streams.settings import Settings
 from streams.windows.compact import decode_document
-from streams.windows.patient import FORMAT_VERSION
 
 KEY = "privacy-test-key-" + "7f3a" * 8
 RUN = uuid.uuid4().hex[:8]

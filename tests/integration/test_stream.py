@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from care_team import NURSE
+from fakes import apply
 from stream_helpers import produce, read_topic
 
 from deploy.stack import LocalStack
@@ -96,7 +97,7 @@ def expected_alerts(records: list[dict[str, Any]]) -> set[str]:
     """Alert ids the rules imply, replaying each patient's records in order offline."""
     pipeline = PatientPipeline(StreamSettings())
     ids: set[str] = set()
-    windows: dict[str, Any] = {}
+    states: dict[str, Any] = {}
     for record in records:
         at = datetime.fromisoformat(record["effective_at"])
         obs = Observation(
@@ -111,8 +112,8 @@ def expected_alerts(records: list[dict[str, Any]]) -> set[str]:
             event_id=record["event_id"],
             format=Format.NATIVE,
         )
-        output = pipeline.process(obs.patient_id, windows.get(obs.patient_id), [obs])
-        windows[obs.patient_id] = output.window
+        state, output = apply(pipeline, obs.patient_id, states.get(obs.patient_id), [obs])
+        states[obs.patient_id] = state
         ids.update(orjson.loads(a)["alert_id"] for a in output.alerts)
     return ids
 

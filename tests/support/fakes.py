@@ -17,15 +17,16 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams.access.pseudonyms import Pseudonyms
-from streams.alerts.quality import QualityStats
 from streams.ingest.decode import IngestLimits
 from streams.monitoring import Monitor
 from streams.patients import PatientDirectory
-from streams.processing.batch import BatchStep
+from streams.processing.batch import BatchStep, StepCounters, StepSettings
 from streams.processing.checkpoint import Checkpoint
-from streams.processing.pipeline import PatientPipeline
-from streams.processing.ports import IncomingRecord
-from streams.processing.stats import IngestStats
+from streams.processing.outputs import PatientOutput
+from streams.processing.pipeline import PatientBatch, PatientPipeline
+from streams.processing.ports import BatchScorer, IncomingRecord, StepPorts
+from streams.processing.state import PatientState
+from streams.schemas.observation import Observation
 from streams.settings import StreamSettings, TopicSettings
 from streams.sinks.answers import RefusedPoints
 
@@ -157,19 +158,15 @@ class StepHarness:
             max_batches=max_batches,
             on_failure=self.crashes.append,
         )
-        self.stats = IngestStats()
+        self.counters = StepCounters()
+        self.stats = self.counters.ingest
         self.step = BatchStep(
-            topics=TOPICS,
-            limits=IngestLimits(),
-            pipeline=pipeline
+            pipeline
             or PatientPipeline(StreamSettings(), patients=PatientDirectory(pseudonyms=pseudonyms)),
-            scoring=NoModels(),
-            state=self.state,
-            records=self.records,
-            checkpoint=self.checkpoint,
-            stats=self.stats,
-            quality=QualityStats(),
-            partition_of=partition_of,
+            StepPorts(self.state, self.records, NoModels(), partition_of),
+            self.checkpoint,
+            StepSettings(TOPICS, IngestLimits()),
+            self.counters,
             clock=lambda: NOW,
         )
 
@@ -178,3 +175,29 @@ class StepHarness:
 
     def letters(self) -> list[dict[str, Any]]:
         return [orjson.loads(v) for v in self.records.on(TOPICS.deadletter)]
+
+
+def apply(
+    pipeline: PatientPipeline,
+    patient_id: str,
+    state: PatientState | None,
+    observations: list[Observation],
+    *,
+    arrived_at: int | None = None,
+    scorer: BatchScorer | None = None,
+) -> tuple[PatientState, PatientOutput]:
+    """One patient's observations through ``pipeline.observations`` (no failure expected):
+    the state after them and the one output."""
+    patient = PatientBatch(patient_id, observations, load=lambda: state, stored=lambda: None)
+    [result] = asyncio.run(pipeline.observations([patient], scorer, arrived_at))
+    assert result.state is not None and not result.failed and result.quarantined is None
+    [output] = result.outputs
+    return result.state, output
+
+
+def tick(pipeline: PatientPipeline, state: PatientState, wall_ms: int) -> PatientOutput:
+    """``pipeline.tick`` of a stored state that ticks cleanly: its one output."""
+    result = pipeline.tick(state.patient_id, lambda: state, lambda: None, wall_ms)
+    assert result is not None and result.quarantined is None
+    [output] = result.outputs
+    return output

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import orjson
 from factories import cgm
+from fakes import apply
 
 from deploy.deadletters import decoded, select
 from streams.ingest.problems import DeadLetter, DecodeResult, Reason
+from streams.processing import codec
 from streams.processing.pipeline import PatientPipeline
 from streams.settings import StreamSettings
 
@@ -24,8 +26,9 @@ def letter(reason: Reason, original: bytes, key: str) -> dict[str, object]:
 
 
 def test_a_quarantined_state_decodes_to_the_window_it_held() -> None:
-    window = PatientPipeline(StreamSettings()).process("syn-q", None, [cgm(0, 123)]).window
-    shown = decoded(letter(Reason.STATE, window.to_bytes(), "syn-q"))
+    state, _ = apply(PatientPipeline(StreamSettings()), "syn-q", None, [cgm(0, 123)])
+    window = state.window
+    shown = decoded(letter(Reason.STATE, codec.encode(state), "syn-q"))
     assert shown["patient_id"] == "syn-q" and shown["watermark"] == window.watermark
     assert shown["signals"]["last_seen"] == window.last_seen
     assert decoded(letter(Reason.STATE, b"\xc1garbage", "syn-q")) == {

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from factories import cgm, vital
+from fakes import apply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,8 @@ from streams.processing.pipeline import PatientPipeline
 from streams.settings import KafkaSettings, Settings, StreamSettings, WebSettings
 
 _pipeline = PatientPipeline(StreamSettings())
-_output = _pipeline.process(
+_, _output = apply(
+    _pipeline,
     "syn-h1",
     None,
     [cgm(0, 60), cgm(5, 52), cgm(10, 50), vital("8867-4", 10, 130), vital("59408-5", 10, 91)],

@@ -92,16 +92,16 @@ def test_alarm_reasons_say_clock_times_with_their_zone() -> None:
 
 
 def test_a_low_alarm_names_the_reading_by_clock_time() -> None:
+    import orjson
     from factories import cgm
+    from fakes import apply
 
     from streams.processing.pipeline import PatientPipeline
     from streams.settings import StreamSettings
 
-    events = (
-        PatientPipeline(StreamSettings())
-        .process("syn-p1", None, [cgm(0, 60), cgm(5, 58), cgm(10, 56)])
-        .events
-    )
+    pipeline = PatientPipeline(StreamSettings())
+    _, output = apply(pipeline, "syn-p1", None, [cgm(0, 60), cgm(5, 58), cgm(10, 56)])
+    events = [orjson.loads(a) for a in output.alerts]
     [opened] = [e for e in events if e["transition"] == "opened" and e["kind"] == "low"]
     assert " UTC is below 70 mg/dL" in opened["reason"] and "+00:00" not in opened["reason"]
 

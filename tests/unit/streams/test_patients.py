@@ -10,10 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+from fakes import apply
 
 from streams.cli import main
 from streams.ingest.decode import decode_record
 from streams.patients import PatientSettingsError, QuietHours, load_patient_settings
+from streams.processing import codec
 from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Kind
 from streams.scoring.service import ModelScoring
@@ -144,12 +146,13 @@ def test_without_a_zone_the_offset_the_reading_was_written_in_counts(tmp_path: P
     direct.apply(ns, allowed_lateness_ms=0, max_vital_samples=1)
     assert direct.utc_offset_min == 480
     path = write(tmp_path, {"ldn": {"tz": "Europe/London"}})
+    scoring = ModelScoring(ScoringSettings(provider="cpu"))
     pipeline = PatientPipeline(
-        StreamSettings(patient_settings_file=path),
-        models=ModelScoring(ScoringSettings(provider="cpu")).serving_models(),
+        StreamSettings(patient_settings_file=path), models=scoring.serving_models()
     )
-    # the stream's path: the pipeline applies it (and a stored window keeps the offset)
-    window = PatientWindow.from_bytes(pipeline.process("sh-2", None, [ns]).window.to_bytes())
+    # the stream's path: the pipeline applies it (and a stored state keeps the offset)
+    state, _ = apply(pipeline, "sh-2", None, [ns], scorer=scoring)
+    window = codec.decode(codec.encode(state)).window
     assert window.utc_offset_min == 480
     glucose = next(m for m in pipeline.models if m.family.name == "glucose")
 

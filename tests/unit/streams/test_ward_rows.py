@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from factories import cgm, vital
+from fakes import apply
 
 from streams.engine.risk_view import WardView
 from streams.processing.pipeline import PatientPipeline
@@ -16,7 +17,7 @@ from streams.ward_rows import trend_arrow, ward_row
 
 
 def risk_of(observations: list[Any]) -> dict[str, Any]:
-    output = PatientPipeline(StreamSettings()).process("syn-p1", None, observations)
+    _, output = apply(PatientPipeline(StreamSettings()), "syn-p1", None, observations)
     assert output.risk is not None
     return dict(orjson.loads(output.risk))
 

@@ -9,7 +9,8 @@ import orjson
 from streams.access.audit import seal, verify
 from streams.access.signing import Keys, action_signature, action_signed
 from streams.http.patient_window import window_document
-from streams.windows.patient import PatientWindow
+from streams.processing import codec
+from streams.processing.state import PatientState
 
 KEYS = Keys.derive("unit-test-signing-key-0123456789abcdef")
 
@@ -18,17 +19,19 @@ def event(i: int, patient: str = "p1") -> dict[str, Any]:
     return {"alert_id": f"a{i}", "patient_id": patient, "transition": "opened", "n": i}
 
 
-def sealed(window: PatientWindow, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [orjson.loads(raw) for raw in seal(KEYS.audit, window, events)]
+def sealed(state: PatientState, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` sealed on ``state``'s chain, as the pipeline seals them (it keeps the head)."""
+    raws, state.audit = seal(KEYS.audit, state.audit, events)
+    return [orjson.loads(raw) for raw in raws]
 
 
 def test_a_whole_chain_verifies_in_any_order_with_duplicates() -> None:
-    window = PatientWindow("p1")
+    window = PatientState.new("p1")
     chain = sealed(window, [event(0), event(1)]) + sealed(window, [event(2)])
     assert [e["audit"]["seq"] for e in chain] == [1, 2, 3]
-    assert window.audit_head.hex() == chain[-1]["audit"]["hash"]
-    stored = PatientWindow.from_bytes(window.to_bytes())  # the head survives the store
-    assert (stored.audit_seq, stored.audit_head) == (3, window.audit_head)
+    assert window.audit.head.hex() == chain[-1]["audit"]["hash"]
+    stored = codec.decode(codec.encode(window))  # the head survives the store
+    assert (stored.audit.seq, stored.audit.head) == (3, window.audit.head)
     trail = verify(KEYS.audit, [chain[2], chain[0], chain[1], chain[1]])["p1"]
     assert (trail.length, trail.problems, trail.redelivered) == (3, [], 0)
     # the window says how long the chain must be: its newest events cannot go unseen
@@ -37,7 +40,7 @@ def test_a_whole_chain_verifies_in_any_order_with_duplicates() -> None:
 
 
 def test_changed_removed_and_forged_events_are_named() -> None:
-    window = PatientWindow("p1")
+    window = PatientState.new("p1")
     chain = sealed(window, [event(i) for i in range(4)])
     changed = [*chain[:1], {**chain[1], "by": "someone else"}, *chain[2:]]
     problems = verify(KEYS.audit, changed)["p1"].problems
@@ -46,7 +49,7 @@ def test_changed_removed_and_forged_events_are_named() -> None:
     problems = verify(KEYS.audit, removed)["p1"].problems
     assert any("missing" in p for p in problems)
     other = Keys.derive("another-deployment-key-0123456789abcdef")
-    forged = orjson.loads(seal(other.audit, window, [event(9)])[0])
+    forged = orjson.loads(seal(other.audit, window.audit, [event(9)])[0][0])
     problems = verify(KEYS.audit, [*chain, forged])["p1"].problems
     assert any("changed or forged" in p for p in problems)
     assert verify(KEYS.audit, [event(5)])["p1"].problems  # no link at all
@@ -54,18 +57,18 @@ def test_changed_removed_and_forged_events_are_named() -> None:
 
 def test_a_replayed_batch_is_a_redelivered_branch_not_a_break() -> None:
     """At-least-once: the first attempt's events were sent, its state was not stored."""
-    window = PatientWindow("p1")
+    window = PatientState.new("p1")
     first = sealed(window, [event(0)])
-    stored = window.to_bytes()
+    stored = codec.encode(window)
     lost = sealed(window, [{**event(1), "event_time": "first attempt"}])
-    again = PatientWindow.from_bytes(stored)  # the state before the lost batch
+    again = codec.decode(stored)  # the state before the lost batch
     kept = sealed(again, [{**event(1), "event_time": "second attempt"}, event(2)])
     trail = verify(KEYS.audit, first + lost + kept)["p1"]
     assert (trail.length, trail.redelivered, trail.problems) == (3, 1, [])
 
 
 def test_patients_have_their_own_chains() -> None:
-    a, b = PatientWindow("a"), PatientWindow("b")
+    a, b = PatientState.new("a"), PatientState.new("b")
     events = sealed(a, [event(0, "a")]) + sealed(b, [event(0, "b"), event(1, "b")])
     trails = verify(KEYS.audit, events)
     assert (trails["a"].length, trails["b"].length) == (1, 2)
@@ -81,7 +84,7 @@ def test_action_signatures_cover_every_field() -> None:
 
 
 def test_seq_is_inside_the_mac_and_republished_links_are_counted() -> None:
-    window = PatientWindow("p1")
+    window = PatientState.new("p1")
     chain = sealed(window, [event(i) for i in range(3)])
     moved = {**chain[1], "audit": {**chain[1]["audit"], "seq": 7}}
     assert any(
@@ -92,7 +95,7 @@ def test_seq_is_inside_the_mac_and_republished_links_are_counted() -> None:
 
 
 def test_a_chain_cut_by_retention_starts_at_its_oldest_link() -> None:
-    window = PatientWindow("p1")
+    window = PatientState.new("p1")
     chain = sealed(window, [event(i) for i in range(5)])
     trail = verify(KEYS.audit, chain[2:])["p1"]  # the oldest two are past the retention
     assert (trail.starts_at, trail.length, trail.problems) == (3, 3, [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import factories
+from fakes import apply
 
 from streams.alerts.quality import QualityStats, on_cgm, quality_line
 from streams.processing.pipeline import PatientPipeline
@@ -58,10 +59,9 @@ def test_the_pipeline_judges_its_own_predictive_alarms() -> None:
     def cgm(i: int, value: float) -> Observation:
         return factories.cgm(5 * i, value, patient="p")
 
-    pipeline, window, judged = PatientPipeline(StreamSettings()), None, []
+    pipeline, state, judged = PatientPipeline(StreamSettings()), None, []
     for i, value in enumerate([140, 125, 108, 92, 80, 71, 66, 62]):
-        output = pipeline.process("p", window, [cgm(i, value)])
-        window = output.window
+        state, output = apply(pipeline, "p", state, [cgm(i, value)])
         judged += output.quality
     outcomes = [j["outcome"] for j in judged]
     assert "hit" in outcomes and "warned" in outcomes  # AR2 saw it coming

@@ -136,10 +136,10 @@ async def test_beyond_the_bound_the_stream_waits() -> None:
 
 async def test_a_poison_record_is_dead_lettered_and_others_still_alarm() -> None:
     class Failing(PatientPipeline):
-        def process(self, patient_id: str, *args: Any, **kwargs: Any) -> Any:
+        def _observe(self, patient_id: str, *args: Any, **kwargs: Any) -> Any:
             if patient_id == "syn-poison":
                 raise ZeroDivisionError
-            return super().process(patient_id, *args, **kwargs)
+            return super()._observe(patient_id, *args, **kwargs)
 
     h = Harness(Failing(StreamSettings()))
     poison = cgm("syn-poison", 0, 100)
@@ -176,15 +176,15 @@ async def test_ticks_reach_windows_stored_before_a_restart() -> None:
 
 
 class CountingTicks(PatientPipeline):
-    """The pipeline, counting the windows ticks visit."""
+    """The pipeline, counting the patients ticks visit."""
 
     def __init__(self) -> None:
         super().__init__(StreamSettings())
         self.ticked: list[str] = []
 
-    def tick(self, window, wall_ms):  # type: ignore[no-untyped-def]
-        self.ticked.append(window.patient_id)
-        return super().tick(window, wall_ms)
+    def _tick(self, state, wall_ms):  # type: ignore[no-untyped-def]
+        self.ticked.append(state.patient_id)
+        return super()._tick(state, wall_ms)
 
 
 async def test_ticks_visit_only_patients_with_open_alarms_or_data_about_to_go_stale() -> None:
@@ -238,11 +238,11 @@ async def test_when_model_scores_fail_the_rule_alarms_still_go_out_sealed(
     h = Harness(pipeline=pipeline)
     h.step.scoring = scoring
 
-    def broken(output: object, results: object) -> None:
+    def broken(*args: object) -> None:
         raise ZeroDivisionError("a model family's bug")
 
     falling = [cgm("syn-m", 60 - 5 * i, 130 - 8 * i) for i in range(9)] + low("syn-m", 15)
-    monkeypatch.setattr(pipeline, "finish", broken)
+    monkeypatch.setattr(pipeline, "_model_scores", broken)
     await h.step(falling)
     await h.checkpoint.drain()
     alerts = h.alerts()
@@ -273,10 +273,12 @@ async def test_a_quarantine_closes_the_old_alarms_and_the_views_keep_the_new_one
         old_id = old_low[0]["alert_id"]
 
         class Failing(PatientPipeline):
-            def process(self, patient_id, window, observations, **kw):  # type: ignore[no-untyped-def]
-                if window is not None and any(a.alert_id == old_id for a in window.alarms.values()):
+            def _observe(self, patient_id, state, observations, **kw):  # type: ignore[no-untyped-def]
+                if state is not None and any(
+                    a.alert_id == old_id for a in state.alarms.alarms.values()
+                ):
                     raise RuntimeError("state bug")  # the old state, not the records
-                return super().process(patient_id, window, observations, **kw)
+                return super()._observe(patient_id, state, observations, **kw)
 
         broken = Failing(StreamSettings())
         state = MemoryState()

@@ -8,6 +8,7 @@ form, and ticks at the far ends of time render their alarms.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.ingest.decode import decode_record
-from streams.processing.containment import apply_contained, contained_tick
-from streams.processing.pipeline import PatientPipeline
+from streams.processing import codec
+from streams.processing.pipeline import PatientBatch, PatientPipeline
 from streams.schemas.observation import Kind, Observation
 from streams.settings import StreamSettings
-from streams.windows.patient import PatientWindow
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 PIPELINE = PatientPipeline(StreamSettings())
@@ -108,22 +108,23 @@ def test_no_record_escapes_and_every_window_survives(batch: list[bytes], later_m
     wall_ms = int(NOW.timestamp() * 1000)
     APPLIED["records"] += len(batch)
     APPLIED["observations"] += sum(map(len, by_patient.values()))
-    for patient, observations in by_patient.items():
-        applied = apply_contained(
-            PIPELINE, patient, observations, load=lambda: None, stored=lambda: None,
-            arrived_at=wall_ms,
-        )  # fmt: skip
+    patients = [
+        PatientBatch(patient, observations, load=lambda: None, stored=lambda: None)
+        for patient, observations in by_patient.items()
+    ]
+    results = asyncio.run(PIPELINE.observations(patients, arrived_at=wall_ms))
+    for patient, applied in zip(by_patient, results, strict=True):
         assert not applied.failed and applied.quarantined is None, applied.error
-        window = applied.window
+        assert applied.state is not None
         for output in applied.outputs:
             for alert in output.alerts:
                 assert orjson.loads(alert)["patient_id"] == patient
-        again = PatientWindow.from_bytes(window.to_bytes())
-        assert again.to_bytes() == window.to_bytes()
+        again = codec.decode(codec.encode(applied.state))
+        assert codec.encode(again) == codec.encode(applied.state)
         # the clock runs on: days, years, then far beyond any real deployment
         for wall in (wall_ms + 3_600_000, wall_ms + later_ms, wall_ms + 200 * 365 * 86_400_000):
-            ticked = contained_tick(PIPELINE, lambda w=again: w, wall)
-            assert isinstance(ticked, tuple), ticked
+            ticked = PIPELINE.tick(patient, lambda s=again: s, lambda: None, wall)
+            assert ticked is not None and ticked.quarantined is None, ticked
 
 
 def test_the_hostile_batches_above_did_reach_the_windows() -> None:

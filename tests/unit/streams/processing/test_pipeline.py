@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import orjson
 from factories import cgm, vital
+from fakes import apply
 
 from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Observation
@@ -15,10 +16,9 @@ T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 
 def run(pipeline: PatientPipeline, batches: list[list[Observation]]) -> list[dict[str, object]]:
-    window, events = None, []
+    state, events = None, []
     for batch in batches:
-        output = pipeline.process("syn-p1", window, batch)
-        window = output.window
+        state, output = apply(pipeline, "syn-p1", state, batch)
         events += [orjson.loads(a) for a in output.alerts]
     return events
 
@@ -64,7 +64,7 @@ def test_news2_high_alert_with_reason_and_risk_event() -> None:
         vital("67775-7", 0, 0),
         vital("8310-5", 0, 38.5),
     ]
-    output = pipeline.process("syn-p1", None, batch)
+    _, output = apply(pipeline, "syn-p1", None, batch)
     [alert] = [orjson.loads(a) for a in output.alerts]
     assert alert["kind"] == "news2_high" and alert["severity"] == "critical"
     assert alert["score"] == 3 + 3 + 2 + 2 + 2 + 0 + 1
@@ -78,15 +78,15 @@ def test_news2_high_alert_with_reason_and_risk_event() -> None:
 
 def test_duplicates_produce_no_new_scores() -> None:
     pipeline = PatientPipeline(StreamSettings())
-    first = pipeline.process("syn-p1", None, [cgm(0, 100)])
-    again = pipeline.process("syn-p1", first.window, [cgm(0, 100)])
+    first, _ = apply(pipeline, "syn-p1", None, [cgm(0, 100)])
+    _, again = apply(pipeline, "syn-p1", first, [cgm(0, 100)])
     assert again.risk is None and again.alerts == [] and again.lines == []
 
 
 def test_news2_max_age_comes_from_settings() -> None:
     pipeline = PatientPipeline(StreamSettings(news2_max_age_s=600))
-    first = pipeline.process("syn-p1", None, [vital("9279-1", 0, 26)])
-    later = pipeline.process("syn-p1", first.window, [vital("8867-4", 20, 70)])
+    first, _ = apply(pipeline, "syn-p1", None, [vital("9279-1", 0, 26)])
+    _, later = apply(pipeline, "syn-p1", first, [vital("8867-4", 20, 70)])
     [news2] = [s for s in orjson.loads(later.risk or b"{}")["scores"] if s["name"] == "news2"]
     assert "respiratory_rate" in news2["missing"]  # 20 min old, over the 10 min limit
 

@@ -9,15 +9,16 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pytest
+from fakes import apply
 
-from streams.processing.pipeline import PatientOutput, PatientPipeline
+from streams.processing import codec
+from streams.processing.pipeline import PatientPipeline
 from streams.rules import glucose as g
 from streams.schemas.observation import Format, Kind, Observation, stable_event_id
-from streams.scoring.families import inputs_of
+from streams.scoring.families import ModelRequest, inputs_of
 from streams.scoring.manifest import Gate
 from streams.scoring.service import ModelScoring
 from streams.settings import ScoringSettings, StreamSettings
-from streams.windows.patient import PatientWindow
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
@@ -55,11 +56,20 @@ def vitals_set(hours: float, hr: float, rr: float, spo2: float, sbp: float, temp
     ]
 
 
-def score_now(output: PatientOutput) -> list[list[np.ndarray] | None]:
+class OneAtATime:
     """What the batched scoring does, one window at a time."""
-    for request in output.requests:
-        inputs_of([request])
-    return [[o[0] for o in r.model.run(r.x[None])] for r in output.requests]
+
+    async def score(self, requests: list[ModelRequest]) -> list[list[np.ndarray] | None]:
+        for request in requests:
+            inputs_of([request])
+        return [[o[0] for o in r.model.run(r.x[None])] for r in requests]  # type: ignore[index]
+
+
+class Unscored:
+    """A model call that failed for every window."""
+
+    async def score(self, requests: list[ModelRequest]) -> list[list[np.ndarray] | None]:
+        return [None] * len(requests)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +78,7 @@ def scoring() -> ModelScoring:
 
 
 def finished(pipeline: PatientPipeline, observations: list[Observation]) -> tuple[dict, list]:
-    output = pipeline.process("syn-p1", None, observations)
-    if output.requests:
-        pipeline.finish(output, score_now(output))
+    _, output = apply(pipeline, "syn-p1", None, observations, scorer=OneAtATime())
     risk = orjson.loads(output.risk or b"{}")
     return {s["name"]: s for s in risk["scores"]}, [orjson.loads(a) for a in output.alerts]
 
@@ -193,16 +201,14 @@ def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
     scoring: ModelScoring,
 ) -> None:
     """Where the gate's ``personal`` says (here 30 min), the served forecast is the model's
-    plus the patient's own shrunk mean error so far; its state lives in the stored window."""
+    plus the patient's own shrunk mean error so far; its state lives in the stored patient state."""
     models = gated(scoring, EVERYWHERE, "model", personal=["30"])
     pipeline = PatientPipeline(StreamSettings(), models=models)
     values = [100 + 60 * math.sin(i / 6) for i in range(40)]  # 40 readings: errors <= 50
     readings = cgm_series(values)
-    window, raw, corrections = None, [], []
+    state, raw, corrections = None, [], []
     for reading in readings:
-        output = pipeline.process("syn-p1", window, [reading])
-        pipeline.finish(output, score_now(output))
-        window = output.window
+        state, output = apply(pipeline, "syn-p1", state, [reading], scorer=OneAtATime())
         model = next(s for s in orjson.loads(output.risk)["scores"] if s["name"] == "glucose_model")
         raw.append(model["model_forecast_mg_dl"]["30"])
         corrections.append(model["personal_correction_mg_dl"]["30"])
@@ -217,17 +223,16 @@ def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
     expected = sum(errors) / len(errors) * len(errors) / (len(errors) + 20)
     assert abs(expected) > 1.0
     assert corrections[-1] == pytest.approx(expected, abs=0.2)
-    stored = window.to_bytes()
-    again = PatientWindow.from_bytes(stored)
-    assert again.personal == window.personal
+    assert state is not None
+    again = codec.decode(codec.encode(state))
+    assert again.personal == state.personal
     model, horizons, _, counts, _ = again.personal
     assert (model, horizons, counts) == ("glucose@2.1.0", [30], [len(errors)])
     # a gate that leaves it off: no state stored at all
     plain = PatientPipeline(StreamSettings(), models=gated(scoring, EVERYWHERE, "model"))
-    output = plain.process("syn-p1", None, cgm_series(values[:20]))
-    plain.finish(output, score_now(output))
-    assert output.window.personal == []
-    assert b"personal" not in output.window.to_bytes()
+    state, _ = apply(plain, "syn-p1", None, cgm_series(values[:20]), scorer=OneAtATime())
+    assert state.personal == []
+    assert b"personal" not in codec.encode(state)
 
 
 def test_deterioration_model_alerts_with_the_vitals_that_drove_it(scoring: ModelScoring) -> None:
@@ -261,7 +266,6 @@ def test_deterioration_model_alerts_with_the_vitals_that_drove_it(scoring: Model
 
 def test_a_failed_model_call_still_publishes_the_rules(scoring: ModelScoring) -> None:
     pipeline = PatientPipeline(StreamSettings(), models=scoring.serving_models())
-    output = pipeline.process("syn-p1", None, cgm_series([120.0] * 6))
-    pipeline.finish(output, [None] * len(output.requests))
+    _, output = apply(pipeline, "syn-p1", None, cgm_series([120.0] * 6), scorer=Unscored())
     names = [s["name"] for s in orjson.loads(output.risk or b"{}")["scores"]]
     assert names == ["glucose"]

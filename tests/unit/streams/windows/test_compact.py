@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy.benchkit import monitored_day
+from streams.processing import codec
 from streams.windows import compact
-from streams.windows.patient import PatientWindow
 
 WATERMARK = 1_767_225_600_000
 DAY_S = 86_400
@@ -55,11 +55,12 @@ def test_a_baselines_hours_come_back_exactly() -> None:
 
 def test_a_day_of_5_minute_monitoring_fits_in_2_kb() -> None:
     for seed in range(5):
-        window = monitored_day(seed, WATERMARK)
+        state = monitored_day(seed, WATERMARK)
+        window = state.window
         assert sum(len(s) for s in window.vitals.values()) == 3 * 288
-        assert window.personal  # the forecast's adaptation at 30 min, as served
-        raw = window.to_bytes()
+        assert state.personal  # the forecast's adaptation at 30 min, as served
+        raw = codec.encode(state)
         assert len(raw) <= 2048, len(raw)
-        again = PatientWindow.from_bytes(raw)
-        assert again.vitals == window.vitals and again.cgm == window.cgm
-        assert again.personal == window.personal
+        again = codec.decode(raw)
+        assert again.window.vitals == window.vitals and again.window.cgm == window.cgm
+        assert again.personal == state.personal

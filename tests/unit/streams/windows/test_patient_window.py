@@ -1,4 +1,5 @@
-"""PatientWindow: event-time order, duplicates, lateness, bounds, compact round trip."""
+"""PatientWindow: event-time order, duplicates, lateness, bounds, compact round trip (the
+window stored as part of a patient's state: ``streams.processing.codec``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from datetime import timedelta
 import pytest
 from factories import T0, observation
 
+from streams.processing import codec
+from streams.processing.state import PatientState
 from streams.schemas.observation import Kind, Observation
 from streams.windows.baseline import Baseline
 from streams.windows.patient import CGM_SLOTS, Applied, PatientWindow
@@ -38,6 +41,16 @@ def stream(n: int = 60) -> list[Observation]:
         if i % 12 == 0:
             events.append(obs("4548-4", 5 * i, 7.0 + i / 100, Kind.LAB))
     return events
+
+
+def stored(window: PatientWindow) -> bytes:
+    state = PatientState.new(window.patient_id)
+    state.window = window
+    return codec.encode(state)
+
+
+def loaded(raw: bytes) -> PatientWindow:
+    return codec.decode(raw).window
 
 
 def comparable(window: PatientWindow) -> dict[str, object]:
@@ -104,7 +117,7 @@ def test_the_whole_accepted_time_range_round_trips() -> None:
     # event times from 2000 to now + 5 min (the decoders' bounds) in one window
     first = observation("syn-w1", Kind.LAB, "4548-4", 0, 6.5, t0=T0.replace(year=2000))
     window = apply_all([first, obs("8867-4", 0, 70)])
-    again = PatientWindow.from_bytes(window.to_bytes())
+    again = loaded(stored(window))
     assert again.labs == window.labs and again.vitals == window.vitals
 
 
@@ -127,10 +140,10 @@ def test_vital_buffers_are_bounded_by_count_and_24_hours() -> None:
 
 def test_round_trip_is_exact_and_compact() -> None:
     window = apply_all(stream(288))
-    raw = window.to_bytes()
-    again = PatientWindow.from_bytes(raw)
+    raw = stored(window)
+    again = loaded(raw)
     assert comparable(again) == comparable(window)
-    assert again.to_bytes() == raw
+    assert stored(again) == raw
     assert len(raw) < 6000, len(raw)
 
 
@@ -149,4 +162,4 @@ def test_baseline_needs_six_hours_and_ignores_an_abnormal_hour() -> None:
 
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="format"):
-        PatientWindow.from_bytes(b"\x93\x09\xa1x\x00")
+        codec.decode(b"\x93\x09\xa1x\x00")

@@ -18,8 +18,9 @@ import msgpack
 import pytest
 
 from streams.http.patient_window import window_document
+from streams.processing.codec import FORMAT_VERSION, decode, encode
+from streams.processing.state import PatientState
 from streams.windows.compact import decode_document, encode_document
-from streams.windows.patient import FORMAT_VERSION, PatientWindow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OLD = (FIXTURES / "window-v2.msgpack").read_bytes()
@@ -28,8 +29,8 @@ V3 = (FIXTURES / "window-v3.msgpack").read_bytes()
 EXPECTED_V3 = json.loads((FIXTURES / "window-v3.json").read_text())
 
 
-def document(window: PatientWindow) -> dict:
-    return decode_document(FORMAT_VERSION, window.to_bytes())
+def document(state: PatientState) -> dict:
+    return decode_document(FORMAT_VERSION, encode(state))
 
 
 def stored(data: dict) -> bytes:
@@ -41,84 +42,96 @@ def as_json(value: object) -> object:
 
 
 def test_state_written_in_format_2_loads_with_everything_it_held() -> None:
-    window = PatientWindow.from_bytes(OLD)
-    document = as_json(window_document(window))
+    state = decode(OLD)
+    document = as_json(window_document(state))
     document["summary"].pop("latest_at")  # type: ignore[index, union-attr]  # added since
     for key in ("patient_id", "summary", "cgm", "vitals", "labs", "baselines", "open_alerts"):
         assert document[key] == EXPECTED[key], key  # type: ignore[index]
-    assert as_json({k: a.to_list() for k, a in window.alarms.items()}) == EXPECTED["alarms_full"]
-    assert as_json(window.alarm_history) == EXPECTED["alarm_history"]
-    assert as_json(window.last_seen) == EXPECTED["last_seen"]
-    assert [window.events, window.duplicates, window.late, window.arrived_at] == EXPECTED[
-        "counters"
-    ]
     assert (
-        as_json([window.predictions, window.recent_predictions, window.cgm_low])
+        as_json({k: a.to_list() for k, a in state.alarms.alarms.items()}) == EXPECTED["alarms_full"]
+    )
+    assert as_json(state.alarms.history) == EXPECTED["alarm_history"]
+    assert as_json(state.window.last_seen) == EXPECTED["last_seen"]
+    assert [
+        state.window.events,
+        state.window.duplicates,
+        state.window.late,
+        state.arrived_at,
+    ] == EXPECTED["counters"]
+    assert (
+        as_json([state.predictions.pending, state.predictions.recent, state.predictions.cgm_low])
         == EXPECTED["quality"]
     )
 
 
 def test_it_is_stored_again_in_the_current_format_and_round_trips() -> None:
-    window = PatientWindow.from_bytes(OLD)
-    raw = window.to_bytes()
+    state = decode(OLD)
+    raw = encode(state)
     assert decode_document(FORMAT_VERSION, raw)["format"] == FORMAT_VERSION == 4
-    again = PatientWindow.from_bytes(raw)
-    assert again.to_bytes() == raw
-    assert window_document(again) == window_document(window)
+    again = decode(raw)
+    assert encode(again) == raw
+    assert window_document(again) == window_document(state)
 
 
 def test_a_field_added_later_does_not_shift_what_is_stored() -> None:
-    data = document(PatientWindow.from_bytes(OLD))
+    data = document(decode(OLD))
     # a newer writer added fields (top level, in a section, in an alarm): an older or the
     # same reader keeps every known field exactly and ignores the rest
     data["a_new_section"] = {"x": 1}
     data["signals"]["a_new_signal"] = [1, 2, 3]
     for alarm in data["alarms"]["open"].values():
         alarm["a_new_alarm_field"] = "x"
-    window = PatientWindow.from_bytes(stored(data))
-    assert window_document(window) == window_document(PatientWindow.from_bytes(OLD))
+    state = decode(stored(data))
+    assert window_document(state) == window_document(decode(OLD))
 
 
 def test_a_field_missing_from_an_older_record_takes_its_default() -> None:
-    data = document(PatientWindow.from_bytes(OLD))
+    data = document(decode(OLD))
     del data["quality"], data["counters"]["arrived_at"]
     for alarm in data["alarms"]["open"].values():
         del alarm["acknowledged_by"]
-    window = PatientWindow.from_bytes(stored(data))
-    assert window.predictions == [] and window.cgm_low is False and window.arrived_at == 0
-    assert all(a.acknowledged_by is None for a in window.alarms.values())
-    assert window.events == EXPECTED["counters"][0]
+    state = decode(stored(data))
+    assert state.predictions.pending == [] and state.predictions.cgm_low is False
+    assert state.arrived_at == 0
+    assert all(a.acknowledged_by is None for a in state.alarms.alarms.values())
+    assert state.window.events == EXPECTED["counters"][0]
 
 
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="format"):
-        PatientWindow.from_bytes(msgpack.packb({"format": 99, "patient_id": "x"}))
+        decode(msgpack.packb({"format": 99, "patient_id": "x"}))
     with pytest.raises(ValueError, match="format"):
-        PatientWindow.from_bytes(stored({"format": 99, "patient_id": "x"}))
+        decode(stored({"format": 99, "patient_id": "x"}))
 
 
 def test_state_written_in_format_3_loads_with_everything_it_held() -> None:
-    window = PatientWindow.from_bytes(V3)
-    shown = as_json(window_document(window))
+    state = decode(V3)
+    shown = as_json(window_document(state))
     shown["summary"].pop("latest_at")  # type: ignore[index, union-attr]  # added since
     for key in ("patient_id", "summary", "cgm", "vitals", "labs", "baselines", "open_alerts"):
         assert shown[key] == EXPECTED_V3[key], key  # type: ignore[index]
-    assert as_json({k: a.to_dict() for k, a in window.alarms.items()}) == EXPECTED_V3["alarms_full"]
-    assert as_json(window.alarm_history) == EXPECTED_V3["alarm_history"]
-    assert as_json(window.last_seen) == EXPECTED_V3["last_seen"]
-    assert [window.events, window.duplicates, window.late, window.arrived_at] == EXPECTED_V3[
-        "counters"
-    ]
-    assert window.utc_offset_min == EXPECTED_V3["utc_offset_min"] == 480
+    assert (
+        as_json({k: a.to_dict() for k, a in state.alarms.alarms.items()})
+        == EXPECTED_V3["alarms_full"]
+    )
+    assert as_json(state.alarms.history) == EXPECTED_V3["alarm_history"]
+    assert as_json(state.window.last_seen) == EXPECTED_V3["last_seen"]
+    assert [
+        state.window.events,
+        state.window.duplicates,
+        state.window.late,
+        state.arrived_at,
+    ] == EXPECTED_V3["counters"]
+    assert state.window.utc_offset_min == EXPECTED_V3["utc_offset_min"] == 480
 
 
 def test_format_3_is_stored_again_smaller_and_loses_nothing() -> None:
-    window = PatientWindow.from_bytes(V3)
-    raw = window.to_bytes()
-    again = PatientWindow.from_bytes(raw)
-    assert window_document(again) == window_document(window)
-    assert again.vitals == window.vitals and again.cgm == window.cgm
-    assert {c: b.hours for c, b in again.baselines.items()} == {
-        c: b.hours for c, b in window.baselines.items()
+    state = decode(V3)
+    raw = encode(state)
+    again = decode(raw)
+    assert window_document(again) == window_document(state)
+    assert again.window.vitals == state.window.vitals and again.window.cgm == state.window.cgm
+    assert {c: b.hours for c, b in again.window.baselines.items()} == {
+        c: b.hours for c, b in state.window.baselines.items()
     }
     assert len(raw) < len(V3) / 3

@@ -1,5 +1,5 @@
-"""One alarm's state as the patient's window keeps it (the lifecycle that changes it:
-``streams.alerts.lifecycle``). Here, beside the window, so the state imports no policy."""
+"""One alarm's state as the patient's state keeps it (the lifecycle that changes it:
+``streams.alerts.lifecycle``; the state: ``streams.processing.state``)."""
 
 from __future__ import annotations
 
