@@ -18,12 +18,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..windows.patient import PatientWindow
+from ..windows.patient import PatientWindow
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS

@@ -184,7 +184,7 @@ def test_a_corrupt_stored_state_is_quarantined_and_the_patient_monitored_again(
     worker = spawn_worker(BEDSIDE_WORKER__APP_ID=app_id, **RULES)
     worker.wait_ready()
     asyncio.run(produce(stack_settings, urgent_low(patient)))
-    # both in the same batch; the fault alarm is sent after the reading's alarms
+    # both in the same batch: the fault first, then the new readings' alarms, on one chain
     events = asyncio.run(
         read_topic(
             stack_settings,
@@ -199,6 +199,68 @@ def test_a_corrupt_stored_state_is_quarantined_and_the_patient_monitored_again(
     assert "reset" in fault["reason"] and fault["severity"] == "urgent"
     [letter] = dead_letters(stack_settings, {patient})[patient]
     assert letter["reason"] == "state" and letter["source_topic"].endswith("patient-windows")
+    assert events[0]["kind"] == "monitoring_fault"
+    assert [e["audit"]["seq"] for e in events] == list(range(1, len(events) + 1))
+    worker.assert_alive()
+
+
+def test_every_alarm_event_carries_its_audit_link_on_every_path(
+    spawn_worker: Callable[..., Any], stack_settings: Settings
+) -> None:
+    """Models on: a patient whose model scores fail (the rule alarms go out on their own),
+    a patient the models score, a poison record beside them, ticks, an acknowledgement.
+    Every alarm event on the topic is sealed, each patient's links in publish order."""
+    run = uuid.uuid4().hex[:6]
+    faulty, scored, poisoned = f"modelfault-{run}", f"scored-{run}", f"inject-{run}"
+    worker = spawn_worker(
+        POISON_WORKER,
+        BEDSIDE_WORKER__APP_ID=f"sealed-{run}",
+        BEDSIDE_STREAM__TICK_INTERVAL_S="1",
+    )
+    worker.wait_ready()
+    falling = [(60 - 5 * i, 150 - 9 * i) for i in range(12)]  # 150 -> 51 mg/dL in 55 min
+    readings = [cgm(p, ago, v) for p in (faulty, scored) for ago, v in falling]
+    asyncio.run(produce(stack_settings, [*readings, cgm(poisoned, 1, 50)]))
+    found = alerts_of(stack_settings, {faulty, scored}, "urgent_low", timeout=60)
+    assert dead_letters(stack_settings, {poisoned})[poisoned][0]["reason"] == "processing"
+    opened = next(e for e in found[scored] if e["kind"] == "urgent_low")
+    # the worker's alert view reads the topic from its start: the ack waits until it has it
+    deadline = time.monotonic() + 30
+    while True:
+        status, _, _ = request(
+            worker,
+            "POST",
+            f"/v1/alerts/{opened['alert_id']}/ack",
+            None,
+            {"Authorization": f"Bearer {NURSE}"},
+        )
+        if status != 404 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 202
+    patients = {faulty, scored}
+    events = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            patients,
+            lambda f: any(e["transition"] == "acknowledged" for e in f[scored]),
+            timeout=30,
+        )
+    )
+    for patient in patients:
+        links = [e.get("audit") for e in events[patient]]
+        assert all(isinstance(link, dict) for link in links), (patient, events[patient])
+        assert [link["seq"] for link in links] == list(range(1, len(links) + 1)), patient
+        assert all(a["hash"] == b["prev"] for a, b in zip(links, links[1:], strict=False))
+    assert "urgent_low" in {e["kind"] for e in events[faulty]}  # the rules, without the models
+    _, _, metrics = request(worker, "GET", "/metrics")
+    [errors] = [
+        float(line.split()[1])
+        for line in metrics.decode().splitlines()
+        if line.startswith("bedside_processing_errors_total ")
+    ]
+    assert errors >= 2  # the poison record and the failed model scores, counted
     worker.assert_alive()
 
 
