@@ -5,4 +5,7 @@ observation or a problem with a reason; nothing raises out of :func:`decode_reco
 
 Imports no Faust, mode or aiokafka (``tests/unit/test_structure.py``); only
 ``streams.engine`` does.
+
+A room below ``processing``: imports only rooms at its level or below, never
+``processing``, ``engine``, ``http`` or ``worker`` (``tests/unit/test_structure.py``).
 """
