@@ -262,7 +262,7 @@ class PatientPipeline:
                     self.vitals_stale_ms,
                     now=at,
                 ):
-                    self._record(observed, event, at)
+                    self._record(observed, state, event, at)
                 reacting.clear()
         return inserted
 
@@ -324,7 +324,7 @@ class PatientPipeline:
             for event in transitions(
                 window, state.alarms, primary, profile, self.model_kinds, self.vitals_stale_ms
             ):
-                self._record(observed, event, window.watermark)
+                self._record(observed, state, event, window.watermark)
         return model_scores
 
     @staticmethod
@@ -340,11 +340,10 @@ class PatientPipeline:
         )
 
     @staticmethod
-    def _record(observed: Observed, event: dict[str, Any], t_ms: int) -> None:
+    def _record(observed: Observed, state: PatientState, event: dict[str, Any], t_ms: int) -> None:
         observed.events.append(event)
         observed.lines.append(alert_line(event, t_ms))
         if event["kind"] == "predicted_low" and event["transition"] == "opened":
-            state = observed.state
             state.predictions = quality.predicted(state.predictions, t_ms)
 
     @staticmethod

@@ -85,7 +85,10 @@ def events(
 def readable(topic: str, value: bytes) -> bytes:
     """What a record says: a stored window decoded, a dead letter without its original."""
     if "changelog" in topic and value:
-        return repr(decode_document(FORMAT_VERSION, value)).encode()
+        try:
+            return repr(decode_document(FORMAT_VERSION, value)).encode()
+        except Exception:  # noqa: BLE001 - another test's corrupt state: its bytes as they are
+            return value
     if topic.endswith("deadletter"):
         letter = orjson.loads(value)
         letter.pop("original_b64")  # the sender's bytes: the topic is documented as PHI
