@@ -1,7 +1,7 @@
 """Live subscribers of a view: one bounded queue per open page, a stalled one dropped.
 
 The alert and ward views (``streams.engine``) publish into it; the pages' event streams
-(``streams.http.events``) read from it. Plain asyncio: no engine, no HTTP.
+(``streams.http.sse``) read from it. Plain asyncio: no engine, no HTTP.
 """
 
 from __future__ import annotations

@@ -37,10 +37,10 @@ from ..alerts.actions import AlertAction
 from ..monitoring import Monitor
 from ..settings import Settings
 from ..sinks.reader import SeriesReader
-from .events import event_stream
 from .guard import refusal
 from .ports import AlarmBoard, RecordSink
 from .signin import Access, guarded
+from .sse import event_stream
 
 SEVERITY_RANK = {"critical": 0, "urgent": 1, "warning": 2, "info": 3}
 SERIES = ("glucose", "vitals", "risk")  # what a chart may read

@@ -26,10 +26,10 @@ import orjson
 from faust.web import Request, Response, View
 
 from ..access.users import User
-from .events import event_stream
 from .guard import PAGE_HEADERS
 from .ports import AlarmBoard, WardBoard
 from .signin import Access, guarded
+from .sse import event_stream
 
 STATIC = {
     "bedside.js": "text/javascript",
