@@ -214,6 +214,10 @@ class WebSettings(_Section):
         default_factory=dict,
         description="JSON object patient id -> Nightscout API secret (uploaders send its SHA-1).",
     )
+    nightscout_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON object patient id -> Nightscout access token (?token= or Bearer).",
+    )
     publish_timeout_s: float = Field(
         10.0,
         gt=0,
@@ -283,11 +287,15 @@ class WebSettings(_Section):
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             msg = "set both BEDSIDE_WEB__TLS_CERTFILE and BEDSIDE_WEB__TLS_KEYFILE, or neither"
             raise ValueError(msg)
-        for patient, secret in self.nightscout_secrets.items():
-            problem = secret_problem(secret.get_secret_value(), MIN_NIGHTSCOUT_SECRET_CHARS)
-            if problem:
-                msg = f"the Nightscout secret of patient {patient!r} {problem}"
-                raise ValueError(msg)
+        for what, given in (
+            ("secret", self.nightscout_secrets),
+            ("access token", self.nightscout_tokens),
+        ):
+            for patient, secret in given.items():
+                problem = secret_problem(secret.get_secret_value(), MIN_NIGHTSCOUT_SECRET_CHARS)
+                if problem:
+                    msg = f"the Nightscout {what} of patient {patient!r} {problem}"
+                    raise ValueError(msg)
         return self
 
 

@@ -6,7 +6,7 @@ to each part explicitly: nothing is looked up later, nothing is filled in start 
     worker (this module)
       ├── engine/   the Faust adapter: app, patient stream, views of the output topics,
       │             health, metrics
-      ├── http/     routes: gateway, alarms, pages, patient window (given what they use)
+      ├── http/     routes: gateway, Nightscout, alarms, pages, patient window
       └── the core  processing/ (the per-patient core) over alerts/, scoring/, windows/,
                     rules/, ingest/, schemas/, access/, sinks/, patients, settings
 
@@ -24,7 +24,7 @@ from .engine.alert_view import AlertView
 from .engine.app import App, chosen_profile, create_app
 from .engine.producer import RecordSink
 from .engine.risk_view import WardView
-from .http import alarm_routes, gateway, pages, patient_window
+from .http import alarm_routes, gateway, nightscout, pages, patient_window
 from .http.signin import Access
 from .monitoring import Monitor
 from .patients import PatientDirectory
@@ -52,8 +52,8 @@ def signing_keys(settings: Settings) -> Keys:
 
 def create_worker(settings: Settings, profile: BrokerProfile | None = None) -> App:
     """The Bedside worker's app: health first (its /ready answers while the rest starts),
-    the patient stream, the HTTP gateway, the patient window, alarms, the ward and the
-    care-team pages, metrics."""
+    the patient stream, the HTTP gateway and Nightscout's routes, the patient window,
+    alarms, the ward and the care-team pages, metrics."""
     chosen = chosen_profile(settings, profile)
     app = create_app(settings, chosen)
     keys, patients = signing_keys(settings), patient_directory(settings)
@@ -78,9 +78,11 @@ def create_worker(settings: Settings, profile: BrokerProfile | None = None) -> A
         monitor.clients.append(service)
         app.service(service)  # type: ignore[arg-type]  # an instance is accepted too
     access = Access(settings, patients)
-    gateway.register(app, gateway.Gateway(settings, records, monitor, patients, figures.ingest))
-    patient_window.register(app, access, windows)
+    intake = gateway.Gateway(settings, records, monitor, patients, figures.ingest)
     reader = SeriesReader(settings.influx)
+    gateway.register(app, intake)
+    nightscout.register(app, nightscout.NightscoutApi(intake, reader))
+    patient_window.register(app, access, windows)
     alarm_routes.register(
         app, alarm_routes.AlarmsApi(settings, access, keys, monitor, alerts, records, reader)
     )

@@ -5,8 +5,9 @@ Routes (``application/json`` or ``application/fhir+json``):
 - ``POST /v1/observations``: native JSON (one object or a list);
 - ``POST /fhir/Observation``: one FHIR R4 Observation;
 - ``POST /fhir``: a FHIR R4 Bundle (transaction, batch, collection, searchset);
-- ``POST /api/v1/entries``: Nightscout entries, authenticated like Nightscout by the
-  ``api-secret`` header (SHA-1 hex of the patient's secret).
+- ``GET /fhir/metadata``: the CapabilityStatement (the FHIR answers: ``fhir_rest``).
+
+Nightscout's routes are ``streams.http.nightscout``.
 
 A request is decoded exactly as the stream decodes records. If any part is invalid, nothing
 is published and the answer is 400 naming every problem (a FHIR ``OperationOutcome`` on the
@@ -20,9 +21,10 @@ every write. 401 without valid credentials, 403 for a foreign Host or Origin
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +40,7 @@ from ..patients import PatientDirectory
 from ..processing.stats import IngestStats
 from ..schemas.observation import Format, Kind, Observation
 from ..settings import Settings
+from . import fhir_rest
 from .guard import refusal
 from .ports import RecordSink
 
@@ -75,10 +78,11 @@ class HttpError(Exception):
         400: ("schema", "invalid"),
     }
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
     def body(self, fhir: bool) -> dict[str, Any]:
         error, issue = self.CODES[self.status]
@@ -88,6 +92,31 @@ class HttpError(Exception):
                 "issue": [{"severity": "error", "code": issue, "diagnostics": self.message}],
             }
         return {"error": error, "message": self.message, "problems": []}
+
+
+class Refused(Exception):
+    """A request whose content has problems: nothing of it was published."""
+
+    def __init__(self, status: int, problems: list[Problem]) -> None:
+        super().__init__(problems[0].message if problems else "refused")
+        self.status, self.problems = status, problems
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A request the broker has: its body, what it held, and the observations as published
+    (ids as keyed: pseudonyms when ids are)."""
+
+    request: Request
+    raw: bytes
+    result: DecodeResult
+    published: list[Observation]
+
+
+#: Decodes a request body received at a time (a decoder other than the stream's).
+Decode = Callable[[bytes, datetime], DecodeResult]
+#: The success response of a route, from what it took.
+Answer = Callable[[View, Taken], Response]
 
 
 def bearer_ok(request: Request, token: bytes | None) -> bool:
@@ -137,34 +166,14 @@ class Gateway:
         self.limits = IngestLimits(settings.ingest.max_record_bytes, settings.ingest.max_entries)
         web = settings.web
         self.token = web.token.get_secret_value().encode() if web.token else None
-        self.nightscout = {
-            hashlib.sha1(secret.get_secret_value().encode()).hexdigest(): patient  # noqa: S324
-            for patient, secret in web.nightscout_secrets.items()
-        }
 
-    def admit(self, request: Request, nightscout_auth: bool) -> str | None:
-        """Front door and credentials; the Nightscout patient where the route has one."""
+    def admit(self, request: Request) -> None:
+        """Front door and the gateway's bearer token (Nightscout routes: ``nightscout``)."""
         refused = refusal(request, self.settings.web, has_body=True)
         if refused is not None:
             raise HttpError(*refused)
-        if nightscout_auth:
-            return self.nightscout_patient(request)
         if not bearer_ok(request, self.token):
             raise HttpError(401, "missing or invalid bearer token")
-        return None
-
-    def nightscout_patient(self, request: Request) -> str:
-        given = request.headers.get("api-secret", "").strip().lower()
-        for digest, patient in self.nightscout.items():
-            if hmac.compare_digest(given.encode(), digest.encode()):
-                return patient
-        if not self.nightscout:
-            raise HttpError(
-                401,
-                "Nightscout uploads are not configured on this worker "
-                "(BEDSIDE_WEB__NIGHTSCOUT_SECRETS)",
-            )
-        raise HttpError(401, "api-secret is not the SHA-1 of a known Nightscout secret")
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.limits.max_record_bytes
@@ -178,8 +187,9 @@ class Gateway:
                 raise HttpError(413, f"body over the {limit}-byte limit")
         return bytes(body)
 
-    async def publish(self, observations: list[Observation]) -> None:
-        """Each observation to its kind's topic; returns once the broker has every one."""
+    async def publish(self, observations: list[Observation]) -> list[Observation]:
+        """Each observation to its kind's topic; returns once the broker has every one,
+        with the observations as published (ids as keyed)."""
         if self.monitor.broker_down_since is not None:
             raise ConnectionError  # known unreachable: do not make the sender wait
         # the ingest topics get ids as keyed (no clear id when pseudonymised) from here
@@ -189,79 +199,115 @@ class Gateway:
             for o in observations
         ]
         await asyncio.gather(*futures)  # 2xx only once the broker acknowledged every write
+        return observations
 
-    async def handle(
+    async def take(
         self,
-        view: View,
         request: Request,
         *,
         expect: str,
-        fhir: bool,
-        nightscout_auth: bool = False,
-    ) -> Response:
+        patient: str | None = None,
+        decode: Decode | None = None,
+    ) -> Taken:
+        """Read, decode and publish a request's body, once the broker has every
+        observation. Raises :class:`HttpError` (not read, or the broker
+        does not take it) or :class:`Refused` (its content has problems: nothing published).
+        ``patient``: the Nightscout patient the credentials named; ``decode``: another
+        decoder than the stream's (Nightscout treatments)."""
         self.stats.http_requests += 1
-        try:
-            patient = self.admit(request, nightscout_auth)
-            raw = await self.read_body(request)
+        raw = await self.read_body(request)
+        now = datetime.now(UTC)
+        if decode is None:
             result = decode_record(
-                raw, received_at=datetime.now(UTC), limits=self.limits, nightscout_patient=patient
+                raw, received_at=now, limits=self.limits, nightscout_patient=patient
             )
             _check_route(result, raw, expect)
-        except HttpError as exc:
-            return _refused(view, exc, fhir)
+        else:
+            result = decode(raw, now)
         if result.problems:
-            status = (
-                413
-                if result.problems[0].reason in (Reason.TOO_LARGE, Reason.TOO_MANY_ENTRIES)
-                else 400
-            )
-            return _error(view, status, result.problems, fhir)
+            too_big = result.problems[0].reason in (Reason.TOO_LARGE, Reason.TOO_MANY_ENTRIES)
+            raise Refused(413 if too_big else 400, result.problems)
         try:
             timeout = self.settings.web.publish_timeout_s
-            await asyncio.wait_for(self.publish(result.observations), timeout)
+            published = await asyncio.wait_for(self.publish(result.observations), timeout)
         except Exception as exc:  # noqa: BLE001 - the broker did not take it: say so, retry
             self.stats.http_unavailable += 1
             log.warning("gateway could not publish (%s): 503", type(exc).__name__)
-            unavailable = HttpError(503, "the broker is not taking writes; retry later")
-            return _refused(view, unavailable, fhir, {"Retry-After": str(RETRY_AFTER_S)})
-        body = {
-            "accepted": len(result.observations),
-            "event_ids": [o.event_id for o in result.observations],
-        }
-        return view.json(body, status=201 if fhir else 200)
+            raise HttpError(
+                503,
+                "the broker is not taking writes; retry later",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
+        return Taken(request, raw, result, published)
+
+    async def handle(
+        self, view: View, request: Request, *, expect: str, fhir: bool, answer: Answer
+    ) -> Response:
+        """A gateway route: front door and bearer token, then :meth:`take`; ``answer``
+        makes the success response from the body and what it held."""
+        try:
+            self.admit(request)
+            taken = await self.take(request, expect=expect)
+        except HttpError as exc:
+            return refused(view, exc, fhir)
+        except Refused as exc:
+            return problems_answer(view, exc.status, exc.problems, fhir)
+        return answer(view, taken)
+
+
+def native_answer(view: View, taken: Taken) -> Response:
+    observations = taken.result.observations
+    body = {"accepted": len(observations), "event_ids": [o.event_id for o in observations]}
+    return view.json(body, status=200)
 
 
 def register(app: faust.App, gateway: Gateway) -> None:
-    """Add the gateway routes to the worker's web server."""
+    """Add the gateway routes to the worker's web server (Nightscout's: ``nightscout``)."""
 
     @app.page("/v1/observations")
     class NativeObservations(View):
         async def post(self, request: Request) -> Response:
-            return await gateway.handle(self, request, expect="native", fhir=False)
+            return await gateway.handle(
+                self, request, expect="native", fhir=False, answer=native_answer
+            )
 
     @app.page("/fhir/Observation")
     class FhirObservations(View):
         async def post(self, request: Request) -> Response:
-            return await gateway.handle(self, request, expect="Observation", fhir=True)
-
-    @app.page("/fhir")
-    class FhirBundles(View):
-        async def post(self, request: Request) -> Response:
-            return await gateway.handle(self, request, expect="Bundle", fhir=True)
-
-    @app.page("/api/v1/entries")
-    class NightscoutEntries(View):
-        async def post(self, request: Request) -> Response:
             return await gateway.handle(
-                self, request, expect="nightscout", fhir=False, nightscout_auth=True
+                self,
+                request,
+                expect="Observation",
+                fhir=True,
+                answer=lambda view, t: fhir_rest.created(view, t.request, t.raw, t.published),
             )
 
+    for path in ("/fhir", "/fhir/"):  # a transaction or batch is POSTed to the base
 
-def _refused(
-    view: View, exc: HttpError, fhir: bool, headers: dict[str, str] | None = None
-) -> Response:
+        @app.page(path)
+        class FhirBundles(View):
+            async def post(self, request: Request) -> Response:
+                return await gateway.handle(
+                    self,
+                    request,
+                    expect="Bundle",
+                    fhir=True,
+                    answer=lambda view, t: fhir_rest.bundle_response(
+                        view, t.request, t.raw, t.result, t.published
+                    ),
+                )
+
+    @app.page("/fhir/metadata")
+    class FhirMetadata(View):
+        async def get(self, request: Request) -> Response:
+            return fhir_rest.metadata(self)
+
+
+def refused(view: View, exc: HttpError, fhir: bool) -> Response:
+    """A request refused before its content was read, as its route answers."""
+    headers = dict(exc.headers)
     if exc.status == 401:
-        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+        headers["WWW-Authenticate"] = "Bearer"
     return view.bytes(
         orjson.dumps(exc.body(fhir)),
         status=exc.status,
@@ -286,7 +332,8 @@ def _check_route(result: DecodeResult, raw: bytes, expect: str) -> None:
             raise HttpError(400, f"this route takes a FHIR {expect}")
 
 
-def _error(view: View, status: int, problems: list[Problem], fhir: bool) -> Response:
+def problems_answer(view: View, status: int, problems: list[Problem], fhir: bool) -> Response:
+    """A request whose content was refused: every problem, where it is."""
     if fhir:
         return view.bytes(
             orjson.dumps(operation_outcome(problems)),

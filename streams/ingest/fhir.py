@@ -102,7 +102,9 @@ def _bundle(
         if method not in ("POST", "PUT"):
             result.reject(Reason.UNSUPPORTED, f"request method {method!r} is not ingested", pointer)
             continue
+        first = len(result.observations)
         _observation(resource, pointer, patients, received_at, topic_kind, result)
+        result.entries.append((index, first, len(result.observations)))
     if not found and not result.problems:
         result.reject(Reason.SCHEMA, "Bundle holds no Observation")
 

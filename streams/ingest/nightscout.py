@@ -8,6 +8,12 @@ Entries carry no patient: on Kafka the record key is the patient id; over HTTP t
 whose Nightscout API secret was presented. ``sgv`` (sensor glucose) becomes CGM 99504-3 and
 ``mbg`` (meter glucose) capillary 41653-7, both in mg/dL as Nightscout stores them; other
 types (``cal``, ...) are dead-lettered as unsupported.
+
+``treatments`` (``POST /api/v1/treatments``: xDrip+, Loop, AndroidAPS) carry what the
+patient ate and the insulin given: ``carbs`` (g) becomes LOINC 9059-7 (carbohydrate intake)
+and ``insulin`` (units) Bedside's ``insulin-given``, both kept as the latest value of their
+code. A treatment with neither (a note, a temporary basal rate, a sensor start) is
+acknowledged and not kept.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from ..schemas.codes import CARBS_CODE, INSULIN_CODE
 from ..schemas.observation import Format, Kind
 from .normalise import Measurement, json_objects, normalise
 from .problems import DecodeResult, Reason
@@ -110,3 +117,61 @@ def decode_nightscout(
                 topic_kind=Kind.GLUCOSE,
             )
         )
+
+
+#: treatment field -> (code, unit)
+TREATMENT_FIELDS = {"insulin": (INSULIN_CODE, "[IU]"), "carbs": (CARBS_CODE, "g")}
+
+
+def _treatment_time(treatment: dict[str, Any]) -> datetime | str:
+    """``created_at`` (ISO 8601), else ``date`` or ``mills`` (epoch ms)."""
+    text = treatment.get("created_at")
+    if isinstance(text, str):
+        return _entry_time({"dateString": text})
+    for name in ("date", "mills"):
+        if name in treatment:
+            return _entry_time({"date": treatment[name]})
+    return "treatment has neither created_at nor date (epoch ms)"
+
+
+def decode_treatments(
+    document: Any, *, patient_id: str, received_at: datetime, result: DecodeResult
+) -> int:
+    """Append the observations (or problems) of Nightscout treatments; returns how many
+    treatments held nothing Bedside keeps (acknowledged, not kept)."""
+    skipped = 0
+    for pointer, treatment in json_objects(document, result, "a Nightscout treatment"):
+        given = {k: treatment.get(k) for k in TREATMENT_FIELDS if treatment.get(k) is not None}
+        if not given:
+            skipped += 1
+            continue
+        when = _treatment_time(treatment)
+        if isinstance(when, str):
+            result.reject(Reason.TIME, when, pointer)
+            continue
+        sender_id = treatment.get("_id") or treatment.get("identifier")
+        sender_id = sender_id if isinstance(sender_id, str) and sender_id else None
+        entered = treatment.get("enteredBy") or treatment.get("device")
+        for name, value in given.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                result.reject(Reason.SCHEMA, f"{name} must be a number", f"{pointer}/{name}")
+                continue
+            code, unit = TREATMENT_FIELDS[name]
+            measurement = Measurement(
+                patient_id=patient_id,
+                code=code,
+                value=float(value),
+                unit=unit,
+                effective_at=when,
+                source=entered if isinstance(entered, str) and entered else "nightscout",
+                event_id=f"{sender_id}-{name}"
+                if isinstance(sender_id, str) and sender_id
+                else None,
+                pointer=f"{pointer}/{name}",
+            )
+            result.add(
+                normalise(
+                    measurement, fmt=Format.NIGHTSCOUT, received_at=received_at, topic_kind=Kind.LAB
+                )
+            )
+    return skipped

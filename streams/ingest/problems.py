@@ -58,6 +58,8 @@ class DecodeResult:
     format: Format | None
     observations: list[Observation] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # a FHIR Bundle's entries: (entry index, first, end) of the observations each gave
+    entries: list[tuple[int, int, int]] = field(default_factory=list)
 
     @classmethod
     def refused(cls, reason: Reason, message: str) -> DecodeResult:

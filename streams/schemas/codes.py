@@ -13,6 +13,8 @@ from functools import lru_cache
 from .observation import Kind
 
 GLUCOSE_MMOL_TO_MGDL = 18.016
+CARBS_CODE = "9059-7"  # LOINC: carbohydrate intake, estimated (g)
+INSULIN_CODE = "insulin-given"  # Bedside's own code: insulin units given (bolus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,11 @@ CATALOGUE: dict[str, CodeSpec] = {
             _MMOL_TO_MGDL_ONLY,
             canonical_code="41653-7",
         ),
+        # treatments (Nightscout): carbohydrates eaten and insulin given, kept as their
+        # latest value; no LOINC code exists for a dose given (FHIR carries it as a
+        # MedicationAdministration), so insulin has Bedside's own code
+        CodeSpec("9059-7", "carbohydrate_intake", Kind.LAB, "g", 0, 500),
+        CodeSpec(INSULIN_CODE, "insulin_given", Kind.LAB, "[IU]", 0, 100),
         # laboratory
         CodeSpec("4548-4", "hba1c", Kind.LAB, "%", 3, 20),
         CodeSpec(

@@ -230,9 +230,13 @@ def test_http_gateway_routes(worker: Any, read_series: Callable[..., list[dict[s
         _fhir(patient, "59408-5", 93, "%"),
         content_type="application/fhir+json",
     )
-    assert (status, body["accepted"]) == (201, 1)
+    assert (status, body["resourceType"], body["meta"]["versionId"]) == (201, "Observation", "1")
+    assert body["id"] and body["valueQuantity"]["value"] == 93  # the resource as stored
     status, body = _post(worker, "/fhir", _bp_bundle(patient), content_type="application/fhir+json")
-    assert (status, body["accepted"]) == (201, 2)
+    assert (status, body["type"]) == (200, "transaction-response")
+    [entry] = body["entry"]  # one per entry sent (a BP panel: two observations)
+    assert entry["response"]["status"] == "201 Created"
+    assert entry["response"]["location"].startswith("Observation/")
     series = read_series(f'vitals_value{{patient_id="{patient}"}}', 4)
     assert {s["metric"]["code"]: s["values"] for s in series} == {
         "9279-1": [22],
@@ -263,7 +267,9 @@ def test_http_gateway_nightscout_with_api_secret(
     status, body = _post(
         worker, "/api/v1/entries", entries, token=None, headers={"api-secret": digest}
     )
-    assert (status, body["accepted"]) == (200, 1)
+    assert status == 200 and [(e["type"], e["sgv"], e["date"]) for e in body] == [
+        ("sgv", 101, WHEN_MS)
+    ]
     [series] = read_series(f'glucose_value{{patient_id="ns-http-{RUN}"}}', 1)
     assert series["values"] == [101]
     status, body = _post(
