@@ -28,7 +28,7 @@ import orjson
 from .signing import GENESIS, audit_hash
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditHead:
     """A patient's audit chain as its state keeps it: links sealed so far, the last one."""
 
@@ -41,6 +41,8 @@ def seal(
 ) -> tuple[list[bytes], AuditHead]:
     """The events as published, each chained to the one before after ``head``; and the
     chain's head after them (the caller keeps it with the patient's state)."""
+    if not events:
+        return [], head
     sealed = []
     seq, last = head.seq, head.head
     for event in events:

@@ -93,6 +93,8 @@ class Finding:
 class Lifecycle:
     """The alarms of one patient: ``alarms`` (kind -> Alarm) and ``history`` (kind -> bits)."""
 
+    __slots__ = ("alarms", "history", "patient_id")  # one per patient, kept in its state
+
     def __init__(
         self, patient_id: str, alarms: dict[str, Alarm], history: dict[str, list[int]]
     ) -> None:

@@ -22,7 +22,7 @@ HORIZON_MS = 30 * 60_000
 CGM_INTERVAL_MS = 5 * 60_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PredictionMemory:
     """A patient's predicted lows awaiting their truth (part of the patient's state)."""
 
@@ -40,6 +40,8 @@ def judge(
     memory: PredictionMemory, t: int, value: float
 ) -> tuple[list[dict[str, Any]], PredictionMemory]:
     """The judgements a CGM reading makes, and the memory after it (``memory`` unchanged)."""
+    if not (memory.pending or memory.recent or memory.cgm_low) and value >= LOW:
+        return [], memory  # most readings: nothing awaits its truth, no low begins
     pending, recent = list(memory.pending), list(memory.recent)
     judgements, low = on_cgm(pending, recent, memory.cgm_low, t, value)
     return judgements, PredictionMemory(pending, recent, low)

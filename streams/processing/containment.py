@@ -32,11 +32,12 @@ from . import codec
 from .outputs import Observed
 from .state import PatientState
 
-#: Applies observations to a patient's state (None: a new patient); may raise.
-Observe = Callable[[PatientState | None, list[Observation]], Observed]
+#: Applies (patient id, state or None for a new patient, observations, arrived_at) -> what
+#: they came to; may raise.
+Observe = Callable[[str, PatientState | None, list[Observation], int | None], Observed]
 
 
-@dataclass
+@dataclass(slots=True)
 class Contained:
     """What applying one patient's observations came to, before the models."""
 
@@ -55,6 +56,7 @@ def apply_contained(
     *,
     load: Callable[[], PatientState | None],
     stored: Callable[[], bytes | None],
+    arrived_at: int | None = None,
 ) -> Contained:
     """Apply ``observations``; contain any failure to the records or the state that caused it.
 
@@ -69,18 +71,18 @@ def apply_contained(
         state = None
     else:
         try:
-            observed = observe(state, observations)
+            observed = observe(patient_id, state, observations, arrived_at)
         except Exception as exc:  # noqa: BLE001 - contained below, record by record
             result = Contained(PatientState.new(patient_id), error=type(exc).__name__)
             state = readable(stored())
         else:
             return Contained(observed.state, [observed])  # the common case: nothing failed
-    state = _one_by_one(observe, state, observations, result)
+    state = _one_by_one(observe, patient_id, state, observations, arrived_at, result)
     if (
         result.quarantined is None
         and state is not None
         and result.failed
-        and any(_applies_fresh(observe, o) for o in result.failed)
+        and any(_applies_fresh(observe, patient_id, o, arrived_at) for o in result.failed)
     ):
         # a record that fails only on the stored state: the state is the cause
         _quarantine(result, stored(), result.error or "")
@@ -88,7 +90,7 @@ def apply_contained(
         result.failed, result.observed = [], []  # all of the batch goes to a fresh state
         audit = result.replaced.audit if result.replaced is not None else None
         fresh = PatientState.new(patient_id, audit)
-        state = _one_by_one(observe, fresh, observations, result)
+        state = _one_by_one(observe, patient_id, fresh, observations, arrived_at, result)
     if state is not None:
         result.state = state
     return result
@@ -102,10 +104,12 @@ def readable(stored: bytes | None) -> PatientState | None:
         return None
 
 
-def _applies_fresh(observe: Observe, observation: Observation) -> bool:
+def _applies_fresh(
+    observe: Observe, patient_id: str, observation: Observation, arrived_at: int | None
+) -> bool:
     """Whether ``observation`` applies to a new patient (the result is thrown away)."""
     try:
-        observe(None, [observation])
+        observe(patient_id, None, [observation], arrived_at)
     except Exception:  # noqa: BLE001 - the record fails on its own: it is the poison
         return False
     return True
@@ -113,14 +117,16 @@ def _applies_fresh(observe: Observe, observation: Observation) -> bool:
 
 def _one_by_one(
     observe: Observe,
+    patient_id: str,
     state: PatientState | None,
     observations: list[Observation],
+    arrived_at: int | None,
     result: Contained,
 ) -> PatientState | None:
     for observation in sorted(observations, key=lambda o: o.effective_at):
         before = codec.encode(state) if state is not None else None
         try:
-            observed = observe(state, [observation])
+            observed = observe(patient_id, state, [observation], arrived_at)
         except Exception as exc:  # noqa: BLE001 - this record is refused, the rest count
             result.error = result.error or type(exc).__name__
             result.failed.append(observation)

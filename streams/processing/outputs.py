@@ -17,7 +17,7 @@ def no_applied() -> dict[Applied, int]:
     return dict.fromkeys(Applied, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs a setattr call per field
 class PatientOutput:
     """What one event of one patient produced, finished: every alarm event sealed on the
     patient's audit chain, the risk event, the time-series lines."""
@@ -32,7 +32,7 @@ class PatientOutput:
     model_error: str | None = None  # the model scores failed: the rule alarms still went out
 
 
-@dataclass
+@dataclass(slots=True)
 class Observed:
     """One patient's observations applied to its state, before the models score it (inside
     the core only: :meth:`~streams.processing.pipeline.PatientPipeline.observations` scores
@@ -53,7 +53,7 @@ class Observed:
         return self.applied[Applied.INSERTED] > 0
 
 
-@dataclass
+@dataclass(slots=True)
 class PatientResult:
     """What applying one patient's event came to: the state to store, the outputs to publish
     (in order), and what could not be used."""

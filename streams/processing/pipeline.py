@@ -61,7 +61,7 @@ FAULT_REASON = (
 Rows = list[np.ndarray] | None  # a model's outputs for one request; None: not scored
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PatientBatch:
     """One patient's observations of a batch, and how to reach its stored state."""
 
@@ -153,18 +153,20 @@ class PatientPipeline:
                 msg = "this pipeline has models: observations() needs their scorer"
                 raise ValueError(msg)
             scored = dict(zip(requests, await scorer.score(requests), strict=True))
-        return [self._finish(c, scored, arrived_at) for c in contained]
+        results = []
+        contained.reverse()
+        while contained:  # each patient's intermediate goes once finished, not at the end
+            results.append(self._finish(contained.pop(), scored, arrived_at))
+        return results
 
     def _contain(self, patient: PatientBatch, arrived_at: int | None) -> Contained:
-        def observe(state: PatientState | None, observations: list[Observation]) -> Observed:
-            return self._observe(patient.patient_id, state, observations, arrived_at=arrived_at)
-
         return apply_contained(
-            observe,
+            self._observe,
             patient.patient_id,
             patient.observations,
             load=patient.load,
             stored=patient.stored,
+            arrived_at=arrived_at,
         )
 
     def _finish(
@@ -186,7 +188,6 @@ class PatientPipeline:
         patient_id: str,
         state: PatientState | None,
         observations: list[Observation],
-        *,
         arrived_at: int | None = None,
     ) -> Observed:
         """Apply one patient's observations; evaluate the rules' alarms at every reading and

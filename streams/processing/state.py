@@ -28,15 +28,19 @@ from ..alerts.lifecycle import Lifecycle
 from ..alerts.quality import PredictionMemory
 from ..windows.patient import PatientWindow
 
+NO_PREDICTIONS = PredictionMemory()
+NEW_CHAIN = AuditHead()
 
-@dataclass
+
+@dataclass(slots=True)
 class PatientState:
     """One patient's state: see the module docstring."""
 
     window: PatientWindow
     alarms: Lifecycle
-    predictions: PredictionMemory = field(default_factory=PredictionMemory)
-    audit: AuditHead = field(default_factory=AuditHead)
+    # immutable: replaced, never changed in place (a new patient shares the empty ones)
+    predictions: PredictionMemory = NO_PREDICTIONS
+    audit: AuditHead = NEW_CHAIN
     personal: list[Any] = field(default_factory=list)
     arrived_at: int = 0
 
@@ -46,7 +50,7 @@ class PatientState:
         return cls(
             PatientWindow(patient_id),
             Lifecycle(patient_id, {}, {}),
-            audit=AuditHead(audit.seq, audit.head) if audit is not None else AuditHead(),
+            audit=audit if audit is not None else NEW_CHAIN,
         )
 
     @property

@@ -273,12 +273,12 @@ async def test_a_quarantine_closes_the_old_alarms_and_the_views_keep_the_new_one
         old_id = old_low[0]["alert_id"]
 
         class Failing(PatientPipeline):
-            def _observe(self, patient_id, state, observations, **kw):  # type: ignore[no-untyped-def]
+            def _observe(self, patient_id, state, observations, *rest):  # type: ignore[no-untyped-def]
                 if state is not None and any(
                     a.alert_id == old_id for a in state.alarms.alarms.values()
                 ):
                     raise RuntimeError("state bug")  # the old state, not the records
-                return super()._observe(patient_id, state, observations, **kw)
+                return super()._observe(patient_id, state, observations, *rest)
 
         broken = Failing(StreamSettings())
         state = MemoryState()

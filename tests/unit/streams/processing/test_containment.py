@@ -24,12 +24,12 @@ class FailingPipeline(PatientPipeline):
     """The real pipeline, except that one value in a record or in a state makes applying
     observations raise."""
 
-    def _observe(self, patient_id, state, observations, *, arrived_at=None):  # type: ignore[no-untyped-def]
+    def _observe(self, patient_id, state, observations, arrived_at=None):  # type: ignore[no-untyped-def]
         if state is not None and any(v == STATE_POISON for _, v in state.window.cgm_series()):
             raise RuntimeError("state bug")
         if any(o.value == POISON for o in observations):
             raise ZeroDivisionError("record bug")
-        return super()._observe(patient_id, state, observations, arrived_at=arrived_at)
+        return super()._observe(patient_id, state, observations, arrived_at)
 
 
 @pytest.fixture
