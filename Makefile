@@ -12,7 +12,7 @@ EXTRAS ?= dev,$(ONNX),train
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := pyproject.toml $(shell find streams deploy models export -name '*.py' -o -name '*.onnx' -o -name 'manifest.json' -o -name '*.html' 2>/dev/null)
 
-.PHONY: demo test lint install tsdb browser stack-up stack-down clean
+.PHONY: demo test lint install tsdb browser kafka stack-up stack-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,14 @@ browser:
 	@[ -d tests/browser/node_modules/playwright-core ] || \
 	  npm install --prefix tests/browser --no-audit --no-fund --silent
 
-test: install tsdb browser
+# Apache Kafka's own jars from Maven Central (version: deploy/kafka/pom.xml), for
+# BEDSIDE_STACK__BROKER=kafka and the tests on a real Kafka cluster.
+kafka: install
+	@command -v java >/dev/null && command -v mvn >/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends default-jdk-headless maven)
+	$(BIN)/bedside stack fetch-kafka
+
+test: install tsdb browser kafka
 	$(BIN)/pytest
 
 lint: install

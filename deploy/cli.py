@@ -12,6 +12,7 @@ import click
 
 from streams.cli import setting_option, settings_from_options
 
+from . import kafka
 from .stack import Health, LocalStack, StackError
 
 
@@ -59,9 +60,26 @@ def _quiet_clients() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def _print_status(stack: LocalStack) -> bool:
+def _print_status(stack: LocalStack, as_json: bool = False) -> bool:
     statuses = stack.status()
-    for status in statuses:
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "address": s.address,
+                        "pid": s.pid,
+                        "healthy": s.health is Health.HEALTHY,
+                        "health": s.health.value,
+                        "detail": s.detail,
+                    }
+                    for s in statuses
+                ],
+                indent=2,
+            )
+        )
+    for status in [] if as_json else statuses:
         pid = f"pid {status.pid}" if status.pid else "-"
         line = f"{status.name:<8} {status.address:<24} {status.health.value:<10} {pid}"
         click.echo(f"{line}  {status.detail}".rstrip())
@@ -70,7 +88,8 @@ def _print_status(stack: LocalStack) -> bool:
 
 @click.group()
 def stack() -> None:
-    """The embedded local stack: Tansu broker + InfluxDB-compatible time-series server."""
+    """The local stack: a broker (Tansu, or Apache Kafka with BEDSIDE_STACK__BROKER=kafka) and
+    an InfluxDB-compatible time-series server."""
     _quiet_clients()
 
 
@@ -87,6 +106,17 @@ def up(**options: Any) -> None:
         sys.exit(1)
 
 
+@stack.command("fetch-kafka")
+@_stack_options
+def fetch_kafka(**options: Any) -> None:
+    """Fetch Apache Kafka's jars (Maven Central; the version deploy/kafka/pom.xml pins)."""
+    local = LocalStack(settings_from_options(**options))
+    try:
+        click.echo(f"kafka {kafka.pinned_version()}: {kafka.jars(local.root)}")
+    except kafka.KafkaSetupError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @stack.command()
 @_stack_options
 def down(**options: Any) -> None:
@@ -96,9 +126,11 @@ def down(**options: Any) -> None:
 
 @stack.command()
 @_stack_options
-def status(**options: Any) -> None:
-    """Print each component, its address and health; exit 1 unless all are healthy."""
-    if not _print_status(LocalStack(settings_from_options(**options))):
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per component.")
+def status(as_json: bool, **options: Any) -> None:
+    """Print each component (each Kafka node), its address, pid and health; exit 1 unless
+    all are healthy."""
+    if not _print_status(LocalStack(settings_from_options(**options)), as_json):
         sys.exit(1)
 
 

@@ -1,15 +1,18 @@
-"""The embedded local stack: Tansu broker + InfluxDB-write-compatible server, as child processes.
+"""The local stack: a broker + InfluxDB-write-compatible server, as child processes.
 
 For the demo, development and the tests; not for production (see README "Going to
-production"). Everything lives under the stack directory (default ``.bedside/``):
+production"). The broker is Tansu (``BEDSIDE_STACK__BROKER=tansu``, the default: memory
+only, starts in a second; ``down`` loses all topics and messages) or Apache Kafka
+(``kafka``: ``BEDSIDE_STACK__KAFKA_NODES`` KRaft nodes from Maven's jars, data on disk:
+``deploy.kafka``). Everything lives under the stack directory (default ``.bedside/``):
 ``run/<component>.json`` records what was started (pid, argv, start time), ``logs/`` the
-processes' output and ``data/`` the time-series files. The broker keeps everything in
-memory: ``down`` loses all topics and messages.
+processes' output and ``data/`` the time-series files and Kafka's logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -28,6 +31,7 @@ from pathlib import Path
 from streams.engine.broker import cluster_id, ensure_bedside_topics
 from streams.settings import BrokerProfile, KafkaSettings, Settings
 
+from . import kafka
 from .tsdb import ensure_bucket
 
 HOST = "127.0.0.1"
@@ -95,13 +99,48 @@ class LocalStack:
 
     # -- components -------------------------------------------------------------------
     @property
+    def is_kafka(self) -> bool:
+        return self.settings.stack.broker == "kafka"
+
+    @property
+    def kafka_nodes(self) -> list[kafka.KafkaNode]:
+        stack = self.settings.stack
+        return kafka.nodes(stack.broker_port, stack.kafka_nodes, self.data_dir)
+
+    @property
     def broker_kafka(self) -> KafkaSettings:
-        """Client settings that reach the stack's broker."""
+        """Client settings that reach the stack's broker (every node of a Kafka cluster)."""
+        if self.is_kafka:
+            bootstrap = ",".join(n.address for n in self.kafka_nodes)
+            return KafkaSettings(bootstrap=bootstrap, profile=BrokerProfile.KAFKA)
         return KafkaSettings(
             bootstrap=f"{HOST}:{self.settings.stack.broker_port}",
             profile=BrokerProfile.EMBEDDED,
             embedded_cluster_id=self.settings.kafka.embedded_cluster_id,
         )
+
+    def kafka_cluster_id(self) -> str:
+        """The local Kafka cluster's id: made once, kept with its data."""
+        path = self.root / "kafka" / "cluster-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(kafka.new_cluster_id())
+        return path.read_text().strip()
+
+    def _kafka(self, prepare: bool) -> list[Component]:
+        """The Kafka nodes; ``prepare``: fetch the jars and format each node's storage."""
+        stack, cluster = self.settings.stack, self.kafka_nodes
+        lib = kafka.jars(self.root) if prepare else self.root / "kafka" / "lib"
+        found = []
+        for node in cluster:
+            config = self.root / "kafka" / "config" / f"{node.name}.properties"
+            if prepare:
+                text = kafka.properties(node, cluster, self.settings.topics.partitions)
+                config = kafka.prepare(node, config.parent, text, lib, self.kafka_cluster_id())
+            argv = kafka.argv(lib, config, stack.kafka_heap_mb)
+            check = functools.partial(self._check_kafka_node, node)
+            found.append(Component(node.name, node.port, argv, node.address, check))
+        return found
 
     @property
     def tsdb_url(self) -> str:
@@ -136,10 +175,22 @@ class LocalStack:
         return Component("tsdb", port, argv, self.tsdb_url, self._check_tsdb)
 
     def components(self, *, resolve_binaries: bool = False) -> list[Component]:
-        broker_bin = tsdb_bin = ""
-        if resolve_binaries:
-            broker_bin, tsdb_bin = _broker_binary(), _tsdb_binary()
-        return [self._broker(broker_bin), self._tsdb(tsdb_bin)]
+        tsdb = self._tsdb(_tsdb_binary() if resolve_binaries else "")
+        if self.is_kafka:
+            try:
+                return [*self._kafka(prepare=resolve_binaries), tsdb]
+            except kafka.KafkaSetupError as exc:
+                raise StackError(str(exc)) from exc
+        return [self._broker(_broker_binary() if resolve_binaries else ""), tsdb]
+
+    def _check_kafka_node(self, node: kafka.KafkaNode) -> str | None:
+        settings = KafkaSettings(bootstrap=node.address, profile=BrokerProfile.KAFKA)
+        try:
+            found = asyncio.run(cluster_id(settings, timeout_s=2.0))
+        except Exception as exc:  # noqa: BLE001 - health checks report, never raise
+            return f"no Kafka answer ({exc.__class__.__name__})"
+        expected = self.kafka_cluster_id()
+        return None if found == expected else f"cluster id {found!r}, expected {expected!r}"
 
     def _check_broker(self) -> str | None:
         try:
@@ -214,7 +265,7 @@ class LocalStack:
                     echo(f"{component.name}: already running at {component.url}")
                     continue
                 if port_in_use(component.port):
-                    setting = "BROKER_PORT" if component.name == "broker" else "TSDB_PORT"
+                    setting = "TSDB_PORT" if component.name == "tsdb" else "BROKER_PORT"
                     msg = (
                         f"port {component.port} on {HOST} is already in use by a process "
                         f"'bedside stack' did not start; stop it or pick another port with "
@@ -226,7 +277,11 @@ class LocalStack:
                 echo(f"{component.name}: started (pid {pid}) at {component.url}")
             for component in self.components():
                 self._wait_healthy(component)
-            created = asyncio.run(ensure_bedside_topics(self.broker_kafka, self.settings.topics))
+            topics = self.settings.topics
+            if self.is_kafka:  # replicated on a cluster: min(3, nodes) copies
+                replicas = min(3, self.settings.stack.kafka_nodes)
+                topics = topics.model_copy(update={"replication_factor": replicas})
+            created = asyncio.run(ensure_bedside_topics(self.broker_kafka, topics))
             echo(f"topics: {len(created)} created, {len(self.settings.topics.all)} present")
             ensure_bucket(self.tsdb_url, self.settings.influx)
             echo(f"tsdb: bucket {self.settings.influx.bucket!r} accepts writes")

@@ -496,7 +496,12 @@ class StackSettings(_Section):
     """The embedded local stack started by ``bedside stack up``."""
 
     dir: Path = Field(Path(".bedside"), description="Data, logs and pid files of the local stack.")
-    broker_port: int = Field(9092, ge=1, le=65535)
+    broker: Literal["tansu", "kafka"] = Field(
+        "tansu", description="The stack's broker: Tansu (memory only) or Apache Kafka (KRaft)."
+    )
+    broker_port: int = Field(9092, ge=1, le=65435)
+    kafka_nodes: int = Field(1, ge=1, le=5, description="Apache Kafka nodes (broker=kafka).")
+    kafka_heap_mb: int = Field(384, ge=128, le=8192, description="Heap of each Kafka node.")
     tsdb_port: int = Field(8086, ge=1, le=65535)
     ready_timeout_s: float = Field(30.0, gt=0)
 
