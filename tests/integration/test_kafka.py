@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from stream_helpers import produce, read_topic
 from stream_helpers import recent_cgm as cgm
 
@@ -156,3 +157,93 @@ def test_a_three_node_cluster_loses_a_node_and_alarms_go_on(
     again = {f"k3-{run}-{i}" for i in range(5)}
     asyncio.run(produce(settings, [r for p in sorted(again) for r in urgent_low(p)]))
     assert alarmed(settings, again, timeout=60) == again
+
+
+def owned_partitions(log: str, topic: str) -> set[int]:
+    """The partitions of ``topic`` a worker's log says it was last assigned."""
+    found: set[int] = set()
+    for line in log.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 2 and cells[1] == topic:
+            found = {int(p) for p in cells[2].strip("{}").split(",") if p.strip()}
+    return found
+
+
+def alarm_events(settings: Settings, patients: set[str], timeout: float) -> dict[str, list[Any]]:
+    """Every alert event of ``patients``, once each has an urgent low (or the timeout)."""
+    found: dict[str, list[Any]] = asyncio.run(
+        read_topic(
+            settings,
+            settings.topics.alerts,
+            patients,
+            lambda f: all(any(e["kind"] == "urgent_low" for e in f[p]) for p in patients),
+            timeout=timeout,
+        )
+    )
+    return found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known defect (2026-12-06): after the group evicts the killed worker (its 60 s "
+        "session timeout) the survivor is assigned every partition, recovers the table and "
+        "says ready, yet the killed worker's patients' new readings are not processed; "
+        "their alarms do not come. Found by this test; to be fixed before Kafka is the "
+        "recommended broker."
+    ),
+)
+def test_a_worker_killed_among_two_hands_its_patients_over(
+    cluster: dict[str, str],
+    run_bedside: Callable[..., Any],
+    spawn_worker: Callable[..., Any],
+    make_settings: Callable[[dict[str, str]], Settings],
+) -> None:
+    """Two workers in one group on the cluster; one is killed (SIGKILL): the other takes its
+    partitions over (rebalance, changelog recovery) and every patient still alarms, each
+    alarm with one id, each reading stored once."""
+    settings = make_settings(cluster)
+    assert all(n["healthy"] for n in status(run_bedside, cluster))
+    own = {k: v for k, v in cluster.items() if k.startswith("BEDSIDE_")}
+    group = f"pair-{uuid.uuid4().hex[:6]}"
+    workers = [
+        spawn_worker(
+            **own,
+            BEDSIDE_WORKER__APP_ID=group,
+            BEDSIDE_SCORING__MODELS="[]",
+            BEDSIDE_TOPICS__REPLICATION_FACTOR=str(NODES),
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.wait_ready(timeout=120)
+    run = uuid.uuid4().hex[:6]
+    before = {f"w1-{run}-{i}" for i in range(16)}  # spread over the partitions
+    asyncio.run(produce(settings, [r for p in sorted(before) for r in urgent_low(p)]))
+    assert alarmed(settings, before, timeout=60) == before
+    owned = owned_partitions(workers[0].log.read_text(), settings.topics.glucose)
+    workers[0].process.kill()
+    workers[0].process.wait()
+    started = time.monotonic()
+    after = {f"w2-{run}-{i}" for i in range(16)}
+    partitions = list(range(settings.topics.partitions))
+    handed = {p for p in after if DefaultPartitioner()(p.encode(), partitions, partitions) in owned}
+    assert owned and handed  # some of them belong to the killed worker's partitions
+    asyncio.run(produce(settings, [r for p in sorted(after) for r in urgent_low(p)]))
+    events = alarm_events(settings, after | before, timeout=120)
+    gap = time.monotonic() - started
+    assert {p for p in after if any(e["kind"] == "urgent_low" for e in events[p])} == after
+    for patient in sorted(before | after):
+        for kind in ("low", "urgent_low"):
+            opened = {
+                e["alert_id"]
+                for e in events[patient]
+                if e["transition"] == "opened" and e["kind"] == kind
+            }
+            assert len(opened) == 1, (patient, kind, opened)  # redelivered: the same id
+        assert glucose_points(settings.influx.url, patient, 2) == [38, 41], patient
+    workers[1].assert_alive()
+    print(  # noqa: T201
+        f"a worker killed among two ({len(handed)} of 16 patients on its partitions "
+        f"{sorted(owned)}): every patient alarmed within {gap:.1f} s"
+    )
