@@ -15,6 +15,12 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
+def iso_ms(ms: int) -> str:
+    """``ms`` as ISO 8601 UTC to the millisecond with ``Z``, e.g. ``2026-11-24T10:00:00.000Z``
+    (Nightscout's ``dateString``, FHIR's ``lastUpdated``)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 def clock_time(at: str, utc_offset: Callable[[int], int] | None = None) -> str:
     """An ISO time as a nurse reads it: the clock time, with its zone: ``23:36 UTC``, or
     in the patient's zone when known, ``00:36 (UTC+01:00)``. ``at`` as given when not ISO."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+import time
 from importlib import metadata as package_metadata
 from typing import Any
 
@@ -30,6 +30,7 @@ from faust.web import Request, Response, View
 from ..ingest.problems import DecodeResult
 from ..schemas.codes import CATALOGUE
 from ..schemas.observation import Observation
+from ..timefmt import iso_ms
 
 FHIR_JSON = "application/fhir+json"
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -50,7 +51,7 @@ def base_url(request: Request) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(int(time.time() * 1000))
 
 
 def created(view: View, request: Request, raw: bytes, published: list[Observation]) -> Response:

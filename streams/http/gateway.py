@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -245,14 +245,25 @@ class Gateway:
     ) -> Response:
         """A gateway route: front door and bearer token, then :meth:`take`; ``answer``
         makes the success response from the body and what it held."""
-        try:
+
+        async def attempt() -> Response:
             self.admit(request)
-            taken = await self.take(request, expect=expect)
-        except HttpError as exc:
-            return refused(view, exc, fhir)
-        except Refused as exc:
-            return problems_answer(view, exc.status, exc.problems, fhir)
-        return answer(view, taken)
+            return answer(view, await self.take(request, expect=expect))
+
+        return await answered(view, attempt, fhir=fhir)
+
+
+async def answered(
+    view: View, attempt: Callable[[], Awaitable[Response]], *, fhir: bool
+) -> Response:
+    """``attempt``'s response, or the answer to what it refused: before reading the content
+    (:class:`HttpError`) or because of it (:class:`Refused`)."""
+    try:
+        return await attempt()
+    except HttpError as exc:
+        return refused(view, exc, fhir)
+    except Refused as exc:
+        return problems_answer(view, exc.status, exc.problems, fhir)
 
 
 def native_answer(view: View, taken: Taken) -> Response:

@@ -28,11 +28,12 @@ Malformed content is refused whole (400 with every problem) as on the other gate
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -43,7 +44,8 @@ from ..ingest.nightscout import ENTRY_CODES, decode_treatments
 from ..ingest.problems import DecodeResult, Reason
 from ..schemas.observation import Observation
 from ..sinks.reader import SeriesReader
-from .gateway import Gateway, HttpError, Refused, problems_answer, refused
+from ..timefmt import iso_ms
+from .gateway import Gateway, HttpError, answered
 from .guard import refusal
 
 API_VERSION = "15.0.2"  # the Nightscout API v1 this follows (status.json's version)
@@ -70,10 +72,6 @@ def direction(rate: float | None) -> str:
         if rate > floor:
             return name
     return "DoubleDown"
-
-
-def iso_ms(t_ms: int) -> str:
-    return datetime.fromtimestamp(t_ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def entry_of(observation: Observation) -> dict[str, Any]:
@@ -113,6 +111,18 @@ def entries_of(points: list[list[float]], kind: str, count: int) -> list[dict[st
             }
         )
     return found
+
+
+def treatments_of(patient: str, raw: bytes, received_at: datetime) -> DecodeResult:
+    """A treatments body of ``patient`` decoded (``Gateway.take``'s decoder)."""
+    result = DecodeResult(format=None)
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        result.reject(Reason.MALFORMED_JSON, "body is not JSON")
+        return result
+    decode_treatments(document, patient_id=patient, received_at=received_at, result=result)
+    return result
 
 
 def window_of(request: Request) -> tuple[int, int, int]:
@@ -201,30 +211,28 @@ class NightscoutApi:
         return found
 
     async def post_entries(self, view: View, request: Request) -> Response:
-        try:
+        async def attempt() -> Response:
             patient = self.patient(request, has_body=True)
             taken = await self.gateway.take(request, expect="nightscout", patient=patient)
-        except HttpError as exc:
-            return refused(view, exc, fhir=False)
-        except Refused as exc:
-            return problems_answer(view, exc.status, exc.problems, fhir=False)
-        return view.json([entry_of(o) for o in taken.result.observations], status=200)
+            return view.json([entry_of(o) for o in taken.result.observations], status=200)
+
+        return await answered(view, attempt, fhir=False)
 
     async def get_entries(self, view: View, request: Request) -> Response:
-        try:
-            patient = self.patient(request, has_body=False)
-            count, oldest, newest = window_of(request)
-        except HttpError as exc:
-            return refused(view, exc, fhir=False)
+        return await answered(view, lambda: self._read_entries(view, request), fhir=False)
+
+    async def _read_entries(self, view: View, request: Request) -> Response:
+        patient = self.patient(request, has_body=False)
+        count, oldest, newest = window_of(request)
         keyed = self.gateway.patients.key(patient)  # series are stored as ids are keyed
         try:
             series = await self.reader.series(keyed, "glucose", oldest, newest)
         except Exception as error:  # noqa: BLE001 - the reads degrade, the stream is fine
-            unavailable = HttpError(
-                503, f"the time-series server does not answer ({type(error).__name__})"
-            )
-            unavailable.headers["Retry-After"] = "30"
-            return refused(view, unavailable, fhir=False)
+            raise HttpError(
+                503,
+                f"the time-series server does not answer ({type(error).__name__})",
+                {"Retry-After": "30"},
+            ) from error
         found: list[dict[str, Any]] = []
         for code, kind in TYPE_OF_CODE.items():
             found += entries_of(series.get(code, []), kind, count)
@@ -247,38 +255,26 @@ class NightscoutApi:
         return view.json(body)
 
     async def post_treatments(self, view: View, request: Request) -> Response:
-        def decode(raw: bytes, received_at: datetime) -> DecodeResult:
-            result = DecodeResult(format=None)
-            try:
-                document = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                result.reject(Reason.MALFORMED_JSON, "body is not JSON")
-                return result
-            decode_treatments(document, patient_id=patient, received_at=received_at, result=result)
-            return result
-
-        try:
+        async def attempt() -> Response:
             patient = self.patient(request, has_body=True)
+            decode = functools.partial(treatments_of, patient)
             taken = await self.gateway.take(request, expect="treatments", decode=decode)
-        except HttpError as exc:
-            return refused(view, exc, fhir=False)
-        except Refused as exc:
-            return problems_answer(view, exc.status, exc.problems, fhir=False)
-        sent = orjson.loads(taken.raw)
-        return view.json(sent if isinstance(sent, list) else [sent], status=200)
+            sent = orjson.loads(taken.raw)
+            return view.json(sent if isinstance(sent, list) else [sent], status=200)
+
+        return await answered(view, attempt, fhir=False)
 
     async def post_devicestatus(self, view: View, request: Request) -> Response:
-        try:
+        async def attempt() -> Response:
             self.patient(request, has_body=True)
             raw = await self.gateway.read_body(request)
-        except HttpError as exc:
-            return refused(view, exc, fhir=False)
-        try:
-            sent = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            invalid = HttpError(400, "body is not JSON")
-            return refused(view, invalid, fhir=False)
-        return view.json(sent if isinstance(sent, list) else [sent], status=200)
+            try:
+                sent = orjson.loads(raw)
+            except orjson.JSONDecodeError as error:
+                raise HttpError(400, "body is not JSON") from error
+            return view.json(sent if isinstance(sent, list) else [sent], status=200)
+
+        return await answered(view, attempt, fhir=False)
 
 
 def register(app: faust.App, api: NightscoutApi) -> None:

@@ -100,15 +100,8 @@ def urgent_low(patient: str) -> list[dict[str, Any]]:
 
 
 def alarmed(settings: Settings, patients: set[str], timeout: float) -> set[str]:
-    found = asyncio.run(
-        read_topic(
-            settings,
-            settings.topics.alerts,
-            patients,
-            lambda f: all(any(e["kind"] == "urgent_low" for e in f[p]) for p in patients),
-            timeout=timeout,
-        )
-    )
+    """The patients with an urgent low on the alerts topic (waiting up to ``timeout``)."""
+    found = alarm_events(settings, patients, timeout)
     return {p for p in patients if any(e["kind"] == "urgent_low" for e in found[p])}
 
 
