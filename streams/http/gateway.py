@@ -167,11 +167,15 @@ class Gateway:
         web = settings.web
         self.token = web.token.get_secret_value().encode() if web.token else None
 
-    def admit(self, request: Request) -> None:
-        """Front door and the gateway's bearer token (Nightscout routes: ``nightscout``)."""
-        refused = refusal(request, self.settings.web, has_body=True)
+    def front_door(self, request: Request, *, has_body: bool) -> None:
+        """Host, Origin and content type (``streams.http.guard``); HttpError when refused."""
+        refused = refusal(request, self.settings.web, has_body=has_body)
         if refused is not None:
             raise HttpError(*refused)
+
+    def admit(self, request: Request) -> None:
+        """Front door and the gateway's bearer token (Nightscout routes: ``nightscout``)."""
+        self.front_door(request, has_body=True)
         if not bearer_ok(request, self.token):
             raise HttpError(401, "missing or invalid bearer token")
 

@@ -46,7 +46,6 @@ from ..schemas.observation import Observation
 from ..sinks.reader import SeriesReader
 from ..timefmt import iso_ms
 from .gateway import Gateway, HttpError, answered
-from .guard import refusal
 
 API_VERSION = "15.0.2"  # the Nightscout API v1 this follows (status.json's version)
 MAX_COUNT = 1000
@@ -174,9 +173,7 @@ class NightscoutApi:
 
     def patient(self, request: Request, *, has_body: bool) -> str:
         """Front door, then the patient the credentials name (api-secret or ?secret=)."""
-        refused_now = refusal(request, self.gateway.settings.web, has_body=has_body)
-        if refused_now is not None:
-            raise HttpError(*refused_now)
+        self.gateway.front_door(request, has_body=has_body)
         if not self.digests and not self.tokens:
             raise HttpError(
                 401,
