@@ -177,12 +177,12 @@ def alarm_events(settings: Settings, patients: set[str], timeout: float) -> dict
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # intermittent: failed in 3 of 4 runs on 2026-12-06, passed in one
     reason=(
-        "known defect (2026-12-06): after the group evicts the killed worker (its 60 s "
-        "session timeout) the survivor is assigned every partition, recovers the table and "
-        "says ready, yet the killed worker's patients' new readings are not processed; "
-        "their alarms do not come. Found by this test; to be fixed before Kafka is the "
+        "known intermittent defect (2026-12-06): after the group evicts the killed worker "
+        "(its 60 s session timeout) the survivor is assigned every partition, recovers the "
+        "table and says ready, yet some of the killed worker's patients' new readings are "
+        "not processed; their alarms do not come. To be fixed before Kafka is the "
         "recommended broker."
     ),
 )
