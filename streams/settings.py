@@ -79,6 +79,17 @@ class KafkaSettings(_Section):
     ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
     ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
     ssl_key_password: SecretStr | None = None
+    session_timeout_s: float = Field(
+        10.0,
+        ge=6.0,
+        le=300.0,
+        description=(
+            "How long the consumer group waits for a silent worker before its partitions (its "
+            "patients) go to the others: the alarm gap when a worker dies. Heartbeats are sent "
+            "every third of it from the consumer's own thread. The brokers' "
+            "group.min.session.timeout.ms (6 s by default) is the floor."
+        ),
+    )
 
     @property
     def servers(self) -> list[str]:

@@ -53,6 +53,10 @@ def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
         "web_metrics_enabled": False,
         # a batch of the patient stream is what one fetch returns, up to this many records
         "broker_max_poll_records": settings.ingest.batch_size,
+        # a dead worker's patients wait this long for another worker (Faust's default, 60 s,
+        # left them unwatched for a minute); the embedded profile sets its own
+        "broker_session_timeout": settings.kafka.session_timeout_s,
+        "broker_heartbeat_interval": settings.kafka.session_timeout_s / 3,
     }
     web = settings.web
     if web.tls_certfile is not None and web.tls_keyfile is not None:

@@ -20,6 +20,15 @@ Records fetched before a rebalance but handled after it (a new generation) are d
 unacknowledged, as Faust's streams drop them: they are fetched again from the committed
 offset by whichever worker owns the partition now.
 
+Faust's "seek back to the committed offset" (after every rebalance, and whenever records are
+dropped while flow is stopped) moves nothing on a partition that has no committed offset yet
+(aiokafka seeks only offsets above 0). A worker that died before its first commit on a
+partition (commits come every few seconds) left such partitions, and the worker that took them
+over could skip the readings fetched and dropped during the hand-over: a patient's urgent low
+never processed. :meth:`BatchDelivery.seek_to_committed` seeks those partitions to their
+beginning instead, which is where ``auto_offset_reset="earliest"`` would have started: records
+may be processed twice (the sinks are idempotent, alarm ids stable), never skipped.
+
 The drain loop it replaces, and the consumer methods it relies on, are pinned by source
 digest (:func:`check_consumer_internals`).
 """
@@ -30,14 +39,14 @@ import hashlib
 import inspect
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
-from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import CONSUMER_FETCHING, ThreadDelegateConsumer
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message
+from faust.types import TP, Message
 
 from .faust_compat import raw_topic
 
@@ -130,7 +139,26 @@ def current(consumer: Any, messages: Sequence[Message]) -> list[Message]:
 
 
 class BatchDelivery:
-    """Mixin for Faust's aiokafka ``Consumer``: batch delivery of registered topics."""
+    """Mixin for Faust's aiokafka ``Consumer``: batch delivery of registered topics, and a
+    seek back to committed offsets that never skips a partition with none."""
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        consumer: Any = self
+        committed: Mapping[TP, int] = await ThreadDelegateConsumer.seek_to_committed(consumer)
+        # aiokafka seeks only offsets > 0: nothing committed (None) or 0 stays where the
+        # fetcher is, possibly past records that were dropped unprocessed
+        # (changelogs are left to table recovery, which seeks them itself)
+        unset = [
+            tp
+            for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and not consumer._is_changelog_tp(tp)
+        ]
+        if unset:
+            await consumer._thread.seek_to_beginning(*unset)
+            log.info(
+                "%d stream partitions with no committed offset: read from their beginning", len(unset)
+            )
+        return committed
 
     async def _drain_messages(self, fetcher: Any) -> None:  # noqa: C901, PLR0912, PLR0915
         consumer: Any = self

@@ -150,6 +150,9 @@ def test_a_three_node_cluster_loses_a_node_and_alarms_go_on(
     again = {f"k3-{run}-{i}" for i in range(5)}
     asyncio.run(produce(settings, [r for p in sorted(again) for r in urgent_low(p)]))
     assert alarmed(settings, again, timeout=60) == again
+    # stopped here, not with the module: a worker of another group left running would alarm
+    # every patient of the next test itself, hiding a hand-over that does not happen
+    worker.stop()
 
 
 def owned_partitions(log: str, topic: str) -> set[int]:
@@ -176,25 +179,17 @@ def alarm_events(settings: Settings, patients: set[str], timeout: float) -> dict
     return found
 
 
-@pytest.mark.xfail(
-    strict=False,  # intermittent: failed in 3 of 4 runs on 2026-12-06, passed in one
-    reason=(
-        "known intermittent defect (2026-12-06): after the group evicts the killed worker "
-        "(its 60 s session timeout) the survivor is assigned every partition, recovers the "
-        "table and says ready, yet some of the killed worker's patients' new readings are "
-        "not processed; their alarms do not come. To be fixed before Kafka is the "
-        "recommended broker."
-    ),
-)
 def test_a_worker_killed_among_two_hands_its_patients_over(
     cluster: dict[str, str],
     run_bedside: Callable[..., Any],
     spawn_worker: Callable[..., Any],
     make_settings: Callable[[dict[str, str]], Settings],
 ) -> None:
-    """Two workers in one group on the cluster; one is killed (SIGKILL): the other takes its
-    partitions over (rebalance, changelog recovery) and every patient still alarms, each
-    alarm with one id, each reading stored once."""
+    """Two workers in one group on the cluster; one is killed (SIGKILL) right after its first
+    alarms, before it has committed an offset: the other takes its partitions over (after the
+    group's session timeout, then changelog recovery) and every patient still alarms, each
+    alarm with one id, each reading stored once. (Partitions with no committed offset were
+    once left past the readings dropped during the hand-over: streams/engine/consumer.py.)"""
     settings = make_settings(cluster)
     assert all(n["healthy"] for n in status(run_bedside, cluster))
     own = {k: v for k, v in cluster.items() if k.startswith("BEDSIDE_")}

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import faust
 import pytest
-from faust.types import Message
+from faust.types import TP, Message
 
-from streams.engine.consumer import acknowledge, current, deliver_batches, release
+from streams.engine.consumer import BatchDelivery, acknowledge, current, deliver_batches, release
 
 TOPIC = "bedside.test"
 
@@ -90,3 +90,47 @@ def test_records_of_an_interrupted_batch_are_released_unacked(app: faust.App) ->
     assert not app.consumer._unacked_messages - set(done)
     assert not any(m.acked for m in interrupted)  # not committed: fetched again
     assert all(m.acked for m in done)
+
+
+class RecordingThread:
+    """The consumer thread's two seeks, as aiokafka answers them: ``seek_to_committed``
+    returns every assigned partition's committed offset (None where nothing is committed)
+    and moves only those above 0."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed = committed
+        self.to_beginning: list[TP] = []
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return self.committed
+
+    async def seek_to_beginning(self, *partitions: TP) -> None:
+        self.to_beginning.extend(partitions)
+
+
+def test_a_partition_with_no_committed_offset_is_read_from_its_beginning(app: faust.App) -> None:
+    """A worker that died before its first commit on a partition leaves no offset there; the
+    seek back after a hand-over must not leave the new owner past readings it dropped."""
+    table = app.Table("windows")  # its changelog is sought by table recovery, not here
+    consumer = app.consumer
+    changelog = table.changelog_topic.get_topic_name()
+    committed = {
+        TP(TOPIC, 0): None,
+        TP(TOPIC, 1): 0,
+        TP(TOPIC, 2): 7,
+        TP("bedside.other", 0): 3,
+        TP(changelog, 0): None,
+    }
+    thread = RecordingThread(committed)
+    consumer._thread = thread
+    answer = asyncio.run(BatchDelivery.seek_to_committed(consumer))
+    assert answer == committed  # what Faust's perform_seek records as read offsets
+    assert sorted(thread.to_beginning) == [TP(TOPIC, 0), TP(TOPIC, 1)]
+
+
+def test_the_transports_consumers_seek_with_the_fix() -> None:
+    from streams.engine.consumer import Consumer
+    from streams.engine.embedded import TansuConsumer
+
+    for consumer_class in (Consumer, TansuConsumer):
+        assert consumer_class.seek_to_committed is BatchDelivery.seek_to_committed
