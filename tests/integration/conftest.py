@@ -77,19 +77,44 @@ def stack_env(stack_dir: Path, broker_port: int, tsdb_port: int) -> dict[str, st
     return env
 
 
+#: The brokers a module that sets ``BOTH_BROKERS = True`` runs on: Tansu (the embedded
+#: profile) and a one-node Apache Kafka (Faust's ``kafka`` profile). Other modules run on Tansu.
+BROKERS = ("tansu", "kafka")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_BROKERS", False):
+        only = metafunc.definition.get_closest_marker("tansu_only")
+        brokers = ("tansu",) if only else BROKERS
+        metafunc.parametrize("broker", brokers, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def stack_env_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment of the session's stack: BEDSIDE_* variables pointing at it."""
-    folder = tmp_path_factory.mktemp("stack")
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker of the session's stack (``tansu`` unless the module runs on both)."""
+    return str(getattr(request, "param", "tansu"))
+
+
+@pytest.fixture(scope="session")
+def stack_env_vars(
+    broker: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Environment of the session's stack: BEDSIDE_* variables pointing at it. The Kafka
+    stack has its own ports (the broker's + 10, the time-series server's + 1) so it can run
+    beside the Tansu one."""
+    folder = tmp_path_factory.mktemp(f"stack-{broker}")
+    shift = (10, 1) if broker == "kafka" else (0, 0)
     env = stack_env(
         folder,
-        int(os.environ.get("BEDSIDE_TEST_BROKER_PORT", "19092")),
-        int(os.environ.get("BEDSIDE_TEST_TSDB_PORT", "18086")),
+        int(os.environ.get("BEDSIDE_TEST_BROKER_PORT", "19092")) + shift[0],
+        int(os.environ.get("BEDSIDE_TEST_TSDB_PORT", "18086")) + shift[1],
     )
+    if broker == "kafka":
+        env.update(BEDSIDE_STACK__BROKER="kafka", BEDSIDE_STACK__READY_TIMEOUT_S="120")
     # every worker of the session knows the same users and signs with the same key
     env["BEDSIDE_WEB__USERS_FILE"] = str(write_users(folder / "users.json"))
     env["BEDSIDE_SECURITY__SIGNING_KEY"] = SIGNING_KEY
-    bedside("stack", "up", env=env)
+    bedside("stack", "up", env=env, timeout=600)
     try:
         yield env
     finally:

@@ -22,6 +22,8 @@ from stream_helpers import recent_cgm as cgm
 from streams.access.signing import Keys, action_signature
 from streams.settings import Settings
 
+BOTH_BROKERS = True  # on Tansu (embedded profile) and Apache Kafka (kafka profile)
+
 TOKEN = NURSE  # nurse-general: patients without a ward in the settings file are "general"
 
 

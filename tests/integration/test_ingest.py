@@ -21,6 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.engine.broker import client_options
 from streams.settings import Settings
 
+BOTH_BROKERS = True  # on Tansu (embedded profile) and Apache Kafka (kafka profile)
+
 TOKEN = "integration-token-of-at-least-32-chars"
 NS_SECRET = "integration-nightscout-secret"
 LOINC = "http://loinc.org"

@@ -4,7 +4,7 @@ Two users of one ward keep the ward view open for 30 s of live load (the demo's 
 cohort, published at speed): charts in view are never blank, the page's steady-state request
 rate stays under its budget, a new alarm shows within 2 s of its event, an acknowledgement
 made in one browser shows in the other with its user's name. Screenshots of the ward view
-and of a patient's page go to test-artifacts/ (the README shows copies from docs/screens/).
+and of a patient's page go to test-artifacts/ (the docs show copies from docs/screens/).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from stream_helpers import recent_cgm as cgm
 from deploy.simulate import build_cohort, plan, publish
 from streams.engine.broker import client_options
 from streams.settings import Settings
+
+BOTH_BROKERS = True  # on Tansu (embedded profile) and Apache Kafka (kafka profile)
 
 BROWSER = Path(__file__).parents[1] / "browser"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from care_team import USERS
 from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
@@ -32,6 +33,8 @@ from streams.engine.broker import client_options
 from streams.processing.codec import FORMAT_VERSION
 from streams.settings import Settings
 from streams.windows.compact import decode_document
+
+BOTH_BROKERS = True  # on Tansu (embedded profile) and Apache Kafka (kafka profile)
 
 KEY = "privacy-test-key-" + "7f3a" * 8
 RUN = uuid.uuid4().hex[:8]
@@ -55,8 +58,17 @@ async def written_topics(settings: Settings) -> dict[str, list[tuple[bytes, byte
     try:
         ingest = set(settings.topics.ingest)
         names = [t for t in await consumer.topics() if t not in ingest]
-        # every topic's partitions before any assignment narrows the consumer's metadata
-        partitions = {n: sorted(consumer.partitions_for_topic(n) or ()) for n in names}
+        # every topic's partitions, as the brokers describe them (a consumer's metadata may
+        # not have them yet on Kafka)
+        admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+        await admin.start()
+        try:
+            partitions = {
+                d["topic"]: sorted(p["partition"] for p in d["partitions"])
+                for d in await admin.describe_topics(names)
+            }
+        finally:
+            await admin.close()
         found: dict[str, list[tuple[bytes, bytes]]] = {}
         for name in names:
             parts = [TopicPartition(name, p) for p in partitions[name]]

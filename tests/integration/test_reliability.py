@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from care_team import NURSE, SIGNING_KEY
 from stream_helpers import produce, read_topic, send_raw
@@ -30,6 +31,8 @@ from streams.access.audit import verify
 from streams.access.signing import Keys, action_signature
 from streams.engine.broker import ensure_topics
 from streams.settings import Settings
+
+BOTH_BROKERS = True  # on Tansu (embedded profile) and Apache Kafka (kafka profile)
 
 RULES = {"BEDSIDE_SCORING__MODELS": "[]", "BEDSIDE_STREAM__TICK_INTERVAL_S": "1"}
 POISON_WORKER = Path(__file__).parent / "poison_worker.py"
@@ -270,6 +273,7 @@ def test_every_alarm_event_carries_its_audit_link_on_every_path(
     worker.assert_alive()
 
 
+@pytest.mark.tansu_only  # its own Tansu stack: the embedded broker restarts empty
 def test_a_broker_restart_is_survived_without_manual_steps(
     tmp_path: Path,
     port: Callable[[], int],

@@ -26,6 +26,8 @@ from streams.processing.pipeline import PatientPipeline
 from streams.schemas.observation import Format, Kind, Observation
 from streams.settings import Settings, StreamSettings
 
+BOTH_BROKERS = True  # on Tansu (embedded profile) and Apache Kafka (kafka profile)
+
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
 # alert ids are compared with an offline replay of the rules: the models are off there (a
 # model scores once per batch, so its alerts depend on batch boundaries)
