@@ -1,12 +1,12 @@
 """The local stack: a broker + InfluxDB-write-compatible server, as child processes.
 
-For the demo, development and the tests; not for production (see README "Going to
-production"). The broker is Tansu (``BEDSIDE_STACK__BROKER=tansu``, the default: memory
-only, starts in a second; ``down`` loses all topics and messages) or Apache Kafka
-(``kafka``: ``BEDSIDE_STACK__KAFKA_NODES`` KRaft nodes from Maven's jars, data on disk:
-``deploy.kafka``). Everything lives under the stack directory (default ``.bedside/``):
-``run/<component>.json`` records what was started (pid, argv, start time), ``logs/`` the
-processes' output and ``data/`` the time-series files and Kafka's logs.
+For the demo, development and the tests; not for production (see docs/production.md). The
+broker is Tansu (``BEDSIDE_STACK__BROKER=tansu``, the default: memory only, starts in a second;
+``down`` loses all topics and messages) or Apache Kafka (``kafka``:
+``BEDSIDE_STACK__KAFKA_NODES`` KRaft nodes from Maven's jars, data on disk: ``deploy.kafka``).
+Everything lives under the stack directory (default ``.bedside/``): ``run/<component>.json`` records
+what was started (pid, argv, start time), ``logs/`` the processes' output and ``data/`` the time-
+series files and Kafka's logs.
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def _train_real(
     "json_out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="--cgm: also write the figures as JSON (keys in the README).",
+    help="--cgm: also write the figures as JSON (keys in docs/models.md).",
 )
 @click.option(
     "--model-dir",

@@ -487,7 +487,7 @@ class PrivacySettings(_Section):
     key: SecretStr | None = Field(
         None,
         description="Secret of the pseudonyms (>= 32 characters); changing it changes every "
-        "pseudonym (see README: key rotation).",
+        "pseudonym (see docs/security.md: key rotation).",
     )
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ Imports ``processing`` and the rooms below it; never ``http`` or ``worker``. Out
 ``streams.http`` touches Faust, and only its public web API (``faust.web`` views,
 ``faust.App`` to register them).
 
-Layers (README, Layout): ``worker`` on top; ``engine`` and ``http`` beside each other
+Layers (docs/development.md): ``worker`` on top; ``engine`` and ``http`` beside each other
 under it; ``processing`` under both; the rooms below it at the bottom. Nothing imports
 upwards; ``tests/unit/test_structure.py`` fails on a cycle between rooms.
 """

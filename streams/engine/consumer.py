@@ -156,7 +156,7 @@ class BatchDelivery:
         if unset:
             await consumer._thread.seek_to_beginning(*unset)
             log.info(
-                "%d stream partitions with no committed offset: read from their beginning", len(unset)
+                "%d stream partitions with no committed offset: read from the beginning", len(unset)
             )
         return committed
 

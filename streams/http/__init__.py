@@ -10,7 +10,7 @@ table reach it only through the shapes of ``ports``. Imports ``processing`` and 
 below it, ``faust.web`` and ``faust.App`` (to register views); never ``engine`` or
 ``worker``.
 
-Layers (README, Layout): ``worker`` on top; ``engine`` and ``http`` beside each other
+Layers (docs/development.md): ``worker`` on top; ``engine`` and ``http`` beside each other
 under it; ``processing`` under both; the rooms below it at the bottom. Nothing imports
 upwards; ``tests/unit/test_structure.py`` fails on a cycle between rooms.
 """

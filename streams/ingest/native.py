@@ -23,7 +23,7 @@ CONSCIOUSNESS = "67775-7"
 
 
 class NativeObservation(BaseModel):
-    """The documented native schema (README: "Native JSON")."""
+    """The documented native schema (docs/ingest.md: "Native JSON")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

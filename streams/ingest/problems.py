@@ -14,7 +14,7 @@ from ..schemas.observation import Format, Observation
 
 
 class Reason(StrEnum):
-    """Dead-letter reason codes (README: "Dead-letter reasons")."""
+    """Dead-letter reason codes (docs/ingest.md: "Dead-letter records")."""
 
     MALFORMED_JSON = "malformed_json"  # not UTF-8 JSON
     TOO_LARGE = "too_large"  # record over the size limit

@@ -9,7 +9,7 @@ Imports the rooms below it (alerts, scoring, windows, rules, ingest, schemas, ac
 sinks, patients, settings), never ``engine``, ``http`` or ``worker``, and no Faust, mode or
 aiokafka.
 
-Layers (README, Layout): ``worker`` on top; ``engine`` and ``http`` beside each other
+Layers (docs/development.md): ``worker`` on top; ``engine`` and ``http`` beside each other
 under it; ``processing`` under both; the rooms below it at the bottom. Nothing imports
 upwards; ``tests/unit/test_structure.py`` fails on a cycle between rooms.
 """

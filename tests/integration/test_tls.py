@@ -2,7 +2,7 @@
 and it writes to and reads from a time-series server over HTTPS (VictoriaMetrics ``-tls``).
 
 Kafka over TLS/SASL is configured by the ``BEDSIDE_KAFKA__SECURITY_PROTOCOL`` settings but
-not tested here: the embedded broker has no TLS listener (README, "Going to production").
+not tested here: the embedded broker has no TLS listener (docs/production.md).
 """
 
 from __future__ import annotations
