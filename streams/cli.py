@@ -125,6 +125,10 @@ def worker(**options: Any) -> None:
 
     settings = settings_from_options(**options)
     logging.basicConfig(level=settings.worker.log_level.upper())
+    if settings.log.format == "json":  # the lines before the worker takes the log over too
+        from .logsafe import use_json
+
+        use_json(logging.getLogger().handlers)
     try:
         profile = settings.kafka.profile
         if profile is BrokerProfile.AUTO:
@@ -148,7 +152,12 @@ def worker(**options: Any) -> None:
         IncompatibleFaustError,
     ) as exc:
         raise click.ClickException(str(exc)) from exc
-    run_worker(app, settings.worker.log_level, debug_libraries=settings.worker.debug_libraries)
+    run_worker(
+        app,
+        settings.worker.log_level,
+        debug_libraries=settings.worker.debug_libraries,
+        log_format=settings.log.format,
+    )
 
 
 @main.group()

@@ -503,6 +503,18 @@ class PrivacySettings(_Section):
         return self
 
 
+class LogSettings(_Section):
+    """How the worker writes its log."""
+
+    format: Literal["text", "json"] = Field(
+        "text",
+        description=(
+            "text: one human-readable line per record; json: one JSON object per line (time, "
+            "level, logger, message, pid and the record's own fields) for ELK, Loki or Splunk."
+        ),
+    )
+
+
 class StackSettings(_Section):
     """The embedded local stack started by ``bedside stack up``."""
 
@@ -540,6 +552,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     security: SecuritySettings = SecuritySettings()
     privacy: PrivacySettings = PrivacySettings()
+    log: LogSettings = LogSettings()
 
     @model_validator(mode="after")
     def _signing_key_beyond_loopback(self) -> Settings:

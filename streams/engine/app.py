@@ -106,7 +106,9 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
-def run_worker(app: faust.App, loglevel: str, *, debug_libraries: bool = False) -> None:
+def run_worker(
+    app: faust.App, loglevel: str, *, debug_libraries: bool = False, log_format: str = "text"
+) -> None:
     """Run ``app`` as a Faust worker until it is stopped.
 
     Without the terminal spinner: Faust's worker sets the root logger to DEBUG so that every
@@ -118,6 +120,8 @@ def run_worker(app: faust.App, loglevel: str, *, debug_libraries: bool = False) 
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)
             logsafe.limit_repeats(logger.handlers)
+            if log_format == "json":
+                logsafe.use_json(logger.handlers)
 
     logsafe.install(loglevel, debug_libraries=debug_libraries)
     tune_gc()

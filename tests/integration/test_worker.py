@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -10,8 +11,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from stream_helpers import produce, read_topic, send_raw
+from stream_helpers import recent_cgm as cgm
+
+from streams.settings import Settings
 
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
@@ -77,3 +85,36 @@ def test_worker_says_how_to_start_the_stack_when_no_broker_answers(
     )
     assert result.returncode == 1
     assert "not reachable" in result.stderr and "bedside stack up" in result.stderr
+
+
+def test_json_logs_are_one_object_per_line_with_no_patient_data(
+    spawn_worker: Callable[..., Any], stack_settings: Settings
+) -> None:
+    """``BEDSIDE_LOG__FORMAT=json``: from start to stop every line the worker writes is one
+    JSON object a log pipeline can read, a poison record and an alarm in between, and the
+    patients' ids appear in none of them."""
+    worker = spawn_worker(BEDSIDE_LOG__FORMAT="json", BEDSIDE_SCORING__MODELS="[]")
+    worker.wait_ready()
+    patient = f"json-log-{uuid.uuid4().hex[:6]}"
+    asyncio.run(send_raw(stack_settings, stack_settings.topics.glucose, patient.encode(), b"{"))
+    asyncio.run(produce(stack_settings, [cgm(patient, 10, 41), cgm(patient, 5, 38)]))
+    found = asyncio.run(
+        read_topic(
+            stack_settings,
+            stack_settings.topics.alerts,
+            {patient},
+            lambda f: any(e["kind"] == "urgent_low" for e in f[patient]),
+            timeout=60,
+        )
+    )
+    assert any(e["kind"] == "urgent_low" for e in found[patient])
+    worker.stop()
+    lines = [line for line in worker.log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # each line parses on its own
+    assert len(records) > 20
+    for record in records:
+        assert {"time", "level", "logger", "message", "pid"} <= set(record), record
+        assert record["time"].endswith("+00:00")
+    assert {r["level"] for r in records} >= {"INFO"}
+    assert any("Ready" in r["message"] for r in records)
+    assert patient not in worker.log.read_text()

@@ -102,3 +102,11 @@ def test_every_compose_variable_is_in_the_env_example_with_no_usable_value() -> 
             example[name] = value
     assert used and used == set(example)
     assert all(value.startswith("replace-with-") for value in example.values()), example
+
+
+def test_the_compose_file_runs_the_kafka_version_the_tests_run() -> None:
+    pinned = re.search(r"<kafka.version>([^<]+)<", (DEPLOY / "kafka" / "pom.xml").read_text())
+    assert pinned
+    compose = yaml_documents(DEPLOY / "compose" / "compose.yaml")[0]
+    images = {s["image"] for s in compose["services"].values() if "kafka" in s.get("image", "")}
+    assert images == {f"apache/kafka:{pinned[1]}"}
