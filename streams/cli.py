@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -210,6 +211,22 @@ def users_list(**options: Any) -> None:
         raise click.ClickException(str(error)) from error
     for user in found.users:
         click.echo(json.dumps(user.public()))
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docs/schemas"),
+    show_default=True,
+    help="Folder the JSON Schemas are written to.",
+)
+def schemas(out: Path) -> None:
+    """Write the JSON Schema of every topic other systems read or write."""
+    from .contracts import write_schemas
+
+    for path in write_schemas(out):
+        click.echo(str(path))
 
 
 def run() -> None:

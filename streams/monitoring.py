@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .access.signing import GENESIS
+from .schemas.events import ALERT_SCHEMA_VERSION
 
 DEGRADED_KIND = "monitoring_degraded"
 
@@ -136,4 +137,5 @@ def degraded_event(
         "evidence": {"problems": problems},
         "score": None,
         "rule_or_model_version": "monitoring-1",
+        "schema_version": ALERT_SCHEMA_VERSION,
     }

@@ -28,6 +28,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from ..schemas.events import ALERT_SCHEMA_VERSION
 from .alarm import TARGETS, Alarm
 
 SEVERITIES = ("info", "warning", "urgent", "critical")
@@ -260,5 +261,6 @@ class Lifecycle:
             "evidence": {} if resolved else alarm.evidence,
             "score": None if resolved else alarm.score,
             "rule_or_model_version": alarm.version,
+            "schema_version": ALERT_SCHEMA_VERSION,
             **(extra or {}),
         }

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from ..schemas.events import DEAD_LETTER_SCHEMA_VERSION
 from ..schemas.observation import Format, Observation
 
 
@@ -105,6 +106,7 @@ class DeadLetter(BaseModel):
     problems_total: int
     accepted_observations: int  # how many observations the same record still yielded
     received_at: AwareDatetime
+    schema_version: str = DEAD_LETTER_SCHEMA_VERSION
 
     @classmethod
     def build(

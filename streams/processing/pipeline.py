@@ -35,6 +35,7 @@ from ..alerts.lifecycle import FAULT_KIND, Finding, Lifecycle
 from ..alerts.policy import render, stale_at, stale_conditions, transitions
 from ..patients import PatientDirectory
 from ..rules.glucose import GlucoseTargets
+from ..schemas.events import RISK_SCHEMA_VERSION
 from ..schemas.observation import Observation
 from ..scoring import explain
 from ..scoring.base import PatientProfile, Score, Scorer
@@ -337,6 +338,7 @@ class PatientPipeline:
                 "event_time": iso(window.watermark),
                 "scores": [s.as_dict() for s in scores],
                 "inputs": window.summary(),
+                "schema_version": RISK_SCHEMA_VERSION,
             }
         )
 

@@ -15,6 +15,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
+#: The contract version of each output topic's events, written into every event as
+#: ``schema_version`` ("MAJOR.MINOR"). Within a major version changes are additive only (new
+#: optional fields); anything else raises the major (docs/topics.md, docs/schemas/).
+ALERT_SCHEMA_VERSION = "1.0"
+RISK_SCHEMA_VERSION = "1.0"
+DEAD_LETTER_SCHEMA_VERSION = "1.0"
+_MAJOR_1 = r"^1\.\d+$"
+
 PatientId = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(max_length=4000)]
 
@@ -65,6 +73,8 @@ class AlertEvent(BaseModel):
     minutes: int | None = Field(None, ge=0, le=100_000)
     note: Text | None = None
     audit: AuditLink | None = None
+    # absent on events written before topics were versioned: the views still read them
+    schema_version: str | None = Field(None, pattern=_MAJOR_1)
 
 
 class ScoreEntry(BaseModel):
@@ -103,6 +113,7 @@ class RiskEvent(BaseModel):
     event_time: Moment
     scores: list[ScoreEntry] = Field(max_length=64)
     inputs: RiskInputs = Field(default_factory=RiskInputs)
+    schema_version: str | None = Field(None, pattern=_MAJOR_1)
 
 
 ALERT_EVENT: TypeAdapter[AlertEvent] = TypeAdapter(AlertEvent)

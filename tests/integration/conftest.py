@@ -6,6 +6,7 @@ Override with BEDSIDE_TEST_BROKER_PORT / BEDSIDE_TEST_TSDB_PORT.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from care_team import SIGNING_KEY, write_users
+from stream_helpers import off_contract
 
 from deploy.stack import LocalStack
 from deploy.tsdb import export_series, force_flush
@@ -117,6 +119,9 @@ def stack_env_vars(
     bedside("stack", "up", env=env, timeout=600)
     try:
         yield env
+        # every event the session's workers wrote conforms to its published contract
+        checked, problems = asyncio.run(off_contract(settings_for(env)))
+        assert not problems, f"{len(problems)} of {checked} records off contract: {problems[:20]}"
     finally:
         bedside("stack", "down", env=env)
 

@@ -49,7 +49,13 @@ async def produce(
         await producer.stop()
 
 
+#: (topic, key, value) of every record a test wrote as it is: hostile or malformed records on
+#: the output topics are the test's, not Bedside's, and are left out of the contract check
+RAW_WRITES: set[tuple[str, bytes, bytes]] = set()
+
+
 async def send_raw(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
+    RAW_WRITES.add((topic, key, value))
     producer = AIOKafkaProducer(**client_options(settings.kafka))
     await producer.start()
     try:
@@ -82,3 +88,60 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+async def off_contract(settings: Settings) -> tuple[int, list[str]]:
+    """Every record on the topics other systems read (alerts, risk, dead letters), checked
+    against its published JSON Schema (``streams.contracts``): how many were checked, and a
+    line per record that is not valid JSON or does not conform (by coordinates)."""
+    from aiokafka import TopicPartition
+    from jsonschema import Draft202012Validator
+
+    from streams.contracts import contract_schemas
+
+    schemas = contract_schemas()
+    topics = {
+        settings.topics.alerts: Draft202012Validator(schemas["alerts"]),
+        settings.topics.risk: Draft202012Validator(schemas["risk"]),
+        settings.topics.deadletter: Draft202012Validator(schemas["deadletter"]),
+    }
+    consumer = AIOKafkaConsumer(group_id=None, **client_options(settings.kafka))
+    await consumer.start()
+    checked, problems = 0, []
+    try:
+        present = await consumer.topics()
+        parts = [
+            TopicPartition(topic, p)
+            for topic in topics
+            if topic in present
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not parts:
+            return 0, []
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + 120
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            if time.monotonic() > deadline:
+                problems.append("the output topics could not be read to their end")
+                break
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    value, key = record.value or b"", record.key or b""
+                    if (tp.topic, key, value) in RAW_WRITES:
+                        continue
+                    checked += 1
+                    where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+                    try:
+                        event = orjson.loads(value)
+                    except orjson.JSONDecodeError:
+                        problems.append(f"{where}: not JSON")
+                        continue
+                    error = next(iter(topics[tp.topic].iter_errors(event)), None)
+                    if error is not None:
+                        path = "/".join(str(p) for p in error.absolute_path)
+                        problems.append(f"{where}: {path}: {error.message[:200]}")
+    finally:
+        await consumer.stop()
+    return checked, problems

@@ -38,11 +38,14 @@ def test_embedded_profile_selects_tansu_transport_and_tuning() -> None:
     assert options["processing_guarantee"] == "at_least_once"
 
 
-def test_kafka_profile_keeps_faust_defaults() -> None:
+def test_kafka_profile_keeps_faust_defaults_but_the_session_timeout() -> None:
     options = faust_options(get_settings(), BrokerProfile.KAFKA)
     assert options["broker"] == ["bedside://127.0.0.1:9092"]  # aiokafka + batch delivery
-    assert "broker_session_timeout" not in options
+    # a dead worker's patients wait BEDSIDE_KAFKA__SESSION_TIMEOUT_S, not Faust's 60 s
+    assert options["broker_session_timeout"] == 10.0
+    assert options["broker_heartbeat_interval"] == pytest.approx(10.0 / 3)
     assert "processing_guarantee" not in options
+    assert "broker_rebalance_timeout" not in options
 
 
 def test_auto_must_be_resolved_before_building_options() -> None:

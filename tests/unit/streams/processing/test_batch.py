@@ -298,3 +298,28 @@ async def test_a_quarantine_closes_the_old_alarms_and_the_views_keep_the_new_one
     assert {e["kind"] for e in view.open.values()} >= {"monitoring_fault", "urgent_low"}
     assert view.get(old_low[0]["alert_id"])["state"] == "resolved"  # type: ignore[index]
     assert not second.letters() or all(d["reason"] == "state" for d in second.letters())
+
+
+async def test_every_event_the_step_writes_conforms_to_its_published_contract() -> None:
+    """Alarms, risk events and dead letters, as the batch step writes them, against the JSON
+    Schemas in docs/schemas/ (what downstream systems validate with)."""
+    from jsonschema import Draft202012Validator
+
+    from streams.contracts import contract_schemas
+
+    schemas = contract_schemas()
+    h = Harness()
+    poison = Record(TOPICS.glucose, 0, next(_offsets), b"syn-b", b'{"patient_id": 1}')
+    await h.step([*low("syn-a"), poison, tick(partition_of(b"syn-a"))])
+    await h.checkpoint.drain()
+    written = {
+        "alerts": h.alerts(),
+        "risk": [orjson.loads(v) for v in h.records.on(TOPICS.risk)],
+        "deadletter": h.letters(),
+    }
+    for stem, events in written.items():
+        assert events, stem
+        validator = Draft202012Validator(schemas[stem])
+        for event in events:
+            assert event["schema_version"] == schemas[stem]["x-schema-version"]
+            assert not list(validator.iter_errors(event)), (stem, event)
