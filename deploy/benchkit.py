@@ -60,7 +60,7 @@ def monitored_day(seed: int, end_ms: int, adapted_at: tuple[str, ...] = ("30",))
                 functools.partial(window.recent_cgm, SETTLE_MS),
                 t,
                 dict.fromkeys(adapted_at, round(glucose) + 5.0),
-                model="glucose@2.1.0",
+                model="glucose@2.2.0",
             )
     return state
 

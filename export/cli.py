@@ -40,9 +40,24 @@ import click
 def export(
     checkpoint: Path, out: Path, version: str, name: str | None, report: Path | None, cache: Path
 ) -> None:
-    """Export a trained checkpoint to ONNX; refuse it if torch and ONNX Runtime disagree."""
-    from .onnx_export import ExportError
+    """Export a trained checkpoint to ONNX; refuse it if torch and ONNX Runtime disagree.
+
+    Given a shipped version's manifest.json instead, issue that model again as --version with
+    the serving policy its evaluation chose (--report: `bedside evaluate glucose --real
+    --model-dir`)."""
+    from .onnx_export import ExportError, reissue
     from .onnx_export import export as run_export
+
+    if checkpoint.name == "manifest.json":
+        if report is None:
+            msg = "--report: the evaluation of this shipped version (evaluate --model-dir)"
+            raise click.UsageError(msg)
+        try:
+            target = reissue(checkpoint, out, version=version, report_path=report)
+        except (ExportError, ValueError) as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"issued {target} (the same model.onnx, a new manifest.json)")
+        return
 
     if report is None:
         import torch

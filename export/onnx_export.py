@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -261,10 +262,41 @@ def _gate(report: dict[str, Any]) -> Gate | None:
         forecast=gate["forecast"],
         predicted_low=gate["predicted_low"],
         predicted_low_rule=gate.get("predicted_low_rule", "probability"),
+        predicted_low_cgm_below=gate.get("predicted_low_cgm_below"),
         personal=list(gate.get("personal", [])),
         validated_on=f"validation patients of {report['data']}",
         validation_rmse=gate["validation_rmse"],
     )
+
+
+def reissue(manifest_path: Path, out: Path, *, version: str, report_path: Path) -> Path:
+    """A shipped model version issued again as ``version``: the same ONNX file (so the same
+    parity), its thresholds, gate and headline figures from ``report_path``, an evaluation of
+    that file as it serves (``bedside evaluate glucose --real --model-dir``). Versions are
+    immutable: a changed serving policy is a new version."""
+    old = Manifest.model_validate_json(manifest_path.read_text())
+    report: dict[str, Any] = json.loads(report_path.read_text())
+    if report.get("model_key") != f"{old.name}@{old.version}":
+        msg = f"{report_path} does not evaluate {old.name}@{old.version} as shipped"
+        raise ExportError(msg)
+    evaluation, thresholds = headline(old.family, report)
+    manifest = old.model_copy(
+        update={
+            "version": version,
+            "created_at": datetime.now(UTC),
+            "thresholds": thresholds,
+            "evaluation": evaluation,
+            "gate": _gate(report),
+        }
+    )
+    target = out / old.name / version
+    if target.exists():
+        msg = f"{target} exists: versions are immutable"
+        raise ExportError(msg)
+    target.mkdir(parents=True)
+    shutil.copyfile(manifest_path.parent / "model.onnx", target / "model.onnx")
+    Manifest.model_validate(manifest.model_dump()).write(target / "manifest.json")
+    return target
 
 
 def export(

@@ -245,6 +245,13 @@ def evaluate(
     if cgm is not None:
         _evaluate_file(kind, cgm, fmt, tz, json_out, model_dir)
         return
+    if real and kind == "glucose" and model_dir is not None:
+        from .glucose import real as real_data
+        from .glucose.real_report import evaluate_shipped
+
+        written = evaluate_shipped(model_dir, reports, data or real_data.data_dir())
+        click.echo(f"glucose (shipped): report {written} ({time.monotonic() - started:.0f} s)")
+        return
     default = Path(".bedside/models") / f"{kind}-real.pt" if real else None
     checkpoint = checkpoint or default or _checkpoint(Path(".bedside/models"), kind)
     if not checkpoint.exists():

@@ -321,6 +321,7 @@ def evaluate_file(path: Path, fmt: str, tz: str, model_dir: Path | None = None) 
         alarm_source=gate.predicted_low if gate else "model",
         rule=gate.predicted_low_rule if gate else "probability",
         personal=gate.personal if gate else (),
+        cgm_below=gate.predicted_low_cgm_below if gate else None,
     )
     figures["alarms"].pop("model")
     days = sum((v.times_ms[-1] - v.times_ms[0]) / 86_400_000 for v in series)

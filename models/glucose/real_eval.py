@@ -25,7 +25,7 @@ from . import events
 from .real import Replay, Visit
 
 FORECASTS = ("model", "served", "ar2", "last", "linear")
-ALARMS = ("predicted_low", "ar2", "cgm_below_80")
+ALARMS = ("predicted_low", "ar2", "cgm_below_75", "cgm_below_80", "cgm_below_85", "cgm_below_90")
 
 
 def served_forecast(r: Replay, model: np.ndarray, gate: Sequence[str]) -> np.ndarray:
@@ -111,16 +111,20 @@ def evaluate(
     alarm_source: str,
     rule: PredictedLowRule = "probability",
     personal: Sequence[str] = (),
+    cgm_below: float | None = None,
 ) -> dict[str, Any]:
     """Every figure for one set of samples; ``alarm_source`` is what drives predicted_low
-    in serving (``model`` or ``ar2``), ``rule`` when the model's alarm holds; ``personal``
-    the horizons at which the per-patient adaptation serves."""
+    in serving (``model`` or ``ar2``), ``rule`` when the model's alarm holds, ``cgm_below``
+    the CGM level that also raises it (any-of); ``personal`` the horizons at which the
+    per-patient adaptation serves."""
     model_fires = model_alarm(r, p_low, threshold, rule)
+    served = model_fires | (r.now < cgm_below) if cgm_below is not None else model_fires
     fires = {
-        "predicted_low": model_fires if alarm_source == "model" else r.ar2_low,
+        "predicted_low": served if alarm_source == "model" else r.ar2_low,
         "model": model_fires,
         "ar2": r.ar2_low,
-        "cgm_below_80": r.now < 80,
+        # the thresholds a nurse could set on any CGM system (while not yet below 70)
+        **{f"cgm_below_{t}": r.now < t for t in (75, 80, 85, 90)},
     }
     predictions = {
         "model": forecast,

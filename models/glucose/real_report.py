@@ -10,7 +10,6 @@ readings).
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,14 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from streams.scoring.manifest import PredictedLowRule
-
 from ..nets import HORIZONS_MIN
-from . import real, real_eval
+from . import policy, real, real_eval
 
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 RATES = {"15min": None, "5min_interpolated": "dense", "30min": "sparse"}
-THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 0.96, 0.05), 2))
 
 
 def at_rate(visits: list[real.Visit], rate: str | None) -> list[real.Visit]:
@@ -37,68 +33,16 @@ def at_rate(visits: list[real.Visit], rate: str | None) -> list[real.Visit]:
     return visits
 
 
-RULES: tuple[PredictedLowRule, ...] = ("probability", "probability_falling")
-
-
-def _alarms(
-    visits: list[real.Visit],
-    r: real.Replay,
-    p_low: np.ndarray,
-    threshold: float,
-    rule: PredictedLowRule,
-) -> dict[str, Any]:
-    fires = {"model": real_eval.model_alarm(r, p_low, threshold, rule), "ar2": r.ar2_low}
-    return real_eval.alarm_table(visits, r, fires)
-
-
 def choose(
     validation: list[tuple[list[real.Visit], real.Replay, np.ndarray, np.ndarray]],
-    alarm_part: int = 1,
+    alarm_parts: tuple[int, ...] = (0, 1),
 ) -> dict[str, Any]:
-    """Threshold and gate from the validation patients: forecasts over all rates pooled;
-    the alarm on the 5-min part (``alarm_part``), the only rate at which AR2 alarms at all
-    (Nightscout's AR2 needs two readings under 5.1 min apart): there the model must warn of
-    at least as many events at no more false alarms per day, or AR2 keeps the alarm."""
-
-    def pooled(threshold: float, rule: PredictedLowRule) -> dict[str, dict[str, float]]:
-        totals: dict[str, dict[str, float]] = {}
-        for visits, r, _, p in validation[alarm_part : alarm_part + 1]:
-            for name, figures in _alarms(visits, r, p[:, 0], threshold, rule).items():
-                into = totals.setdefault(name, {"warned": 0, "events": 0, "false": 0, "days": 0})
-                into["warned"] += figures["warned"]
-                into["events"] += figures["events"]
-                fa = figures["false_alarms_per_day"] or 0.0
-                days = sum(
-                    (v.times_ms[-1] - v.times_ms[0]) / 86_400_000
-                    for v in (visits[int(i)] for i in np.unique(r.visit))
-                )
-                into["false"] += fa * days
-                into["days"] += days
-        return totals
-
-    curve = []
-    for rule, threshold in itertools.product(RULES, THRESHOLDS):
-        totals = pooled(threshold, rule)
-        model, ar2 = totals["model"], totals["ar2"]
-        curve.append(
-            {
-                "rule": rule,
-                "threshold": threshold,
-                "recall": model["warned"] / max(model["events"], 1),
-                "false_per_day": model["false"] / max(model["days"], 1e-9),
-                "ar2_recall": ar2["warned"] / max(ar2["events"], 1),
-                "ar2_false_per_day": ar2["false"] / max(ar2["days"], 1e-9),
-            }
-        )
-    budget = curve[0]["ar2_false_per_day"]
-    allowed = [c for c in curve if c["false_per_day"] <= budget]
-    # the most events warned within AR2's false alarms; then the fewest false alarms
-    best = (
-        max(allowed, key=lambda c: (c["recall"], -c["false_per_day"], c["threshold"]))
-        if allowed
-        else curve[-1]
-    )
-    alarm_source = "model" if allowed and best["recall"] >= best["ar2_recall"] else "ar2"
+    """The gate from the validation patients: forecasts over all rates pooled; the
+    ``predicted_low`` policy (``policy.choose``) over the 15- and 5-min parts
+    (``alarm_parts``) pooled, within the false-alarm budget, among the model's rules, AR2,
+    plain CGM thresholds and their combinations."""
+    chosen = policy.choose([(v, r, p[:, 0]) for v, r, _, p in (validation[i] for i in alarm_parts)])
+    served: policy.Candidate = chosen["served"]
     rmse: dict[str, dict[str, float]] = {}
     for k, horizon in enumerate(HORIZONS_MIN):
         errors: dict[str, list[float]] = {"model": [], "ar2": [], "last": []}
@@ -114,12 +58,18 @@ def choose(
         for h in HORIZONS_MIN
     ]
     return {
-        "threshold_p_low_30": best["threshold"],
-        "predicted_low_rule": best["rule"],
-        "false_alarm_budget_per_day": round(budget, 4),
-        "threshold_curve": curve,
+        "threshold_p_low_30": (
+            served if served.source == "model" else chosen["best_model"]
+        ).threshold,
+        "predicted_low_rule": (served if served.source == "model" else chosen["best_model"]).rule,
+        "false_alarm_budget_per_day": chosen["budget_per_day"],
+        "policy": served.name,
+        "policy_validation": chosen["served_figures"],
+        "better_unserved": chosen["better_unserved"],
+        "policy_candidates": chosen["candidates"],
         "forecast": dict(zip(map(str, HORIZONS_MIN), forecast_gate, strict=True)),
-        "predicted_low": alarm_source,
+        "predicted_low": served.source,
+        "predicted_low_cgm_below": served.cgm_below if served.source == "model" else None,
         "validation_rmse": rmse,
     }
 
@@ -163,6 +113,7 @@ def report(
                 alarm_source=gate["predicted_low"],
                 rule=gate["predicted_low_rule"],
                 personal=gate["personal"],
+                cgm_below=gate["predicted_low_cgm_below"],
             )
     return {
         "model": name,
@@ -266,6 +217,67 @@ def _personal_section(personal: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _policy_section(gate: dict[str, Any]) -> list[str]:
+    """How the alarm policy was chosen, the served one beside the rules a clinic could run."""
+    if "policy_candidates" not in gate:
+        return []
+    budget = gate["false_alarm_budget_per_day"]
+    rows = gate["policy_candidates"]
+
+    # per combination family (model or AR2, with which threshold) the one that warns of 90 %
+    # of the events at the fewest false alarms: what reaching 90 % costs
+    cheapest: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["servable"] or r["policy"].startswith("CGM<") or (r["recall"] or 0) < 0.9:
+            continue
+        family = ("model" if r["policy"].startswith("model") else "AR2") + r["policy"][-7:]
+        if family not in cheapest or r["false_per_day"] < cheapest[family]["false_per_day"]:
+            cheapest[family] = r
+    shown = [r for r in rows if r["policy"] == "AR2" or r["policy"].startswith("CGM<")]
+    shown += sorted(cheapest.values(), key=lambda r: r["false_per_day"])
+    model_rows = [r for r in rows if r["policy"].startswith("model") and " or " not in r["policy"]]
+    served = gate["policy_validation"]
+    lines = [
+        "## The alarm policy, chosen on validation",
+        "",
+        f"Candidates scored on the validation patients' hypoglycaemia events at 15 and 5 min "
+        f"pooled: the model's probability at {len(model_rows)} rule/threshold pairs, AR2, CGM "
+        "thresholds and any-of combinations. Served: the candidate serving can run that warned "
+        f"of the most events within **{budget}/day** false alarms (then fewer false alarms, "
+        f"then longer lead): warned {served.get('warned')}/{served.get('events')} "
+        f"({_cell(served.get('recall'))}) at {_cell(served.get('false_per_day'))}/day, median "
+        f"lead {_cell(served.get('median_lead_min'))} min.",
+        "",
+    ]
+    if gate.get("better_unserved"):
+        lines += [
+            "**A rule serving cannot run did better within the budget**: "
+            + "; ".join(
+                f"{b['policy']} ({_cell(b['recall'])} at {_cell(b['false_per_day'])}/day)"
+                for b in gate["better_unserved"]
+            )
+            + ".",
+            "",
+        ]
+    lines += [
+        "| validation: policy | warned / events | recall | false/day | median lead (min) |",
+        "|---|---|---|---|---|",
+    ]
+    best_model = max(
+        (r for r in model_rows if (r["false_per_day"] or 0) <= budget),
+        key=lambda r: r["recall"] or 0,
+        default=None,
+    )
+    first = [r for r in rows if r["policy"] == gate.get("policy")]
+    first += [best_model] if best_model and best_model not in first else []
+    for r in first + [r for r in shown if r not in first]:
+        lines.append(
+            f"| {r['policy']} | {r['warned']} / {r['events']} | {_cell(r['recall'])} | "
+            f"{_cell(r['false_per_day'])} | {_cell(r['median_lead_min'])} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(result: dict[str, Any]) -> str:
     gate = result["gate"]
     lines = [
@@ -279,20 +291,26 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"**Gate** (validation): forecast served from the model at "
         f"{[h for h, s in gate['forecast'].items() if s == 'model'] or 'no horizon'} min, "
-        f"AR2 elsewhere; `predicted_low` from **{gate['predicted_low']}**; threshold "
-        f"P(<70 in 30 min) >= {gate['threshold_p_low_30']}"
+        f"AR2 elsewhere; `predicted_low` from **{gate['predicted_low']}**"
         + (
-            " **while the CGM falls** (the 15-min rate the model reads is below 0)"
-            if gate.get("predicted_low_rule") == "probability_falling"
+            f", P(<70 in 30 min) >= {gate['threshold_p_low_30']}"
+            + (
+                " **while the CGM falls** (the 15-min rate the model reads is below 0)"
+                if gate.get("predicted_low_rule") == "probability_falling"
+                else ""
+            )
+            + (
+                f" **or the CGM below {gate['predicted_low_cgm_below']:.0f} mg/dL**"
+                if gate.get("predicted_low_cgm_below")
+                else ""
+            )
+            if gate["predicted_low"] == "model"
             else ""
         )
-        + " (chosen among both rules, probability alone or while falling, and 19 "
-        "thresholds: the most events warned within AR2's false alarms, then the fewest "
-        "false alarms; false-alarm budget: AR2's "
-        f"{gate['false_alarm_budget_per_day']:.2f}/day on the 5-min validation data, the "
-        "only rate at which Nightscout's AR2 alarms).",
+        + ".",
         "",
     ]
+    lines += _policy_section(gate)
     lines += _personal_section(result.get("personalisation"))
     for population, rates in result["test"].items():
         for rate, f in rates.items():
@@ -345,4 +363,26 @@ def evaluate_checkpoint(checkpoint_path: Path, reports: Path, data: Path) -> Pat
         lambda x: predict(model, x), data, name="glucose (real CGM)", limit_patients=limit
     )
     result["checkpoint_created_at"] = checkpoint["created_at"]
+    return write(result, reports, "glucose_real")
+
+
+def evaluate_shipped(model_dir: Path, reports: Path, data: Path) -> Path:
+    """Evaluate a shipped model version exactly as it serves (its ONNX file through ONNX
+    Runtime on the CPU): ``model_dir`` holds ``glucose/<version>/``, the newest is taken;
+    writes ``glucose_real.{md,json}``."""
+    from streams.scoring.service import ModelScoring
+    from streams.settings import ScoringSettings
+
+    scoring = ModelScoring(ScoringSettings(models=["glucose"], model_dir=model_dir, provider="cpu"))
+    [model] = [m for m in scoring.serving_models() if m.role == "primary"]
+
+    def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = [model.run(x[start : start + 4096]) for start in range(0, len(x), 4096)]
+        return (
+            np.concatenate([o[0] for o in outputs]),
+            np.concatenate([o[1] for o in outputs]),
+        )
+
+    result = report(predict, data, name=f"glucose {model.manifest.version} (as shipped, ONNX)")
+    result["model_key"] = model.key
     return write(result, reports, "glucose_real")

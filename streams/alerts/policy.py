@@ -27,9 +27,10 @@ glucose alarm keeps holding within 5 mg/dL of its threshold, 10 for highs: hyste
 
 With the glucose model loaded, ``predicted_low`` comes from the model (P(< 70 mg/dL within
 30 min) >= the manifest's threshold while the CGM reads >= low and, where the gate's
-``predicted_low_rule`` says so, while it falls) instead of AR2, unless the
-manifest's gate says the model's alarm lost to AR2's on validation patients (then AR2 keeps
-it); AR2 is still published on the risk topic. Shadow models never alert.
+``predicted_low_rule`` says so, while it falls) — or, where the gate's
+``predicted_low_cgm_below`` names an early-warning level, while the CGM reads below it — instead
+of AR2, unless the manifest's gate says the model's alarm lost to AR2's on validation patients
+(then AR2 keeps it); AR2 is still published on the risk topic. Shadow models never alert.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..scoring.base import PatientProfile, Score
-from ..scoring.families import deterioration_alarm_holds, glucose_alarm_holds
+from ..scoring.families import (
+    DEFAULT_LOW,
+    deterioration_alarm_holds,
+    glucose_alarm_holds,
+    predicted_low_fires,
+)
 from ..timefmt import clock_time, iso
 from ..windows.patient import CGM_CODE, PatientWindow
 from .lifecycle import Finding, Lifecycle
@@ -201,6 +207,21 @@ def glucose_model_conditions(score: Score, profile: PatientProfile) -> list[Cond
     threshold, current = d["threshold"], d["current_mg_dl"]
     rule, trend = d.get("predicted_low_rule", "probability"), d.get("trend_mg_dl_min")
     forecast = d.get("forecast_mg_dl", {})
+    by_model = predicted_low_fires(
+        score.value or 0.0, current, trend or 0.0, threshold=threshold, rule=rule,
+        low=profile.glucose.low,
+    )  # fmt: skip
+    if not by_model:  # the threshold half of an any-of policy holds
+        level = d["predicted_low_cgm_below"] + profile.glucose.low - DEFAULT_LOW
+        reason = (
+            f"Glucose {current:.0f} mg/dL at "
+            f"{clock_time(str(d.get('at')), profile.utc_offset)} is below the early-warning "
+            f"level {level:.0f} mg/dL (low: {profile.glucose.low:.0f}); model probability of "
+            f"falling below the low within 30 min {score.value:.2f}."
+        )
+        evidence = {"current_mg_dl": current, "at": d.get("at"), "early_warning_mg_dl": level,
+                    "p_low_30": d.get("p_low_30"), "recent_cgm": d.get("recent", [])}  # fmt: skip
+        return [Condition("predicted_low", reason, evidence, score.value, score.version)]
     reason = (
         f"Glucose {current:.0f} mg/dL at {clock_time(str(d.get('at')), profile.utc_offset)} "
         "is likely to fall below "

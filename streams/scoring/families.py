@@ -26,6 +26,8 @@ from .features import glucose_trend, windows_glucose_inputs, windows_vitals_inpu
 from .manifest import Manifest, PredictedLowRule
 from .personal import SETTLE_MS, personal_forecast
 
+DEFAULT_LOW = 70.0  # mg/dL: the low target a gate's levels were validated at
+
 Role = Literal["primary", "shadow"]
 SHADOW = "_shadow"  # a shadow model's score name suffix
 HORIZONS_MIN = (15, 30, 45, 60)
@@ -121,13 +123,21 @@ def glucose_alarm_holds(score: Score, profile: PatientProfile) -> bool:
     rule, trend = d.get("predicted_low_rule", "probability"), d.get("trend_mg_dl_min")
     if score.value is None or threshold is None or current is None:
         return False
-    if trend is None and rule == "probability_falling":
-        return False  # the trend is unknown: the rule cannot hold
     low = profile.glucose.low
-    fires = predicted_low_fires(
-        score.value, current, trend or 0.0, threshold=threshold, rule=rule, low=low
+    # the trend unknown, the falling rule cannot hold (the threshold half still can)
+    fires = not (trend is None and rule == "probability_falling") and bool(
+        predicted_low_fires(
+            score.value, current, trend or 0.0, threshold=threshold, rule=rule, low=low
+        )
     )
-    return bool(fires)
+    return fires or below_early_warning(d, current, low)
+
+
+def below_early_warning(details: dict[str, Any], current: float, low: float) -> bool:
+    """Whether the CGM is under the gate's early-warning level (``predicted_low_cgm_below``,
+    moved by the patient's own low target): the threshold half of an any-of policy."""
+    level = details.get("predicted_low_cgm_below")
+    return level is not None and current < level + (low - DEFAULT_LOW)
 
 
 def deterioration_alarm_holds(score: Score, profile: PatientProfile | None = None) -> bool:
@@ -180,6 +190,9 @@ def _glucose_score(
             **({"personal_correction_mg_dl": personal} if personal else {}),
             "predicted_low_by": "model" if drives_predicted_low(manifest) else "ar2",
             "predicted_low_rule": predicted_low_rule(manifest),
+            "predicted_low_cgm_below": manifest.gate.predicted_low_cgm_below
+            if manifest.gate
+            else None,
             "trend_mg_dl_min": None if x is None else round(float(glucose_trend(x)), 2),
             "threshold": manifest.thresholds.get("p_low_30"),
             "at": iso(t),

@@ -60,6 +60,9 @@ class Gate(BaseModel):
     forecast: dict[str, Source]
     predicted_low: Source
     predicted_low_rule: PredictedLowRule = "probability"
+    # any-of: the model's warning or the CGM below this (mg/dL, at the default low of 70; a
+    # patient's own low target moves it by as much), where validation chose the combination
+    predicted_low_cgm_below: float | None = Field(None, ge=70.0, le=120.0)
     # horizons (minutes) at which the forecast's per-patient adaptation
     # (streams.scoring.personal) serves: where it lowered the validation patients' error
     personal: list[str] = Field(default_factory=list)

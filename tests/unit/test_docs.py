@@ -88,3 +88,19 @@ def test_links_between_the_docs_resolve() -> None:
     for page in [*DOCS.glob("*.md"), ROOT / "SECURITY.md", ROOT / "CHANGELOG.md"]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), (page.name, target)
+
+
+def slug(heading: str) -> str:
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_anchors_name_a_heading_of_their_page() -> None:
+    pages = {p.name: p.read_text() for p in DOCS.glob("*.md")}
+    headings = {
+        name: {slug(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+        for name, text in pages.items()
+    }
+    for name, text in pages.items():
+        for target, anchor in re.findall(r"\]\(([\w.-]*\.md)?#([^)]+)\)", text):
+            assert anchor in headings[target or name], (name, target, anchor)

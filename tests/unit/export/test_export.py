@@ -188,3 +188,33 @@ def test_store_serves_the_newest_version_and_picks_up_new_ones(
     assert pinned.load()["glucose"].primary.manifest.version == "0.1.0"
     with pytest.raises(ModelError, match="not found"):
         ModelStore(root, ["glucose"], pinned={"glucose": "9.9.9"}).load()
+
+
+def test_a_shipped_model_is_issued_again_with_the_policy_its_evaluation_chose(
+    tmp_path: Path,
+) -> None:
+    """``bedside export <shipped>/manifest.json --report ...``: the same ONNX file, a new
+    immutable version whose thresholds and gate are the report's; a report of another
+    version is refused."""
+    root = Path(__file__).resolve().parents[3]
+    shipped = root / "streams/scoring/shipped/glucose/2.2.0"
+    report = json.loads((root / "models/reports/glucose_real.json").read_text())
+    report["gate"] = {**report["gate"], "threshold_p_low_30": 0.6, "predicted_low_cgm_below": 80.0}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    target = onnx_export.reissue(
+        shipped / "manifest.json", tmp_path / "out", version="9.9.9", report_path=path
+    )
+    manifest = Manifest.read(target / "manifest.json")
+    assert manifest.version == "9.9.9" and manifest.thresholds == {"p_low_30": 0.6}
+    assert manifest.gate is not None and manifest.gate.predicted_low_cgm_below == 80.0
+    assert (target / "model.onnx").read_bytes() == (shipped / "model.onnx").read_bytes()
+    with pytest.raises(ExportError, match="immutable"):
+        onnx_export.reissue(
+            shipped / "manifest.json", tmp_path / "out", version="9.9.9", report_path=path
+        )
+    path.write_text(json.dumps({**report, "model_key": "glucose@1.0.0"}))
+    with pytest.raises(ExportError, match="does not evaluate"):
+        onnx_export.reissue(
+            shipped / "manifest.json", tmp_path / "out", version="9.9.10", report_path=path
+        )

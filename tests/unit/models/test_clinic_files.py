@@ -76,7 +76,7 @@ def test_every_format_gives_the_same_figures(tmp_path: Path) -> None:
     files = write_all(tmp_path)
     results = {fmt: evaluate_file(path, fmt, "Europe/Berlin") for fmt, path in files.items()}
     first = results["tidy"]
-    assert first["model"] == "glucose@2.1.0" and first["readings"] == 192
+    assert first["model"] == "glucose@2.2.0" and first["readings"] == 192
     assert first["alarms"]["cgm_below_80"]["events"] >= 1  # the afternoon dips are events
     for fmt, result in results.items():
         assert result["horizons"] == first["horizons"], fmt
@@ -98,7 +98,8 @@ def test_the_json_keys_are_the_documented_ones(tmp_path: Path) -> None:
     for horizon in ("15", "30", "45", "60"):
         for method in ("model", "served", "ar2", "last", "linear"):
             assert set(figures["horizons"][horizon][method]) == {"n", "rmse", "mae"}
-    assert set(figures["alarms"]) == {"predicted_low", "ar2", "cgm_below_80"}
+    thresholds = {f"cgm_below_{t}" for t in (75, 80, 85, 90)}  # what a nurse could set
+    assert set(figures["alarms"]) == {"predicted_low", "ar2", *thresholds}
     for alarm in figures["alarms"].values():
         assert {"alarms", "events", "precision", "recall", "false_alarms_per_day",
                 "median_lead_min"} <= set(alarm)  # fmt: skip

@@ -186,7 +186,7 @@ def test_a_clinic_file_of_the_test_patients_gives_the_reports_figures(
     visits: list[real.Visit], tmp_path: Path
 ) -> None:
     """``evaluate --cgm`` (ONNX, the served gate) on a tidy export of the T1D test patients
-    matches ``models/reports/glucose_real.json`` (torch) at their recorded 15-min rate."""
+    matches ``models/reports/glucose_real.json`` (the shipped model) at their 15-min rate."""
     report_path = Path(__file__).resolve().parents[3] / "models/reports/glucose_real.json"
     report = json.loads(report_path.read_text())["test"]["T1D"]["15min"]
     split = real.splits(visits)

@@ -86,7 +86,7 @@ def finished(pipeline: PatientPipeline, observations: list[Observation]) -> tupl
 def test_the_shipped_models_load_with_their_manifests(scoring: ModelScoring) -> None:
     described = scoring.store.describe()
     assert set(described) == {"glucose", "deterioration"}
-    assert described["glucose"]["primary"] == "glucose@2.1.0"
+    assert described["glucose"]["primary"] == "glucose@2.2.0"
     assert described["glucose"]["provider"] == "CPUExecutionProvider"
 
 
@@ -95,11 +95,11 @@ def test_a_falling_glucose_raises_a_model_driven_predicted_low(scoring: ModelSco
     falling = [180 - 6 * i for i in range(18)]  # 180 -> 78 mg/dL over 85 min
     scores, alerts = finished(pipeline, cgm_series(falling))
     model = scores["glucose_model"]
-    assert model["version"] == "glucose@2.1.0"
+    assert model["version"] == "glucose@2.2.0"
     assert model["value"] >= model["threshold"]
     assert float(model["forecast_mg_dl"]["30"]) < 78
     (alert,) = [a for a in alerts if a["kind"] == "predicted_low"]
-    assert alert["rule_or_model_version"] == "glucose@2.1.0"
+    assert alert["rule_or_model_version"] == "glucose@2.2.0"
     assert "likely to fall below 70 mg/dL within 30 min" in alert["reason"]
     drivers = alert["evidence"]["drivers"]  # occlusion: what drove the risk
     assert drivers and drivers[0]["contribution"] > 0
@@ -127,11 +127,17 @@ def test_a_shadow_model_is_published_but_never_alerts(scoring: ModelScoring) -> 
 
 
 def gated(
-    scoring: ModelScoring, forecast: dict[str, str], predicted_low: str, **more: object
+    scoring: ModelScoring,
+    forecast: dict[str, str],
+    predicted_low: str,
+    threshold: float = 0.40,
+    **more: object,
 ) -> list:
+    """The shipped models with the glucose model's gate (and alarm threshold) replaced."""
     gate = Gate(forecast=forecast, predicted_low=predicted_low, validated_on="test", **more)  # type: ignore[arg-type]
+    update = {"gate": gate, "thresholds": {"p_low_30": threshold}}
     return [
-        replace(m, manifest=m.manifest.model_copy(update={"gate": gate}))
+        replace(m, manifest=m.manifest.model_copy(update=update))
         if m.family.name == "glucose"
         else m
         for m in scoring.serving_models()
@@ -197,6 +203,29 @@ def test_the_falling_rule_keeps_predicted_low_quiet_while_the_cgm_rises(
             assert fired[0]["evidence"]["trend_mg_dl_min"] < 0
 
 
+def test_an_any_of_gate_also_warns_below_its_cgm_level_and_says_which_half_held(
+    scoring: ModelScoring,
+) -> None:
+    """With ``predicted_low_cgm_below`` (validation chose "model or CGM < 75"), a CGM that
+    hovers at 72-74 and rises (the falling rule keeps the model quiet) still warns, in words
+    that name the level; without it, it does not; a patient whose own low is 80 is warned at
+    85."""
+    hovering = [73.0, 72, 73, 74, 73, 74, 73, 74, 74, 74]
+    for below, low, alarms in ((75.0, 70.0, True), (None, 70.0, False), (75.0, 80.0, True)):
+        models = gated(scoring, EVERYWHERE, "model", predicted_low_rule="probability_falling",
+                       predicted_low_cgm_below=below)  # fmt: skip
+        settings = StreamSettings(glucose_targets={"syn-p1": {"low": low}}) if low != 70 else None
+        pipeline = PatientPipeline(settings or StreamSettings(), models=models)
+        values = [v + (low - 70) for v in hovering]
+        scores, alerts = finished(pipeline, cgm_series(values))
+        assert scores["glucose_model"]["predicted_low_cgm_below"] == below
+        fired = [a for a in alerts if a["kind"] == "predicted_low"]
+        assert bool(fired) is alarms, (below, low)
+        if fired:
+            assert f"early-warning level {75 + low - 70:.0f} mg/dL" in fired[0]["reason"]
+            assert fired[0]["evidence"]["early_warning_mg_dl"] == 75 + low - 70
+
+
 def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
     scoring: ModelScoring,
 ) -> None:
@@ -227,7 +256,7 @@ def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
     again = codec.decode(codec.encode(state))
     assert again.personal == state.personal
     model, horizons, _, counts, _ = again.personal
-    assert (model, horizons, counts) == ("glucose@2.1.0", [30], [len(errors)])
+    assert (model, horizons, counts) == ("glucose@2.2.0", [30], [len(errors)])
     # a gate that leaves it off: no state stored at all
     plain = PatientPipeline(StreamSettings(), models=gated(scoring, EVERYWHERE, "model"))
     state, _ = apply(plain, "syn-p1", None, cgm_series(values[:20]), scorer=OneAtATime())
