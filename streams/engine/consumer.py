@@ -155,8 +155,9 @@ class BatchDelivery:
         ]
         if unset:
             await consumer._thread.seek_to_beginning(*unset)
-            log.info(
-                "%d stream partitions with no committed offset: read from the beginning", len(unset)
+            # debug: Faust seeks back on every fetch while a rebalance holds the flow
+            log.debug(
+                "%d stream partitions with no committed offset: from the beginning", len(unset)
             )
         return committed
 
