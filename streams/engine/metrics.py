@@ -1,21 +1,35 @@
-"""``GET /metrics``: the worker's figures in the Prometheus text format (version 0.0.4).
+"""``GET /metrics``: the worker's figures in the Prometheus text format (version 0.0.4),
+written by ``prometheus_client``.
 
 Throughput and outcomes as counters (take ``rate()``), consumer lag per owned partition,
-model-call latency and batch sizes, dead letters by reason, open alarms by severity and the
-live alarm quality of predictive lows. Counters restart at zero with the worker.
+latencies as histograms (model calls, batches, the age of a batch's oldest record when its
+alarms were out), dead letters by reason, open alarms by severity and the live alarm quality
+of predictive lows. What is per patient (lag, open alarms) covers only the partitions this
+worker owns, so the figures of all workers add up to the deployment's. Counters restart at
+zero with the worker.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from ..alerts.quality import QualityStats
+from ..buckets import Buckets
 from ..monitoring import Monitor
 from ..processing.stats import IngestStats
 from ..scoring.service import ModelScoring
@@ -38,29 +52,51 @@ class Figures:
     alerts: AlertView
 
 
-def _labels(labels: dict[str, Any]) -> str:
-    if not labels:
-        return ""
-    body = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in labels.items()
-    )
-    return "{" + body + "}"
+def _names(samples: list[tuple[dict[str, Any], Any]]) -> list[str]:
+    return sorted({name for labels, _ in samples for name in labels})
 
 
 class Exposition:
+    """The metric families of one scrape."""
+
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.families: list[Metric] = []
 
     def metric(
         self, name: str, kind: str, help_: str, samples: Iterable[tuple[dict[str, Any], float]]
     ) -> None:
-        self.lines += [f"# HELP bedside_{name} {help_}", f"# TYPE bedside_{name} {kind}"]
-        for labels, value in samples:
-            self.lines.append(f"bedside_{name}{_labels(labels)} {float(value)!r}")
+        rows = list(samples)
+        names = _names(rows)
+        family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        family = family_type(f"bedside_{name}", help_, labels=names)
+        for labels, value in rows:
+            family.add_metric([str(labels.get(n, "")) for n in names], float(value))
+        self.families.append(family)
+
+    def histogram(
+        self, name: str, help_: str, series: Iterable[tuple[dict[str, Any], Buckets]]
+    ) -> None:
+        rows = list(series)
+        names = _names(rows)
+        family = HistogramMetricFamily(f"bedside_{name}", help_, labels=names)
+        for labels, buckets in rows:
+            family.add_metric(
+                [str(labels.get(n, "")) for n in names],
+                buckets=[(le, float(n)) for le, n in buckets.cumulative()],
+                sum_value=buckets.total,
+            )
+        self.families.append(family)
 
     def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+        families = self.families
+
+        class Scrape:
+            def collect(self) -> Iterable[Metric]:
+                return iter(families)
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Scrape())
+        return generate_latest(registry).decode()
 
 
 def consumer_lag(app: faust.App, topics: Iterable[str]) -> list[tuple[dict[str, Any], float]]:
@@ -90,7 +126,7 @@ def render(app: faust.App, figures: Figures) -> str:
     stream_metrics(out, figures)
     health_metrics(out, app, figures)
     model_metrics(out, figures.scoring.calls.stats)
-    alarm_metrics(out, figures)
+    alarm_metrics(out, figures, owned_partitions(app, figures.settings.topics.glucose))
     return out.text()
 
 
@@ -144,6 +180,17 @@ def stream_metrics(out: Exposition, figures: Figures) -> None:
         [({"result": "applied"}, stats.actions), ({"result": "ignored"}, stats.actions_ignored)],
     )
     out.metric("ticks_total", "counter", "Clock ticks processed.", [({}, stats.ticks)])
+    out.histogram(
+        "batch_seconds",
+        "Time to process a batch of the patient stream.",
+        [({}, stats.batch_seconds)],
+    )
+    out.histogram(
+        "record_age_seconds",
+        "Per batch, the age of its oldest record (since its producer wrote it) when the batch's "
+        "alarms were published: produce to alarm.",
+        [({}, stats.record_age_seconds)],
+    )
 
 
 def health_metrics(out: Exposition, app: faust.App, figures: Figures) -> None:
@@ -213,7 +260,7 @@ def health_metrics(out: Exposition, app: faust.App, figures: Figures) -> None:
 
 
 def model_metrics(out: Exposition, batches: dict[str, Any]) -> None:
-    """Model calls per model: windows, calls, time, latency quantiles, errors."""
+    """Model calls per model: windows, calls, their latency, errors."""
     out.metric(
         "model_windows_total",
         "counter",
@@ -226,20 +273,11 @@ def model_metrics(out: Exposition, batches: dict[str, Any]) -> None:
         "Model calls (batches), per model.",
         [({"model": k}, s.calls) for k, s in batches.items()],
     )
-    out.metric(
-        "model_call_seconds_sum",
-        "counter",
-        "Time inside model calls.",
-        [({"model": k}, s.seconds) for k, s in batches.items()],
+    out.histogram(
+        "model_call_seconds",
+        "Latency of model calls, per model.",
+        [({"model": k}, s.buckets) for k, s in batches.items()],
     )
-    quantiles = []
-    for key, s in batches.items():
-        ordered = sorted(s.latencies)
-        for q in (0.5, 0.99):
-            if ordered:
-                value = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-                quantiles.append(({"model": key, "quantile": q}, value))
-    out.metric("model_call_seconds", "summary", "Latency of model calls (last 1000).", quantiles)
     out.metric(
         "model_errors_total",
         "counter",
@@ -248,15 +286,37 @@ def model_metrics(out: Exposition, batches: dict[str, Any]) -> None:
     )
 
 
-def alarm_metrics(out: Exposition, worker: Figures) -> None:
-    """Open alarms by severity and the live quality of predictive lows."""
-    by_severity: dict[str, int] = {}
+def owned_partitions(app: faust.App, topic: str) -> set[int]:
+    """The partitions of ``topic`` this worker owns now (empty before an assignment)."""
+    try:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+    except Exception:  # noqa: BLE001 - metrics never break the worker
+        return set()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _partition_of(key: str, partitions: int) -> int:
+    everything = list(range(partitions))
+    return int(DefaultPartitioner()(key.encode(), everything, everything))
+
+
+def alarm_metrics(out: Exposition, worker: Figures, owned: set[int] | None = None) -> None:
+    """Open alarms by severity (of the patients on ``owned`` partitions; every one when None)
+    and the live quality of predictive lows."""
+    partitions = worker.settings.topics.partitions
+    by_severity = dict.fromkeys(("info", "warning", "urgent", "critical"), 0)
     for event in worker.alerts.open.values():
+        patient = str(event["patient_id"])
+        if patient == "*" or (
+            owned is not None and _partition_of(patient, partitions) not in owned
+        ):
+            continue  # a worker's own monitoring alarm, or another worker's patient
         by_severity[event["severity"]] = by_severity.get(event["severity"], 0) + 1
     out.metric(
         "open_alerts",
         "gauge",
-        "Open (unresolved) alarms, every patient.",
+        "Open (unresolved) alarms of the patients on this worker's partitions: the sum over "
+        "workers is the deployment's.",
         [({"severity": k}, v) for k, v in sorted(by_severity.items())],
     )
     figures = worker.quality.figures()

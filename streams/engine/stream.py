@@ -194,8 +194,15 @@ def register(app: faust.App, settings: Settings, windows: Any, parts: StreamPart
     async def forget(app: faust.App, revoked: set[object], **kwargs: object) -> None:
         step.forget()  # rebuilt from the table on the next tick of each owned partition
 
+    stats = parts.counters.ingest
+
     async def process_batch(messages: Sequence[Message]) -> None:
+        started = time.perf_counter()
         state.remember(messages)
         await step(messages)
+        stats.batch_seconds.observe(time.perf_counter() - started)
+        produced = min((m.timestamp for m in messages), default=None)  # seconds, CreateTime
+        if produced:
+            stats.record_age_seconds.observe(max(0.0, time.time() - produced))
 
     deliver_batches(app, topics.patient_stream, process_batch)

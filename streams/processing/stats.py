@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..buckets import Buckets
 from ..windows.patient import Applied
 
 
@@ -30,6 +31,10 @@ class IngestStats:
     state_writes: int = 0  # patient windows stored (one changelog record each)
     state_bytes: int = 0  # their stored size, summed: what the changelog carried
     dead_letters: Counter[str] = field(default_factory=Counter)
+    # per batch of the patient stream: how long its step took, and how old its oldest record
+    # was (since its producer wrote it) when the step had published its alarms
+    batch_seconds: Buckets = field(default_factory=Buckets)
+    record_age_seconds: Buckets = field(default_factory=Buckets)
 
     def count(self, applied: Mapping[Applied, int]) -> None:
         self.inserted += applied[Applied.INSERTED]

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..buckets import Buckets
+
 Run = Callable[[np.ndarray], list[np.ndarray]]
 Rows = list[list[np.ndarray] | None]  # per window: its row of each output, None if it failed
 
@@ -35,12 +37,14 @@ class BatchStats:
     largest: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)  # per call, the last 1000
+    buckets: Buckets = field(default_factory=Buckets)  # per call, since the start
 
     def record(self, size: int, seconds: float) -> None:
         self.calls += 1
         self.windows += size
         self.seconds += seconds
         self.largest = max(self.largest, size)
+        self.buckets.observe(seconds)
         self.latencies.append(seconds)
         if len(self.latencies) > 1000:
             del self.latencies[:500]

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from care_team import NURSE, SIGNING_KEY
+from prometheus_client.parser import text_string_to_metric_families
 from stream_helpers import produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
@@ -173,6 +174,14 @@ def test_prometheus_metrics(worker: Any) -> None:
     assert any(k.startswith("bedside_consumer_lag{") for k in samples)
     assert samples['bedside_open_alerts{severity="warning"}'] >= 1
     assert "# TYPE bedside_dead_letters_total counter" in text
+    # as Prometheus reads it: every family parses; latencies are histograms that add up
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("bedside_batch_seconds", "bedside_record_age_seconds"):
+        assert families[name].type == "histogram"
+        count = next(s.value for s in families[name].samples if s.name == f"{name}_count")
+        top = next(s.value for s in families[name].samples if s.labels.get("le") == "+Inf")
+        assert count == top > 0, name
+    assert families["bedside_model_call_seconds"].type == "histogram"  # no models here
 
 
 def test_ticks_reach_every_owned_partition(worker: Any) -> None:
