@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from care_team import NURSE, SIGNING_KEY
 from prometheus_client.parser import text_string_to_metric_families
 from stream_helpers import produce, read_topic, send_raw
@@ -182,6 +185,17 @@ def test_prometheus_metrics(worker: Any) -> None:
         top = next(s.value for s in families[name].samples if s.labels.get("le") == "+Inf")
         assert count == top > 0, name
     assert families["bedside_model_call_seconds"].type == "histogram"  # no models here
+    # the shipped alert rules and operations dashboard ask only for metrics a worker exposes
+    compose = Path(__file__).parents[2] / "deploy" / "compose"
+    rules = yaml.safe_load((compose / "prometheus" / "alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    dashboard = json.loads((compose / "grafana" / "dashboards" / "operations.json").read_text())
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    asked = {
+        re.sub(r"_(bucket|count|sum)$", "", m) for e in exprs for m in re.findall(r"bedside_\w+", e)
+    }
+    exposed = {f.name for f in families.values()} | {f"{f.name}_total" for f in families.values()}
+    assert asked and asked <= exposed, sorted(asked - exposed)
 
 
 def test_ticks_reach_every_owned_partition(worker: Any) -> None:
