@@ -161,7 +161,11 @@ def owned_partitions(log: str, topic: str) -> set[int]:
     for line in log.splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) > 2 and cells[1] == topic:
-            found = {int(p) for p in cells[2].strip("{}").split(",") if p.strip()}
+            found = set()
+            for part in cells[2].strip("{}").split(","):  # "{0, 2, 4}" or "{0-7}"
+                first, _, last = part.strip().partition("-")
+                if first:
+                    found |= set(range(int(first), int(last or first) + 1))
     return found
 
 

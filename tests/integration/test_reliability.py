@@ -263,12 +263,17 @@ def test_every_alarm_event_carries_its_audit_link_on_every_path(
         assert trail.problems == [] and trail.starts_at == 1, (patient, trail)
         assert trail.length == max(e["audit"]["seq"] for e in events[patient])
     assert "urgent_low" in {e["kind"] for e in events[faulty]}  # the rules, without the models
-    _, _, metrics = request(worker, "GET", "/metrics")
-    [errors] = [
-        float(line.split()[1])
-        for line in metrics.decode().splitlines()
-        if line.startswith("bedside_processing_errors_total ")
-    ]
+    # the events above may come from other workers of the session (their own groups read the
+    # same topics): wait for this worker's own count
+    deadline, errors = time.monotonic() + 60, 0.0
+    while errors < 2 and time.monotonic() < deadline:
+        _, _, metrics = request(worker, "GET", "/metrics")
+        [errors] = [
+            float(line.split()[1])
+            for line in metrics.decode().splitlines()
+            if line.startswith("bedside_processing_errors_total ")
+        ]
+        time.sleep(0.5)
     assert errors >= 2  # the poison record and the failed model scores, counted
     worker.assert_alive()
 
