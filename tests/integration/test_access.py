@@ -150,7 +150,10 @@ def test_live_streams_carry_only_the_users_wards(
     worker, alerts = ward_worker
 
     def new_readings() -> None:
-        asyncio.run(produce(stack_settings, [cgm(p, 0, 57) for p in (IN_4B, IN_GENERAL)]))
+        # new events (their own ids): the fixture's last readings were already "0 min ago"
+        fresh = uuid.uuid4().hex[:6]
+        readings = [cgm(p, 0, 57, event_id=f"{p}-{fresh}") for p in (IN_4B, IN_GENERAL)]
+        asyncio.run(produce(stack_settings, readings))
 
     def snoozed_by_admin() -> None:
         for alert in alerts.values():
