@@ -81,8 +81,12 @@ def jars(root: Path) -> Path:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never starting
+    with "-" (as Kafka's own ``Uuid.randomUuid``: a leading dash reads as an option)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,7 @@ def prepare(node: KafkaNode, config_dir: Path, text: str, lib: Path, cluster_id:
             STORAGE_TOOL,
             "format",
             "--ignore-formatted",
-            "--cluster-id",
-            cluster_id,
+            f"--cluster-id={cluster_id}",  # "=": an id made elsewhere may start with "-"
             "--config",
             str(config),
         ],
