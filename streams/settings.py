@@ -11,6 +11,7 @@ import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -477,6 +478,81 @@ class SecuritySettings(_Section):
         return self
 
 
+RoleName = Literal["nurse", "physician", "admin"]
+
+
+class OidcSettings(_Section):
+    """Sign-in of people through the hospital's identity provider (OpenID Connect): the pages
+    use the authorisation-code flow with PKCE, the API takes the provider's JWT access tokens
+    (streams/access/oidc_tokens.py). Off while ``issuer`` is unset; the users file stays."""
+
+    issuer: str | None = Field(
+        None,
+        description="Issuer URL of the identity provider (its /.well-known/openid-configuration "
+        "names the keys and endpoints); unset: no OpenID Connect sign-in.",
+    )
+    audience: str | None = Field(
+        None, description="The aud an access token must carry (Bedside's API); needed with issuer."
+    )
+    client_id: str | None = Field(
+        None, description="The pages' client id at the provider; unset: the audience."
+    )
+    client_secret: SecretStr | None = Field(
+        None,
+        description="Client secret for the code exchange, where the provider treats the pages "
+        "as a confidential client; unset: a public client (PKCE only).",
+    )
+    scope: str = Field("openid profile", description="Scopes the pages ask for at sign-in.")
+    name_claim: str = Field(
+        "preferred_username", description="Claim naming the user (else sub) in logs and actions."
+    )
+    role_claim: str = Field(
+        "roles",
+        description="Claim (a dotted path for nested ones, e.g. realm_access.roles) with the "
+        "user's roles: a name or a list; the highest one that roles maps serves.",
+    )
+    roles: dict[str, RoleName] = Field(
+        default_factory=lambda: {n: n for n in get_args(RoleName)},
+        description="JSON object: role claim value -> Bedside role.",
+    )
+    wards_claim: str = Field(
+        "wards", description="Claim (dotted path) with the user's wards: a name or a list."
+    )
+    leeway_s: int = Field(
+        30, ge=0, le=300, description="Clock skew allowed on exp, nbf and iat, in seconds."
+    )
+    keys_refresh_s: float = Field(
+        300.0,
+        ge=10,
+        description="How often the provider's signing keys (JWKS) are fetched again; an unknown "
+        "key id also fetches them (at most every 10 s).",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer is not None
+
+    @property
+    def pages_client_id(self) -> str | None:
+        return self.client_id or self.audience
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSettings:
+        if self.issuer is not None:
+            url = urlparse(self.issuer)
+            loopback = url.hostname in ("localhost", "127.0.0.1", "::1")
+            if url.scheme != "https" and not (url.scheme == "http" and loopback):
+                msg = (
+                    f"BEDSIDE_OIDC__ISSUER must be an https URL (http only on loopback, for "
+                    f"tests): {self.issuer!r}"
+                )
+                raise ValueError(msg)
+            if not self.audience:
+                msg = "BEDSIDE_OIDC__ISSUER is set: set BEDSIDE_OIDC__AUDIENCE (the API's aud)"
+                raise ValueError(msg)
+        return self
+
+
 class PrivacySettings(_Section):
     """Pseudonymised patient ids (streams/access/pseudonyms.py)."""
 
@@ -551,6 +627,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
     security: SecuritySettings = SecuritySettings()
+    oidc: OidcSettings = OidcSettings()
     privacy: PrivacySettings = PrivacySettings()
     log: LogSettings = LogSettings()
 

@@ -24,7 +24,7 @@ from .engine.alert_view import AlertView
 from .engine.app import App, chosen_profile, create_app
 from .engine.producer import RecordSink
 from .engine.risk_view import WardView
-from .http import alarm_routes, gateway, nightscout, pages, patient_window
+from .http import alarm_routes, gateway, nightscout, oidc, pages, patient_window
 from .http.signin import Access
 from .monitoring import Monitor
 from .patients import PatientDirectory
@@ -78,6 +78,11 @@ def create_worker(settings: Settings, profile: BrokerProfile | None = None) -> A
         monitor.clients.append(service)
         app.service(service)  # type: ignore[arg-type]  # an instance is accepted too
     access = Access(settings, patients)
+    provider = None
+    if access.tokens is not None:
+        provider = oidc.IdentityProvider(settings.oidc, access.tokens)
+        access.unknown_key = provider.refresh_soon
+    oidc.register(app, provider, settings.web, pages.web_page("signin.html"))
     intake = gateway.Gateway(settings, records, monitor, patients, figures.ingest)
     reader = SeriesReader(settings.influx)
     gateway.register(app, intake)

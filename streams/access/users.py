@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from ..config_files import read_json_file
 
 ALL_WARDS = "*"
+USER_NAME = r"^[\w.@ -]+$"  # what the audit trail and the pages carry as a user's name
 
 
 class Role(IntEnum):
@@ -39,10 +40,12 @@ class Role(IntEnum):
 class User(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@ -]+$")
+    name: str = Field(min_length=1, max_length=100, pattern=USER_NAME)
     role: Role
     wards: tuple[str, ...] = Field(min_length=1)
     token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", repr=False)
+    #: when the sign-in ends (epoch seconds): an identity provider's token; never in the file
+    expires_at: float | None = Field(None, exclude=True, repr=False)
 
     @field_validator("role", mode="before")
     @classmethod

@@ -39,7 +39,7 @@ STATIC = {
 }
 
 
-def _web_file(name: str) -> bytes:
+def web_file(name: str) -> bytes:
     folder = resources.files("streams") / "web"
     path = folder / "vendor" / name if name.startswith("uPlot") else folder / name
     return path.read_bytes()
@@ -118,11 +118,16 @@ class WardApi:
         }
 
 
+def web_page(name: str) -> str:
+    """A page of ``streams/web`` (its HTML)."""
+    return web_file(name).decode()
+
+
 def register(app: faust.App, api: WardApi) -> None:
     """Add the ward routes and the care-team pages (``api``: what they use)."""
     access = api.access
-    pages = {name: _web_file(name).decode() for name in ("ward.html", "patient.html")}
-    static = {name: _web_file(name) for name in STATIC}
+    pages = {name: web_file(name).decode() for name in ("ward.html", "patient.html")}
+    static = {name: web_file(name) for name in STATIC}
 
     @app.page("/v1/ward")
     class Ward(View):

@@ -6,6 +6,9 @@ file is read again when it changes (checked every 5 s), so adding or removing a 
 no restart. A patient is visible to users of its ward (the patient settings file's ``ward``, else
 ``BEDSIDE_WEB__DEFAULT_WARD``). ``BEDSIDE_WEB__AUTH=none`` lets anyone in, as an admin of
 every ward named ``anyone.auth-none``: development only, logged as a warning at start.
+With ``BEDSIDE_OIDC__ISSUER`` set, people may also sign in through the hospital's identity
+provider: a bearer JWT is checked by ``streams.access.oidc_tokens`` (a refusal says why), and
+an open live stream ends when its token expires (the page signs in again).
 The ingest gateway keeps its own device credentials (``BEDSIDE_WEB__TOKEN``, Nightscout
 secrets): they read nothing.
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 from faust.web import Request, View
 
+from ..access.oidc_tokens import TokenRefused, TokenVerifier, UnknownKey, looks_like_jwt
 from ..access.users import ALL_WARDS, Directory, Role, User, UsersFileError, load_directory
 from ..patients import PatientDirectory
 from ..settings import Settings
@@ -43,10 +47,8 @@ class Denied(Exception):
         self.status, self.message = status, message
 
     def body(self) -> dict[str, str]:
-        return {
-            "error": "unauthorized" if self.status == 401 else "forbidden",
-            "detail": self.message,
-        }
+        error = {401: "unauthorized", 403: "forbidden"}.get(self.status, "unavailable")
+        return {"error": error, "detail": self.message}
 
 
 class Access:
@@ -58,6 +60,9 @@ class Access:
         self._loaded = self.users_file.stat().st_mtime_ns if self.users_file else 0
         self._checked = time.monotonic()
         self.patients = patients or PatientDirectory.from_settings(settings.stream)
+        #: the identity provider's tokens (None: users-file tokens only)
+        self.tokens = TokenVerifier(settings.oidc) if settings.oidc.enabled else None
+        self.unknown_key: Callable[[], None] = lambda: None  # fetch the provider's keys again
         self.wards = self.patients.wards()
         self.default_ward = web.default_ward
         if self.open:
@@ -65,7 +70,7 @@ class Access:
                 "BEDSIDE_WEB__AUTH=none: anyone who reaches this server reads every patient "
                 "and acts on every alarm. Development only."
             )
-        elif not self.directory.users:
+        elif not self.directory.users and self.tokens is None:
             log.warning(
                 "no users (BEDSIDE_WEB__USERS_FILE): patient data and alarm actions are "
                 "refused until users are added with `bedside users add`"
@@ -77,9 +82,21 @@ class Access:
             return ANYONE
         self._reload()
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        user = self.directory.find(value.strip() if scheme.lower() == "bearer" else "")
+        token = value.strip() if scheme.lower() == "bearer" else ""
+        if self.tokens is not None and looks_like_jwt(token):
+            try:
+                return self.tokens.user(token)
+            except UnknownKey as unknown:
+                self.unknown_key()
+                raise Denied(401, unknown.message) from None
+            except TokenRefused as refused:
+                raise Denied(refused.status, refused.message) from None
+        user = self.directory.find(token)
         if user is None:
-            raise Denied(401, "sign in: a user's bearer token (bedside users add) is required")
+            also = " or the identity provider's" if self.tokens is not None else ""
+            raise Denied(
+                401, f"sign in: a user's bearer token (bedside users add){also} is required"
+            )
         return user
 
     def _reload(self) -> None:
@@ -110,6 +127,8 @@ class Access:
         end when not: the page signs in again and is filtered by what the user is now)."""
         if self.open:
             return True
+        if user.expires_at is not None:  # the identity provider's: valid until it expires
+            return time.time() < user.expires_at
         self._reload()
         return self.directory.by_digest.get(user.token_sha256) == user
 
@@ -175,6 +194,8 @@ def guarded(handler: Handler) -> Handler:
             return await handler(view, request, *args, **kwargs)
         except Denied as denied:
             headers = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else None
+            if denied.status == 503:
+                headers = {"Retry-After": "10"}
             return view.json(denied.body(), status=denied.status, headers=headers)
 
     return answer

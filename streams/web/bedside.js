@@ -28,6 +28,58 @@ const Bedside = (() => {
       sessionStorage.setItem("bedside-token", box.querySelector("input").value.trim());
       location.reload();
     };
+    offerProvider(box);
+  }
+
+  // Sign-in through the hospital's identity provider (OpenID Connect, authorisation code with
+  // PKCE), when the server names one: the verifier stays in this tab until the code comes back.
+  async function offerProvider(box) {
+    if (box.querySelector("button.provider")) return;
+    const r = await fetch("/v1/signin/config");
+    const config = r.ok ? (await r.json()).oidc : null;
+    if (r.status === 503) box.querySelector(".why").textContent += " The hospital sign-in does not answer yet.";
+    if (!config) return;
+    const button = document.createElement("button");
+    button.className = "provider";
+    button.textContent = "Sign in with your hospital account";
+    button.onclick = () => startProvider(config).catch(error => {
+      box.querySelector(".why").textContent = "Sign-in could not start: " + error.message;
+    });
+    box.prepend(button);
+  }
+  const base64url = bytes => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const randomText = () => base64url(crypto.getRandomValues(new Uint8Array(32)));
+  async function startProvider(config) {
+    if (!crypto.subtle) throw new Error("this page must be served over HTTPS");
+    const verifier = randomText(), state = randomText();
+    const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+    sessionStorage.setItem("bedside-signin", JSON.stringify(
+      {verifier, state, back: location.pathname + location.search}));
+    const ask = new URLSearchParams({
+      response_type: "code", client_id: config.client_id, scope: config.scope, state,
+      redirect_uri: location.origin + "/ui/signin", code_challenge: challenge,
+      code_challenge_method: "S256"});
+    location.assign(config.authorization_endpoint + "?" + ask);
+  }
+  // /ui/signin: the provider sent the browser back with a code (or an error)
+  async function finishSignIn(say) {
+    const answer = new URLSearchParams(location.search);
+    const asked = JSON.parse(sessionStorage.getItem("bedside-signin") || "null");
+    sessionStorage.removeItem("bedside-signin");
+    history.replaceState(null, "", location.pathname);  // the code leaves the address bar
+    if (answer.get("error")) return say("The hospital sign-in refused: " +
+      (answer.get("error_description") || answer.get("error")));
+    if (!asked || asked.state !== answer.get("state")) return say(
+      "This sign-in answer was not asked for by this tab: start again from the ward view.");
+    const r = await fetch("/v1/signin/oidc", {method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({code: answer.get("code") || "", code_verifier: asked.verifier,
+                            redirect_uri: location.origin + "/ui/signin"})});
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) return say(`Signed in at the hospital, but not to Bedside: ${body.detail || r.status}`);
+    sessionStorage.setItem("bedside-token", body.access_token);
+    location.replace(asked.back || "/ui");
   }
 
   async function me() {
@@ -238,5 +290,5 @@ const Bedside = (() => {
   }
 
   return {api, me, live, watchHealth, act, byAcuity, TimeChart, forecastPairs, forecastText,
-          hhmm, VITAL_CODES, token, signIn, alarmLine, openAlarms, wardQuery};
+          hhmm, VITAL_CODES, token, signIn, finishSignIn, alarmLine, openAlarms, wardQuery};
 })();

@@ -265,3 +265,11 @@ def read_series(stack_settings: Settings) -> Callable[..., list[dict[str, object
         return series
 
     return read
+
+
+@pytest.fixture(scope="session")
+def browser_ready() -> None:
+    """Playwright's client for the Chromium tests (``tests/browser``), installed once."""
+    browser = Path(__file__).parents[1] / "browser"
+    if not (browser / "node_modules" / "playwright-core").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=browser, check=True)

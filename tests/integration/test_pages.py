@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer
 from care_team import USERS
 from stream_helpers import produce, read_topic
@@ -59,12 +58,6 @@ async def opened_at(settings: Settings, patient: str, timeout: float = 60) -> in
     finally:
         await consumer.stop()
     raise AssertionError(f"no alarm opened for {patient}")
-
-
-@pytest.fixture(scope="module")
-def browser_ready() -> None:
-    if not (BROWSER / "node_modules" / "playwright-core").exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=BROWSER, check=True)
 
 
 def test_ward_view_and_patient_page_under_live_load(
