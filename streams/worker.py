@@ -24,7 +24,8 @@ from .engine.alert_view import AlertView
 from .engine.app import App, chosen_profile, create_app
 from .engine.producer import RecordSink
 from .engine.risk_view import WardView
-from .http import alarm_routes, gateway, nightscout, oidc, pages, patient_window
+from .http import alarm_routes, gateway, nightscout, oidc, openapi, pages, patient_window
+from .http.guard import PAGE_HEADERS
 from .http.signin import Access
 from .monitoring import Monitor
 from .patients import PatientDirectory
@@ -93,4 +94,5 @@ def create_worker(settings: Settings, profile: BrokerProfile | None = None) -> A
     )
     pages.register(app, pages.WardApi(ward, alerts, access, settings.web.stream_max_s))
     metrics.register(app, figures)
+    openapi.register(app, settings, PAGE_HEADERS)
     return app

@@ -167,6 +167,6 @@ def register(app: faust.App, api: WardApi) -> None:
     class Static(View):
         async def get(self, request: Request, name: str) -> Response:
             if name not in STATIC:
-                return self.json({"error": "not_found"}, status=404)
+                return self.json({"error": "not_found", "detail": f"no file {name}"}, status=404)
             headers = {**PAGE_HEADERS, "Cache-Control": "max-age=3600"}
             return self.bytes(static[name], content_type=STATIC[name], headers=headers)

@@ -51,5 +51,7 @@ def register(app: faust.App, access: Access, windows: StoredWindows) -> None:
             access.patient(request, patient_id)
             stored = windows.get(patient_id.encode())
             if stored is None:
-                return self.json({"error": "not_found", "patient_id": patient_id}, status=404)
+                detail = "no stored window for this patient on this worker"
+                body = {"error": "not_found", "detail": detail, "patient_id": patient_id}
+                return self.json(body, status=404)
             return self.json(window_document(codec.decode(stored)))

@@ -25,11 +25,25 @@ Series = dict[str, list[list[float]]]  # code -> [[t_ms, value], ...]
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """``value`` inside a double-quoted PromQL/MetricsQL string (Go's escapes): quotes,
+    backslashes and control characters escaped, so no value can end the string."""
+    out = []
+    for char in value:
+        if char in '\\"':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+_FLUX_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def _flux_string(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """``value`` inside a Flux string literal: no quote ends it, no ``${`` interpolates."""
+    return value.translate(_FLUX_ESCAPES).replace("${", "\\${")
 
 
 class SeriesReader:
