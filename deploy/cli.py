@@ -374,8 +374,11 @@ def dead_letters(reason: str | None, key: str | None, decode: bool, **options: A
     from .deadletters import dead_letters as read
 
     _quiet_clients()
-    for line in read(settings_from_options(**options), reason, key, decode):
-        click.echo(line)
+    try:
+        for line in read(settings_from_options(**options), reason, key, decode):
+            click.echo(line)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
 
 
 @click.group()

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.engine.broker import client_options
 from streams.processing.codec import FORMAT_VERSION
@@ -47,6 +48,34 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
+class TopicNotReadableError(ValueError):
+    """The topic does not exist, or this principal may not describe it."""
+
+
+async def partitions_of(settings: Settings, topic: str) -> list[int]:
+    """The partitions of ``topic``, asked of the broker for that topic. Never "none": an
+    empty answer would read as "no dead letters" or "the audit trail is intact" when the
+    topic is missing or this principal may not see it."""
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    code = described.get("error_code", 0)
+    if code == TOPIC_AUTHORIZATION_FAILED:
+        user = settings.kafka.sasl_username or "this client"
+        msg = f"topic {topic}: {user} may not describe it (Kafka ACLs)"
+        raise TopicNotReadableError(msg)
+    if code != 0 or not described.get("partitions"):
+        msg = f"topic {topic} does not exist on {settings.kafka.bootstrap} (error {code})"
+        raise TopicNotReadableError(msg)
+    return sorted(p["partition"] for p in described["partitions"])
+
+
 async def read_letters(settings: Settings) -> list[dict[str, Any]]:
     """Every letter on the dead-letter topic now, oldest first per partition."""
     return await read_topic(settings, settings.topics.deadletter)
@@ -56,16 +85,13 @@ async def read_topic(
     settings: Settings, topic: str, *, with_key: bool = True
 ) -> list[dict[str, Any]]:
     """Every JSON record on ``topic`` now (with its ``key``), oldest first per partition."""
+    found = await partitions_of(settings, topic)
     consumer = AIOKafkaConsumer(
         group_id=None, enable_auto_commit=False, **client_options(settings.kafka)
     )
     await consumer.start()
     try:
-        await consumer.topics()  # metadata of every topic
-        found = consumer.partitions_for_topic(topic) or set()
         partitions = [TopicPartition(topic, p) for p in sorted(found)]
-        if not partitions:
-            return []
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -148,7 +148,14 @@ def properties(node: KafkaNode, cluster: list[KafkaNode], partitions: int) -> st
     return "".join(f"{key}={value}\n" for key, value in lines.items())
 
 
-def prepare(node: KafkaNode, config_dir: Path, text: str, lib: Path, cluster_id: str) -> Path:
+def prepare(
+    node: KafkaNode,
+    config_dir: Path,
+    text: str,
+    lib: Path,
+    cluster_id: str,
+    format_args: tuple[str, ...] = (),
+) -> Path:
     """Write the node's properties and format its storage once (with ``cluster_id``)."""
     config_dir.mkdir(parents=True, exist_ok=True)
     config = config_dir / f"{node.name}.properties"
@@ -165,6 +172,7 @@ def prepare(node: KafkaNode, config_dir: Path, text: str, lib: Path, cluster_id:
             f"--cluster-id={cluster_id}",  # "=": an id made elsewhere may start with "-"
             "--config",
             str(config),
+            *format_args,  # e.g. --add-scram 'SCRAM-SHA-512=[name=...,password=...]'
         ],
         capture_output=True,
         text=True,

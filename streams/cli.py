@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from .settings import BrokerProfile, Settings, env_var, get_settings
+from .settings import BrokerProfile, KafkaSettings, Settings, env_var, get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 COMMAND_GROUP = "bedside.commands"
@@ -72,6 +72,24 @@ class BedsideGroup(click.Group):
             return loaded
         return command
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any command: a broker that refuses us (TLS trust, SASL credentials) is said in
+        words naming the settings, not as aiokafka's "Unable to bootstrap"."""
+        from .engine.broker import BootstrapError
+
+        try:
+            return super().invoke(ctx)
+        except BootstrapError as error:
+            raise click.ClickException(broker_refusal(get_settings().kafka, error)) from error
+
+
+def broker_refusal(kafka: KafkaSettings, error: Exception) -> str:
+    """Why the broker cannot be used, as well as one connection can tell."""
+    from .engine.broker import access_problem
+
+    problem = asyncio.run(access_problem(kafka))
+    return problem or f"the broker at {kafka.bootstrap} cannot be reached ({error})"
+
 
 @click.group(cls=BedsideGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bedside")
@@ -112,8 +130,10 @@ def worker(**options: Any) -> None:
     from .access.users import UsersFileError
     from .engine.app import run_worker
     from .engine.broker import (
+        BrokerAccessError,
         BrokerUnavailableError,
         TopicMismatchError,
+        access_problem,
         ensure_bedside_topics,
         resolve_profile,
     )
@@ -131,6 +151,10 @@ def worker(**options: Any) -> None:
 
         use_json(logging.getLogger().handlers)
     try:
+        if settings.kafka.security_protocol != "PLAINTEXT":  # refused: say why, do not spin
+            problem = asyncio.run(access_problem(settings.kafka))
+            if problem is not None:
+                raise BrokerAccessError(problem)
         profile = settings.kafka.profile
         if profile is BrokerProfile.AUTO:
             profile = resolve_profile(settings.kafka)
@@ -144,6 +168,7 @@ def worker(**options: Any) -> None:
                 )
         app = create_worker(settings, profile)
     except (
+        BrokerAccessError,
         TopicMismatchError,
         BrokerUnavailableError,
         PatientSettingsError,
@@ -227,6 +252,28 @@ def schemas(out: Path) -> None:
 
     for path in write_schemas(out):
         click.echo(str(path))
+
+
+@main.command()
+@setting_option("--bootstrap", "kafka", "bootstrap", help="Kafka bootstrap servers.")
+@setting_option("--topic-prefix", "topics", "prefix", help="Prefix of topic names.")
+@setting_option("--partitions", "topics", "partitions", type=int, help="Partitions of every topic.")
+@setting_option(
+    "--replication-factor", "topics", "replication_factor", type=int, help="Replicas of each."
+)
+def topics(**options: Any) -> None:
+    """Create Bedside's topics that do not exist yet, on the configured broker (run it once
+    with a principal allowed to create them, before the workers); existing topics are
+    checked for the configured partition count."""
+    from .engine.broker import TopicMismatchError, ensure_bedside_topics
+
+    settings = settings_from_options(**options)
+    try:
+        created = asyncio.run(ensure_bedside_topics(settings.kafka, settings.topics))
+    except TopicMismatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    present = len(settings.topics.all) - len(created)
+    click.echo(f"{len(created)} created, {present} present: {', '.join(created) or '-'}")
 
 
 def run() -> None:

@@ -11,6 +11,13 @@ from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+)
 
 from ..settings import BrokerProfile, KafkaSettings, TopicSettings
 
@@ -25,6 +32,46 @@ class BrokerUnavailableError(RuntimeError):
 
 class TopicMismatchError(RuntimeError):
     """A topic exists with a different partition count than configured."""
+
+
+#: what a Kafka client raises when it cannot bootstrap (named here: only the engine imports
+#: aiokafka)
+BootstrapError = KafkaConnectionError
+
+
+class BrokerAccessError(RuntimeError):
+    """The broker answers but refuses this client: its certificate is not trusted, or the
+    SASL credentials are wrong. Retrying does not help: the settings must change."""
+
+
+async def access_problem(kafka: KafkaSettings, timeout_s: float = 10.0) -> str | None:
+    """Why the first bootstrap broker refuses this client (TLS trust, SASL credentials), in
+    words naming the settings to fix; None when it takes us or cannot be reached at all
+    (a broker that is down is waited for, not refused). aiokafka itself only reports
+    "Unable to bootstrap", so one connection is opened here to find out."""
+    host, _, port = kafka.servers[0].rpartition(":")
+    options = client_options(kafka)
+    options.pop("bootstrap_servers")
+    try:
+        conn = await asyncio.wait_for(create_conn(host, int(port), **options), timeout_s)
+    except ssl.SSLCertVerificationError as error:
+        return (
+            f"the broker at {kafka.servers[0]} presents a certificate that "
+            f"BEDSIDE_KAFKA__SSL_CAFILE ({kafka.ssl_cafile or 'the system CAs'}) does not "
+            f"trust: {error.verify_message}"
+        )
+    except ssl.SSLError as error:
+        return f"TLS with the broker at {kafka.servers[0]} failed: {error.reason or error}"
+    except (SaslAuthenticationFailed, AuthenticationFailedError) as error:
+        return (
+            f"the broker at {kafka.servers[0]} refused the SASL {kafka.sasl_mechanism} "
+            f"credentials of user {kafka.sasl_username!r}: check BEDSIDE_KAFKA__SASL_USERNAME "
+            f"and BEDSIDE_KAFKA__SASL_PASSWORD ({error})"
+        )
+    except (OSError, TimeoutError, KafkaError):
+        return None  # not reachable (yet): the worker waits for it and says so
+    conn.close()
+    return None
 
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:

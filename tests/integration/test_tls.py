@@ -1,8 +1,7 @@
 """HTTPS end to end with certificates made in the test: the worker's web server serves TLS,
 and it writes to and reads from a time-series server over HTTPS (VictoriaMetrics ``-tls``).
 
-Kafka over TLS/SASL is configured by the ``BEDSIDE_KAFKA__SECURITY_PROTOCOL`` settings but
-not tested here: the embedded broker has no TLS listener (docs/production.md).
+Kafka over TLS with SASL and ACLs: ``test_kafka_security.py``.
 """
 
 from __future__ import annotations
