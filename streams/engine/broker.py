@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from aiokafka.errors import (
     KafkaError,
     SaslAuthenticationFailed,
 )
+from aiokafka.partitioner import DefaultPartitioner
 
 from ..settings import BrokerProfile, KafkaSettings, TopicSettings
 
@@ -72,6 +74,17 @@ async def access_problem(kafka: KafkaSettings, timeout_s: float = 10.0) -> str |
         return None  # not reachable (yet): the worker waits for it and says so
     conn.close()
     return None
+
+
+_PARTITIONER = DefaultPartitioner()
+
+
+@functools.lru_cache(maxsize=1 << 17)  # murmur2 is pure Python: once per patient
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as every producer keys patients)
+    gives ``key`` among ``partitions``."""
+    everything = list(range(partitions))
+    return int(_PARTITIONER(key, everything, everything))
 
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:

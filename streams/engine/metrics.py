@@ -11,14 +11,12 @@ zero with the worker.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -35,6 +33,7 @@ from ..processing.stats import IngestStats
 from ..scoring.service import ModelScoring
 from ..settings import Settings
 from .alert_view import AlertView
+from .broker import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -294,12 +293,6 @@ def owned_partitions(app: faust.App, topic: str) -> set[int]:
         return set()
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _partition_of(key: str, partitions: int) -> int:
-    everything = list(range(partitions))
-    return int(DefaultPartitioner()(key.encode(), everything, everything))
-
-
 def alarm_metrics(out: Exposition, worker: Figures, owned: set[int] | None = None) -> None:
     """Open alarms by severity (of the patients on ``owned`` partitions; every one when None)
     and the live quality of predictive lows."""
@@ -308,7 +301,7 @@ def alarm_metrics(out: Exposition, worker: Figures, owned: set[int] | None = Non
     for event in worker.alerts.open.values():
         patient = str(event["patient_id"])
         if patient == "*" or (
-            owned is not None and _partition_of(patient, partitions) not in owned
+            owned is not None and partition_of(patient.encode(), partitions) not in owned
         ):
             continue  # a worker's own monitoring alarm, or another worker's patient
         by_severity[event["severity"]] = by_severity.get(event["severity"], 0) + 1

@@ -23,7 +23,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT, Message
 
 from ..access.signing import Keys
@@ -38,6 +37,7 @@ from ..scoring.service import ModelScoring
 from ..settings import InfluxSettings, Settings
 from ..sinks.answers import RefusedPoints
 from ..sinks.lines import patient_of
+from .broker import partition_of
 from .consumer import acknowledge, deliver_batches
 from .faust_compat import current_event
 from .producer import RecordSink
@@ -148,13 +148,8 @@ def register(app: faust.App, settings: Settings, windows: Any, parts: StreamPart
         patients=parts.patients,
         quarantine_to=topics.deadletter,
     )
-    partitioner, all_partitions = DefaultPartitioner(), list(range(topics.partitions))
-
-    @functools.lru_cache(maxsize=1 << 17)  # murmur2 is pure Python: once per patient
-    def partition_of(key: bytes) -> int:
-        return int(partitioner(key, all_partitions, all_partitions))
-
-    state = TableStore(app, windows, partition_of)
+    partition = functools.partial(partition_of, partitions=topics.partitions)
+    state = TableStore(app, windows, partition)
     monitor.sink = sink
     checkpoint = Checkpoint(
         state,

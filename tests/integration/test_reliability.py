@@ -23,7 +23,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from care_team import NURSE, SIGNING_KEY
-from stream_helpers import produce, read_topic, send_raw
+from stream_helpers import alerts_of, produce, read_topic, send_raw
 from stream_helpers import recent_cgm as cgm
 
 from deploy.stack import LocalStack
@@ -69,21 +69,6 @@ def post_json(worker: Any, path: str, document: Any, **headers: str) -> tuple[in
         {"Content-Type": "application/json", **headers},
     )
     return status, json.loads(body or b"{}")
-
-
-def alerts_of(
-    settings: Settings, patients: set[str], kind: str, timeout: float = 30
-) -> dict[str, list[dict[str, Any]]]:
-    """The alert events of ``patients``, once each has one of ``kind`` (or the timeout)."""
-    return asyncio.run(
-        read_topic(
-            settings,
-            settings.topics.alerts,
-            patients,
-            lambda f: all(any(e["kind"] == kind for e in f[p]) for p in patients),
-            timeout=timeout,
-        )
-    )
 
 
 def dead_letters(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stream_helpers import produce, read_topic, send_raw
+from stream_helpers import alerts_of, produce, send_raw
 from stream_helpers import recent_cgm as cgm
 
 from streams.settings import Settings
@@ -98,15 +98,7 @@ def test_json_logs_are_one_object_per_line_with_no_patient_data(
     patient = f"json-log-{uuid.uuid4().hex[:6]}"
     asyncio.run(send_raw(stack_settings, stack_settings.topics.glucose, patient.encode(), b"{"))
     asyncio.run(produce(stack_settings, [cgm(patient, 10, 41), cgm(patient, 5, 38)]))
-    found = asyncio.run(
-        read_topic(
-            stack_settings,
-            stack_settings.topics.alerts,
-            {patient},
-            lambda f: any(e["kind"] == "urgent_low" for e in f[patient]),
-            timeout=60,
-        )
-    )
+    found = alerts_of(stack_settings, {patient}, "urgent_low", timeout=60)
     assert any(e["kind"] == "urgent_low" for e in found[patient])
     worker.stop()
     lines = [line for line in worker.log.read_text().splitlines() if line.strip()]

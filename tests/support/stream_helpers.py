@@ -90,6 +90,21 @@ async def read_topic(
     return found
 
 
+def alerts_of(
+    settings: Settings, patients: set[str], kind: str, timeout: float = 30
+) -> dict[str, list[dict[str, Any]]]:
+    """The alert events of ``patients``, once each has one of ``kind`` (or the timeout)."""
+    return asyncio.run(
+        read_topic(
+            settings,
+            settings.topics.alerts,
+            patients,
+            lambda f: all(any(e["kind"] == kind for e in f[p]) for p in patients),
+            timeout=timeout,
+        )
+    )
+
+
 async def off_contract(settings: Settings) -> tuple[int, list[str]]:
     """Every record on the topics other systems read (alerts, risk, dead letters), checked
     against its published JSON Schema (``streams.contracts``): how many were checked, and a
