@@ -167,17 +167,20 @@ def whole(
     rate: float,
     burst_events: int = 0,
     sparse: tuple[int, int] | None = None,
+    scale: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """End-to-end events/s with one and two workers (dense: ``patients``), one worker in the
-    sparse regime (``sparse``: patients, events), and latency at ``rate`` in each."""
+    sparse regime (``sparse``: patients, events), and latency at ``rate`` in each.
+    ``scale``: these worker counts in both regimes (scale-out), each with the workers' CPU
+    seconds per 1,000 events, and no latency run."""
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
     bedside = [str(Path(sys.executable).parent / "bedside"), "worker"]
     base = {**os.environ, "BEDSIDE_WORKER__LOG_LEVEL": "warning"}
     out: dict[str, Any] = {}
-    regimes: list[tuple[str, int, int, tuple[int, ...]]] = [("", patients, events, (1, 2))]
+    regimes: list[tuple[str, int, int, tuple[int, ...]]] = [("", patients, events, scale or (1, 2))]
     if sparse is not None:
-        regimes.append(("sparse_", sparse[0], sparse[1], (1,)))
+        regimes.append(("sparse_", sparse[0], sparse[1], scale or (1,)))
     for label, count, total, worker_counts in regimes:
         start = datetime.now(UTC) - timedelta(hours=1)
         items = records(count, max(2, total // count), start)
@@ -206,12 +209,14 @@ def whole(
             ]
             measured = measure_workers(bedside, specs, len(items))
             out[f"{label}workers_{workers}_events_per_s"] = measured.events_per_s
+            out[f"{label}workers_{workers}_cpu_s_per_1000"] = measured.cpu_s_per_1000
             if workers == 1:
                 written = measured.stats.get("state_bytes", 0)
                 observations = max(1, measured.stats.get("observations", 0))
                 out[f"{label}rss_mb"] = measured.rss_bytes / 2**20
                 out[f"{label}state_bytes_per_event"] = written / observations
-        out.update(_latency(settings, bedside, base, work, run, label, count, rate))
+        if scale is None:
+            out.update(_latency(settings, bedside, base, work, run, label, count, rate))
     if burst_events:
         prefix = f"bench.{run}.burst."
         asyncio.run(
@@ -235,8 +240,12 @@ def run(
     parts_only: bool,
     burst_events: int = 0,
     sparse: tuple[int, int] | None = None,
+    scale: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     settings = get_settings()
+    if scale is not None:  # scale-out only: end to end with these worker counts
+        scaled = whole(settings, events, patients, rate, 0, sparse, scale)
+        return {"bench": "bedside-scale", "broker": settings.kafka.bootstrap, **scaled}
     result: dict[str, Any] = {"bench": "bedside", "decode_records_per_s": decode_rates()}
     result["window_events_per_s"], result["window_bytes_per_patient"] = window_rate(settings)
     result["scoring"] = [
@@ -251,7 +260,28 @@ def run(
     return result
 
 
+def scale_table(result: dict[str, Any]) -> list[str]:
+    """The scale-out runs: per regime and worker count, events/s and CPU s per 1,000."""
+    lines = [f"broker {result['broker']}"]
+    for label, regime in (("", "dense"), ("sparse_", "sparse")):
+        patients = result.get(f"{label}patients")
+        if patients is None:
+            continue
+        for key in sorted(k for k in result if k.startswith(f"{label}workers_")):
+            if not key.endswith("_events_per_s") or (not label and key.startswith("sparse")):
+                continue
+            workers = key.removeprefix(f"{label}workers_").split("_")[0]
+            cpu = result[f"{label}workers_{workers}_cpu_s_per_1000"]
+            lines.append(
+                f"{regime} ({patients:,} patients), {workers} worker(s): "
+                f"{result[key]:,.0f} events/s, {cpu:.2f} CPU s per 1,000 events"
+            )
+    return lines
+
+
 def table(result: dict[str, Any]) -> list[str]:
+    if result.get("bench") == "bedside-scale":
+        return scale_table(result)
     rows = [
         (f"decode {fmt}, records/s", f"{v:,.0f}")
         for fmt, v in result["decode_records_per_s"].items()

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import random
 import statistics
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,13 @@ class WorkerRun:
     events_per_s: float
     rss_bytes: int  # the workers' resident memory at the end, summed
     stats: dict[str, Any]  # /stats of the first worker at the end
+    cpu_s: list[float] = field(default_factory=list)  # each worker's CPU s while measured
+    measured_events: int = 0  # the events processed while measured
+
+    @property
+    def cpu_s_per_1000(self) -> float:
+        """The workers' CPU seconds (summed) per 1,000 events: what a deployment sizes on."""
+        return 1000 * sum(self.cpu_s) / max(1, self.measured_events)
 
 
 def run_worker(argv: list[str], env: dict[str, str], port: int, expected: int, log: Path) -> float:
@@ -159,6 +167,15 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 where /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_workers(
     argv: list[str], workers: list[tuple[dict[str, str], int, Path]], expected: int
 ) -> WorkerRun:
@@ -169,6 +186,7 @@ def measure_workers(
             processes.append(subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT))
     try:
         first_at = first_count = None
+        cpu_at: list[float] = []
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             for process, (_, _, log) in zip(processes, workers, strict=True):
@@ -179,6 +197,7 @@ def measure_workers(
             now = time.perf_counter()
             if done and first_at is None:
                 first_at, first_count = now, done
+                cpu_at = [cpu_seconds(p.pid) for p in processes]
             if done >= expected and first_at is not None and first_count is not None:
                 if done - first_count < expected // 4:
                     # the clock starts at the first processed record, so a run that mostly
@@ -189,9 +208,14 @@ def measure_workers(
                     )
                     raise SystemExit(msg)
                 rate = (done - first_count) / max(now - first_at, 1e-9)
+                cpu = [cpu_seconds(p.pid) - c for p, c in zip(processes, cpu_at, strict=True)]
                 time.sleep(1.0)  # the last batch's windows are stored after it is counted
                 return WorkerRun(
-                    rate, sum(rss_bytes(p.pid) for p in processes), stats(workers[0][1])
+                    rate,
+                    sum(rss_bytes(p.pid) for p in processes),
+                    stats(workers[0][1]),
+                    cpu,
+                    done - first_count,
                 )
             time.sleep(0.05)
         msg = "workers did not finish in 900 s"

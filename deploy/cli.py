@@ -322,6 +322,12 @@ def demo(patients: int, hours: float, speed: float, fmt: str, stay: bool | None)
 )
 @click.option("--parts-only", is_flag=True, help="Only the in-process parts (no stack needed).")
 @click.option(
+    "--scale",
+    default=None,
+    help="Scale-out only: these worker counts (e.g. 1,2,3) in both regimes, with each run's "
+    "CPU seconds per 1,000 events; no parts, latency or burst runs.",
+)
+@click.option(
     "--burst-events",
     type=int,
     default=200_000,
@@ -341,6 +347,7 @@ def bench(
     sparse_patients: int,
     sparse_events: int,
     parts_only: bool,
+    scale: str | None,
     burst_events: int,
     json_out: Path | None,
 ) -> None:
@@ -350,7 +357,14 @@ def bench(
     from .bench import run, table
 
     sparse = (sparse_patients, sparse_events) if sparse_patients else None
-    result = run(events, patients, rate, parts_only, burst_events, sparse)
+    counts = None
+    if scale is not None:
+        try:
+            counts = tuple(int(n) for n in scale.split(",") if n.strip())
+        except ValueError:
+            msg = "worker counts, e.g. 1,2,3"
+            raise click.BadParameter(msg, param_hint="--scale") from None
+    result = run(events, patients, rate, parts_only, burst_events, sparse, counts)
     for line in table(result):
         click.echo(line)
     text = json.dumps(result, default=float)

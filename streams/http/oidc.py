@@ -128,7 +128,11 @@ class IdentityProvider:
     async def keep_fresh(self) -> None:
         """Fetch the keys every ``keys_refresh_s`` (every ``RETRY_S`` while failing)."""
         while True:
-            ok = await self.refresh()
+            try:
+                ok = await self.refresh()
+            except Exception:  # a provider's odd answer never stops the worker: logged, retried
+                log.exception("identity provider keys not refreshed")
+                ok = False
             await asyncio.sleep(self.settings.keys_refresh_s if ok else RETRY_S)
 
     def pages_config(self) -> dict[str, Any] | None:
