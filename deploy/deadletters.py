@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
 
-from streams.engine.broker import client_options
+from streams.engine.broker import client_options, topic_partitions
 from streams.processing.codec import FORMAT_VERSION
 from streams.settings import Settings
 from streams.windows.compact import decode_document
@@ -48,32 +48,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-TOPIC_AUTHORIZATION_FAILED = 29
-
-
 class TopicNotReadableError(ValueError):
     """The topic does not exist, or this principal may not describe it."""
 
 
 async def partitions_of(settings: Settings, topic: str) -> list[int]:
-    """The partitions of ``topic``, asked of the broker for that topic. Never "none": an
-    empty answer would read as "no dead letters" or "the audit trail is intact" when the
-    topic is missing or this principal may not see it."""
-    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
-    await admin.start()
+    """The partitions of ``topic``. Never "none": an empty answer would read as "no dead
+    letters" or "the audit trail is intact" when the topic is missing or this principal may
+    not see it."""
     try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    code = described.get("error_code", 0)
-    if code == TOPIC_AUTHORIZATION_FAILED:
+        return await topic_partitions(settings.kafka, topic)
+    except TopicAuthorizationFailedError:
         user = settings.kafka.sasl_username or "this client"
         msg = f"topic {topic}: {user} may not describe it (Kafka ACLs)"
-        raise TopicNotReadableError(msg)
-    if code != 0 or not described.get("partitions"):
-        msg = f"topic {topic} does not exist on {settings.kafka.bootstrap} (error {code})"
-        raise TopicNotReadableError(msg)
-    return sorted(p["partition"] for p in described["partitions"])
+        raise TopicNotReadableError(msg) from None
+    except UnknownTopicOrPartitionError:
+        msg = f"topic {topic} does not exist on {settings.kafka.bootstrap}"
+        raise TopicNotReadableError(msg) from None
 
 
 async def read_letters(settings: Settings) -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
 )
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -165,6 +167,26 @@ def resolve_profile(kafka: KafkaSettings) -> BrokerProfile:
         profile.value,
     )
     return profile
+
+
+async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[int]:
+    """The partitions of ``topic``, asked of the broker for that topic (a consumer's
+    ``partitions_for_topic`` answers only from metadata it happens to hold: on Apache Kafka,
+    nothing for a topic it does not subscribe to). Raises TopicAuthorizationFailedError
+    when this principal may not describe it, UnknownTopicOrPartitionError when it is
+    missing (both KafkaError: a follower waits and retries)."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    code = described.get("error_code", 0)
+    if code == TopicAuthorizationFailedError.errno:
+        raise TopicAuthorizationFailedError(topic)
+    if code != 0 or not described.get("partitions"):
+        raise UnknownTopicOrPartitionError(topic)
+    return sorted(p["partition"] for p in described["partitions"])
 
 
 async def ensure_topics(

@@ -20,7 +20,7 @@ from mode import Service
 from pydantic import TypeAdapter
 
 from ..settings import KafkaSettings
-from .broker import client_options
+from .broker import client_options, topic_partitions
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0  # between attempts to reach a broker that is away at start
@@ -91,9 +91,9 @@ class TopicFollower(Service):
         return None
 
     async def _place(self, consumer: AIOKafkaConsumer, backfill: int) -> None:
-        await consumer.topics()
-        found = consumer.partitions_for_topic(self.topic) or set()
-        partitions = [TopicPartition(self.topic, p) for p in sorted(found)]
+        # every partition, asked of the broker: never "none" (the view would stay empty)
+        found = await topic_partitions(self.kafka, self.topic)
+        partitions = [TopicPartition(self.topic, p) for p in found]
         consumer.assign(partitions)
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)

@@ -163,7 +163,7 @@ def register(app: faust.App, settings: Settings, windows: Any, parts: StreamPart
     )
     step = BatchStep(
         pipeline,
-        StepPorts(state, records, scoring, partition_of),
+        StepPorts(state, records, scoring, partition),
         checkpoint,
         StepSettings.of(settings),
         parts.counters,

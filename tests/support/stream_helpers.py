@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.engine.broker import client_options
+from streams.engine.broker import client_options, topic_partitions
 from streams.settings import Settings
 
 
@@ -125,11 +125,11 @@ async def off_contract(settings: Settings) -> tuple[int, list[str]]:
     checked, problems = 0, []
     try:
         present = await consumer.topics()
-        parts = [
+        parts = [  # asked of the broker: a consumer's own metadata may hold none (Kafka)
             TopicPartition(topic, p)
             for topic in topics
             if topic in present
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            for p in await topic_partitions(settings.kafka, topic)
         ]
         if not parts:
             return 0, []
