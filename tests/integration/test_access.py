@@ -115,8 +115,10 @@ def streamed_patients(
     """Patients named by what ``path`` streams for ``token`` after ``then()``: until it has
     named the ``expected`` ones and 3 s more have passed (a patient who should not be there
     would come in the same flush or the next), or 30 s (a loaded machine may take seconds to
-    process the readings and flush the rows). The stream is read by a thread, so a quiet
-    stream (keep-alives come every 15 s) never blocks the deadline."""
+    process the readings and flush the rows). ``then()`` is done again after 10 s and 20 s
+    without the expected patients (each time new events): the check is what the stream
+    carries, not how soon. The stream is read by a thread, so a quiet stream (keep-alives
+    come every 15 s) never blocks the deadline."""
     lines: queue.Queue[bytes] = queue.Queue()
     connection = http.client.HTTPConnection("127.0.0.1", worker.web_port, timeout=60)
     connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
@@ -133,12 +135,16 @@ def streamed_patients(
     found: set[str] = set()
     try:
         then()
-        deadline = time.monotonic() + 30
+        started = time.monotonic()
+        deadline, again = started + 30, [started + 10, started + 20]
         while (left := deadline - time.monotonic()) > 0:
+            if again and time.monotonic() >= again[0] and not expected <= found:
+                again.pop(0)
+                then()
             try:
-                line = lines.get(timeout=left)
+                line = lines.get(timeout=min(left, 1.0))
             except queue.Empty:
-                break
+                continue
             if line.startswith(b"data: "):
                 data = json.loads(line[6:])
                 found |= {i["patient_id"] for i in (data if isinstance(data, list) else [data])}
