@@ -8,11 +8,8 @@ of ``general`` and an admin of every ward.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.client
 import json
 import queue
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +22,7 @@ from typing import Any
 
 import pytest
 from care_team import USERS
+from event_stream import event_stream
 from stream_helpers import produce, read_topic
 from stream_helpers import recent_cgm as cgm
 
@@ -117,23 +115,9 @@ def streamed_patients(
     would come in the same flush or the next), or 30 s (a loaded machine may take seconds to
     process the readings and flush the rows). ``then()`` is done again after 10 s and 20 s
     without the expected patients (each time new events): the check is what the stream
-    carries, not how soon. The stream is read by a thread, so a quiet stream (keep-alives
-    come every 15 s) never blocks the deadline."""
-    lines: queue.Queue[bytes] = queue.Queue()
-    connection = http.client.HTTPConnection("127.0.0.1", worker.web_port, timeout=60)
-    connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-    stream = connection.getresponse()
-    assert stream.status == 200, stream.status
-
-    def read() -> None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # shut at the end
-            for line in stream:
-                lines.put(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    carries, not how soon."""
     found: set[str] = set()
-    try:
+    with event_stream(worker.web_port, path, token) as lines:
         then()
         started = time.monotonic()
         deadline, again = started + 30, [started + 10, started + 20]
@@ -150,11 +134,6 @@ def streamed_patients(
                 found |= {i["patient_id"] for i in (data if isinstance(data, list) else [data])}
                 if expected <= found & SEES["admin-all"]:
                     deadline = min(deadline, time.monotonic() + 3)
-    finally:
-        if connection.sock is not None:  # wakes the reader: its read ends at once
-            connection.sock.shutdown(socket.SHUT_RDWR)
-        reader.join(timeout=5)
-        connection.close()
     return found & SEES["admin-all"]
 
 

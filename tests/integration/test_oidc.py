@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
-import http.client
 import json
 import queue
 import secrets
-import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +29,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from care_team import USERS
+from event_stream import event_stream
 from oidc_issuer import Issuer, new_key
 from stream_helpers import produce
 from stream_helpers import recent_cgm as cgm
@@ -163,36 +160,20 @@ def test_a_live_stream_ends_when_its_token_expires_and_an_action_names_the_user(
 ) -> None:
     worker, alerts = oidc_worker
     short = issuer.mint(NURSE_4B, lifetime_s=6)
-    connection = http.client.HTTPConnection("127.0.0.1", worker.web_port, timeout=60)
-    connection.request("GET", "/v1/alerts/stream", headers={"Authorization": f"Bearer {short}"})
-    stream = connection.getresponse()
-    assert stream.status == 200
-    lines: queue.Queue[bytes] = queue.Queue()
-
-    def read() -> None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # shut at the end
-            for line in stream:
-                lines.put(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    # acting with a provider's token: the transition names the provider's user
-    alert = alerts[IN_4B]
-    status, _ = call(worker, "POST", f"/v1/alerts/{alert['alert_id']}/ack", short, {})
-    assert status == 202
-    started, seen, ended = time.monotonic(), [], None
-    while ended is None and time.monotonic() - started < 30:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        if line.startswith(b"event: signout"):
-            ended = time.monotonic() - started
-    if connection.sock is not None:
-        connection.sock.shutdown(socket.SHUT_RDWR)
-    reader.join(timeout=5)
-    connection.close()
+    with event_stream(worker.web_port, "/v1/alerts/stream", short) as lines:
+        # acting with a provider's token: the transition names the provider's user
+        alert = alerts[IN_4B]
+        status, _ = call(worker, "POST", f"/v1/alerts/{alert['alert_id']}/ack", short, {})
+        assert status == 202
+        started, seen, ended = time.monotonic(), [], None
+        while ended is None and time.monotonic() - started < 30:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if line.startswith(b"event: signout"):
+                ended = time.monotonic() - started
     acked = [json.loads(line[6:]) for line in seen if line.startswith(b"data: {")]
     assert any(e.get("by") == "alice.nurse" and e["alert_id"] == alert["alert_id"] for e in acked)
     assert ended is not None and ended < 20, seen  # 6 s of token, checked every 5 s
