@@ -254,6 +254,30 @@ def schemas(out: Path) -> None:
         click.echo(str(path))
 
 
+@main.command("settings")
+@click.option(
+    "--write",
+    "page",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Replace the generated table of this page (docs/configuration.md) instead of printing.",
+)
+def settings_reference(page: Path | None) -> None:
+    """Print the configuration reference: every BEDSIDE_* variable, its default and meaning,
+    generated from the settings themselves (Markdown)."""
+    from .settings import reference_table, with_reference
+
+    if page is None:
+        click.echo(reference_table(), nl=False)
+        return
+    try:
+        page.write_text(with_reference(page.read_text()))
+    except (OSError, ValueError) as error:
+        msg = f"{page}: {error}"
+        raise click.ClickException(msg) from error
+    click.echo(f"{page}: the configuration table is the settings' own")
+
+
 @main.command()
 @setting_option("--bootstrap", "kafka", "bootstrap", help="Kafka bootstrap servers.")
 @setting_option("--topic-prefix", "topics", "prefix", help="Prefix of topic names.")

@@ -8,7 +8,8 @@ One frozen :class:`Settings` object, read from ``BEDSIDE_*`` environment variabl
 from __future__ import annotations
 
 import ipaddress
-from enum import StrEnum
+import json
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlparse
@@ -63,32 +64,47 @@ class KafkaSettings(_Section):
     """Where the broker is and how to authenticate to it."""
 
     bootstrap: str = Field(
-        "127.0.0.1:9092", description="Comma-separated host:port list of bootstrap brokers."
+        "127.0.0.1:9092", description="comma-separated `host:port` bootstrap brokers"
     )
     profile: BrokerProfile = Field(
-        BrokerProfile.AUTO, description="auto | embedded | kafka (see 'Broker profiles')."
+        BrokerProfile.AUTO,
+        description=(
+            "broker profile: `auto`, `embedded` or `kafka` "
+            "([operations](operations.md#broker-profiles))"
+        ),
     )
     embedded_cluster_id: str = Field(
         "bedside-embedded",
-        description="Cluster id the embedded broker is started with; 'auto' looks for it.",
+        description="cluster id of the embedded broker; `auto` looks for it",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certs.")
-    ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
-    ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
-    ssl_key_password: SecretStr | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`"
+    )
+    sasl_username: str | None = Field(None, description="SASL user (required with `SASL_*`)")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (secret; required with `SASL_*`)"
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signed the brokers' certificates"
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="client certificate for mutual TLS (with the key file)"
+    )
+    ssl_keyfile: Path | None = Field(None, description="client private key for mutual TLS")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="password of the client key (secret)"
+    )
     session_timeout_s: float = Field(
         10.0,
         ge=6.0,
         le=300.0,
         description=(
-            "How long the consumer group waits for a silent worker before its partitions (its "
-            "patients) go to the others: the alarm gap when a worker dies. Heartbeats are sent "
-            "every third of it from the consumer's own thread. The brokers' "
-            "group.min.session.timeout.ms (6 s by default) is the floor."
+            "how long the consumer group waits for a silent worker before its patients go "
+            "to the others (the alarm gap when a worker dies); heartbeats every third of "
+            "it; 6–300 (the embedded profile uses 6)"
         ),
     )
 
@@ -132,9 +148,14 @@ class KafkaSettings(_Section):
 class TopicSettings(_Section):
     """Topic names (prefix + fixed suffix) and how they are created."""
 
-    prefix: str = Field("bedside.", description="Prepended to every Bedside topic name.")
-    partitions: int = Field(8, ge=1, le=1024, description="Partitions of every Bedside topic.")
-    replication_factor: int = Field(1, ge=1, le=7)
+    prefix: str = Field("bedside.", description="prefix of every topic name")
+    partitions: int = Field(8, ge=1, le=1024, description="partitions of every Bedside topic")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=7,
+        description="replication factor when Bedside creates topics (3 in production)",
+    )
 
     @property
     def vitals(self) -> str:
@@ -188,81 +209,117 @@ class TopicSettings(_Section):
 class InfluxSettings(_Section):
     """The InfluxDB v2 write API the sink talks to (InfluxDB 2.x/3.x; locally VictoriaMetrics)."""
 
-    url: str = Field("http://127.0.0.1:8086", description="Base URL of the InfluxDB v2 API.")
+    url: str = Field("http://127.0.0.1:8086", description="base URL of the InfluxDB v2 API")
     token: SecretStr = Field(
         SecretStr("bedside-local"),
-        description="API token. The local stack accepts any value; production needs a real one.",
+        description="API token (secret); the local server accepts any value",
     )
-    org: str = "bedside"
-    bucket: str = "bedside"
-    timeout_ms: int = Field(10_000, ge=100)
+    org: str = Field("bedside", description="InfluxDB organisation")
+    bucket: str = Field("bedside", description="InfluxDB bucket (database on 3.x)")
+    timeout_ms: int = Field(10_000, ge=100, description="HTTP timeout of writes")
     retention_days: int = Field(
         90,
         ge=0,
-        description="The bucket's retention: points older than this are not written (the "
-        "database would drop them), only counted. 0: no limit. The shipped bucket keeps 90 days.",
+        description=(
+            "the bucket's retention: older points are not written, only counted (`0`: no limit)"
+        ),
     )
     read_api: Literal["auto", "flux", "prometheus"] = Field(
         "auto",
-        description="How series are read back for the care-team page: flux (InfluxDB 2.x), "
-        "prometheus (VictoriaMetrics), auto (ask the server).",
+        description=(
+            "how the care-team pages read series back: `flux` (InfluxDB 2.x), `prometheus` "
+            "(VictoriaMetrics), `auto` (asks `/health`)"
+        ),
     )
     ca_file: Path | None = Field(
         None,
-        description="CA certificate(s) that sign an https server's certificate (default: the "
-        "system's CAs).",
+        description=(
+            "CA certificate(s) that sign an `https://` time-series server's certificate "
+            "(default: the system's CAs)"
+        ),
     )
 
 
 class WebSettings(_Section):
     """The worker's HTTP server (gateway, metrics, care-team page)."""
 
-    host: str = Field("127.0.0.1", description="Interface the worker's web server binds to.")
-    port: int = Field(6066, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="interface of the worker's web server")
+    port: int = Field(
+        6066,
+        ge=1,
+        le=65535,
+        description="port of the worker's web server (`/health`, `/ready`, gateway)",
+    )
     token: SecretStr | None = Field(
-        None, description="Bearer token for the HTTP API; required when host is not loopback."
+        None,
+        description=(
+            "bearer token of the HTTP API (secret, ≥ 32 characters, no placeholder); "
+            "required when the host is not loopback"
+        ),
     )
     nightscout_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="JSON object patient id -> Nightscout API secret (uploaders send its SHA-1).",
+        description=(
+            "JSON object patient id → Nightscout API secret (≥ 12 characters) for the "
+            "Nightscout routes (`api-secret` header, `?secret=`)"
+        ),
     )
     nightscout_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="JSON object patient id -> Nightscout access token (?token= or Bearer).",
+        description=(
+            "JSON object patient id → Nightscout access token (≥ 12 characters): `?token=` "
+            "or `Authorization: Bearer` on the Nightscout routes"
+        ),
     )
     publish_timeout_s: float = Field(
         10.0,
         gt=0,
-        description="Longest the gateway waits for the broker before answering 503.",
+        description=(
+            "longest the gateway waits for the broker before answering 503 with `Retry-After`"
+        ),
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
-        description="JSON list of host names the web server answers to (Host and Origin "
-        "headers), beside loopback names and web.host: DNS-rebinding and CSRF guard.",
+        description=(
+            "JSON list of host names the web server answers to in `Host`/`Origin` (besides "
+            "loopback and `BEDSIDE_WEB__HOST`)"
+        ),
     )
     tls_certfile: Path | None = Field(
-        None, description="Certificate chain (PEM) of the web server: it serves HTTPS."
+        None,
+        description=(
+            "certificate chain (PEM) of the worker's web server: it serves HTTPS (TLS ≥ 1.2)"
+        ),
     )
-    tls_keyfile: Path | None = Field(None, description="Private key (PEM) of tls_certfile.")
+    tls_keyfile: Path | None = Field(None, description="its private key (PEM); both or neither")
     auth: Literal["users", "none"] = Field(
         "users",
-        description="Who may read patient data and act on alarms: named users of the users "
-        "file (default), or none (development only: anyone, logged as a warning at start).",
+        description=(
+            "`users`: patient data and alarm actions need a named user of the users file; "
+            "`none`: anyone (development only, warned at start)"
+        ),
     )
     users_file: Path | None = Field(
         None,
-        description="JSON users file (streams/access/users.py; `bedside users add` writes it).",
+        description=(
+            "JSON users file (name, role, wards, SHA-256 of the token); `bedside users add`"
+            " writes it. Without it nobody reads patient data"
+        ),
     )
     default_ward: str = Field(
         "general",
         min_length=1,
-        description="The ward of a patient the patient settings file gives none.",
+        description=(
+            "ward of a patient whose settings (`BEDSIDE_STREAM__PATIENT_SETTINGS_FILE`) name none"
+        ),
     )
     stream_max_s: float = Field(
         3600.0,
         gt=0,
-        description="Longest a page's live event stream lasts; the page then reconnects (its "
-        "sign-in checked again) and reloads what it shows.",
+        description=(
+            "longest a page's live event stream lasts; the page then reconnects (sign-in "
+            "checked again) and reloads"
+        ),
     )
 
     @property
@@ -315,31 +372,39 @@ class IngestSettings(_Section):
     """Limits and batching of the ingest path (Kafka and HTTP)."""
 
     max_record_bytes: int = Field(
-        1 << 20, ge=1024, description="Records (and HTTP bodies) over this size are rejected."
+        1 << 20,
+        ge=1024,
+        description="records and HTTP bodies over this size are rejected (`too_large`, HTTP 413)",
     )
     max_entries: int = Field(
-        1000, ge=1, description="Bundle entries or list items over this count are rejected."
+        1000,
+        ge=1,
+        description=(
+            "Bundle entries or list items over this count are rejected (`too_many_entries`)"
+        ),
     )
     batch_size: int = Field(
         10_000,
         ge=1,
-        description="Most records fetched and processed as one batch (whatever has arrived, "
-        "up to this many; Faust's broker_max_poll_records).",
+        description=(
+            "most records processed as one batch (whatever one fetch returns, up to this many)"
+        ),
     )
     max_unstored_points: int = Field(
         2_000_000,
         ge=1,
-        description="Most time-series points computed but not yet accepted by the database "
-        "(an outage): beyond it the stream waits. Alarms flow until then.",
+        description=(
+            "most time-series points computed but not yet accepted by the database (an "
+            "outage); alarms flow until then, then the stream waits"
+        ),
     )
     max_unstored_batches: int = Field(
-        10_000, ge=1, description="Most batches computed but not yet stored (see above)."
+        10_000, ge=1, description="most batches computed but not yet stored"
     )
     window_cache: int = Field(
         20_000,
         ge=0,
-        description="Patients' windows kept decoded between batches (the most recently "
-        "processed): a patient seen again is not decoded from the table again.",
+        description="patients' windows kept decoded between batches (most recently processed)",
     )
 
 
@@ -361,35 +426,61 @@ class StreamSettings(_Section):
     """Per-patient windows, scoring and the defaults of per-patient clinical settings."""
 
     allowed_lateness_s: int = Field(
-        7200, ge=0, description="Events older than this behind a patient's newest are late."
+        7200,
+        ge=0,
+        description=(
+            "events further behind the newest event time of the same patient and signal are"
+            " late: written to InfluxDB and counted, not windowed"
+        ),
     )
-    max_vital_samples: int = Field(288, ge=8, description="Bound of each vital-sign buffer.")
+    max_vital_samples: int = Field(
+        288, ge=8, description="bound of each vital-sign buffer (24 h at 5-minute readings)"
+    )
     news2_max_age_s: int = Field(
-        14400, ge=60, description="A vital older than this does not count towards NEWS2."
+        14400,
+        ge=60,
+        description="a vital older than this does not count towards NEWS2 (reported missing)",
     )
     vitals_stale_s: int = Field(
-        21600, ge=60, description="No vital sign for this long opens a vitals_stale alarm."
+        21600,
+        ge=60,
+        description="no vital sign for this long (patients who send vitals) opens `vitals_stale`",
     )
     tick_interval_s: float = Field(
-        30.0, gt=0, description="How often time-driven alarm transitions are evaluated."
+        30.0,
+        gt=0,
+        description=(
+            "how often time-driven alarm transitions (re-alerts, escalation, snooze expiry,"
+            " stale data) are evaluated"
+        ),
     )
     degraded_after_s: float = Field(
         30.0,
         gt=0,
-        description="Data not processed or stored for this long: a monitoring_degraded alert "
-        "event and /ready false.",
+        description=(
+            "data not processed or stored for this long: a `monitoring_degraded` alert "
+            "event; `/ready` is false from the first second"
+        ),
     )
     spo2_scale2_patients: list[str] = Field(
         default_factory=list,
-        description="Patients scored on NEWS2 SpO2 scale 2 (hypercapnic respiratory failure).",
+        description="JSON list of patients scored on NEWS2 SpO2 scale 2",
     )
     glucose_targets: dict[str, GlucoseTargetSettings] = Field(
-        default_factory=dict, description="JSON: patient id -> glucose thresholds in mg/dL."
+        default_factory=dict,
+        description=(
+            'JSON: patient id → `{"urgent_low","low","high","urgent_high"}` mg/dL (defaults'
+            " 54/70/180/250)"
+        ),
     )
     patient_settings_file: Path | None = Field(
         None,
-        description="JSON file: patient id -> glucose targets, SpO2 scale, quiet hours "
-        "(see streams/patients.py); read at start, validated.",
+        description=(
+            "JSON file: patient id → `glucose_targets`, `spo2_scale`, `quiet_hours` "
+            "(`start`, `end`, IANA `timezone`), `tz` (IANA: the patient's own time of day "
+            "for the glucose model; UTC when absent); validated at start, a bad value stops"
+            " the worker naming patient and field"
+        ),
     )
 
 
@@ -401,50 +492,73 @@ class ScoringSettings(_Section):
 
     models: list[ModelName] = Field(
         default_factory=lambda: list(get_args(ModelName)),
-        description="JSON list of model families to score with (empty: rules only).",
+        description="JSON list of model families to score with; `[]`: rules only",
     )
     model_dir: Path | None = Field(
         None,
-        description="Model directory <name>/<version>/{model.onnx,manifest.json}; "
-        "unset: the models shipped in the package.",
+        description=(
+            "model directory `<name>/<version>/{model.onnx,manifest.json}`; unset: the "
+            "models shipped in the package"
+        ),
     )
     versions: dict[str, str] = Field(
         default_factory=dict,
-        description="JSON: model name -> pinned version (default: the newest in model_dir).",
+        description=(
+            "JSON: model name → pinned version (default: the newest in the directory, "
+            "reloaded when a newer one appears)"
+        ),
     )
     shadow: dict[str, str] = Field(
         default_factory=dict,
-        description="JSON: model name -> candidate version scored beside the primary, "
-        "published on the risk topic, never alerting.",
+        description=(
+            "JSON: model name → candidate version scored beside the primary, published on "
+            "`bedside.risk`, never alerting"
+        ),
     )
     provider: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="ONNX Runtime provider: auto uses CUDA when a GPU is present."
+        "auto",
+        description=(
+            "ONNX Runtime provider: `auto` (CUDA when onnxruntime-gpu and a GPU are "
+            "present, else CPU), `cpu`, `cuda`"
+        ),
     )
-    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per call (0: ORT's).")
-    max_batch: int = Field(256, ge=1, le=65536, description="Most windows scored in one call.")
+    intra_op_threads: int = Field(
+        1,
+        ge=0,
+        description="ONNX Runtime threads per call (1 was fastest on 2 cores; 0: ORT's default)",
+    )
+    max_batch: int = Field(256, ge=1, le=65536, description="most windows scored in one model call")
     threaded: bool = Field(
         False,
-        description="Run model calls on a worker thread instead of the event loop "
-        "(slower on a 2-core box: see streams/scoring/batching.py).",
+        description=(
+            "run model calls on a worker thread instead of the event loop (a call of 256 "
+            "windows holds the loop 1–3 ms on a CPU; on the 2-core box the thread made the "
+            "sparse stream 2.7× slower)"
+        ),
     )
     reload_interval_s: float = Field(
-        30.0, gt=0, description="How often model_dir is checked for new versions."
+        30.0, gt=0, description="how often the model directory is checked for new versions"
     )
 
 
 class WorkerSettings(_Section):
     """The Faust worker process."""
 
-    app_id: str = Field("bedside", description="Faust app id: the consumer group and table prefix.")
+    app_id: str = Field("bedside", description="Faust app id: consumer group and table prefix")
     store: Literal["memory", "rocksdb"] = Field(
-        "memory", description="Table store: memory for development, rocksdb in production."
+        "memory", description="table store: `memory` (development) or `rocksdb` (production)"
     )
-    data_dir: Path = Field(Path(".bedside/worker"), description="Faust data dir (RocksDB files).")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    data_dir: Path = Field(
+        Path(".bedside/worker"), description="worker data directory (RocksDB files)"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="`debug`, `info`, `warning` or `error`"
+    )
     debug_libraries: bool = Field(
         False,
-        description="Let Faust, mode and aiokafka log at DEBUG (they print whole records, "
-        "i.e. patient data): off unless you are debugging them.",
+        description=(
+            "let Faust, mode and aiokafka log below INFO (they print whole records: patient data)"
+        ),
     )
 
 
@@ -453,19 +567,26 @@ class SecuritySettings(_Section):
 
     signing_key: SecretStr | None = Field(
         None,
-        description="Secret that signs care-team actions and chains audit records; the same "
-        "on every worker. Unset: a random one per process (loopback development only).",
+        description=(
+            "secret that signs care-team actions and chains audit records, the same on "
+            "every worker (≥ 32 characters); required when the web host is not loopback"
+        ),
+        json_schema_extra={"reference_default": "– (random per process)"},
     )
     unsigned_actions: bool = Field(
         False,
-        description="Apply actions on the alert-acks topic without the gateway's signature "
-        "(only where Kafka ACLs restrict who may write that topic).",
+        description=(
+            "apply actions on `alert-acks` without the gateway's signature: only where "
+            "Kafka ACLs restrict who writes that topic"
+        ),
     )
     action_max_age_s: int = Field(
         900,
         ge=10,
-        description="A signed care-team action older than this when the worker applies it "
-        "is refused (dead letter: replayed).",
+        description=(
+            "a signed care-team action older than this when applied is dead-lettered "
+            "`replayed` (as is one whose nonce its alarm has seen)"
+        ),
     )
 
     @model_validator(mode="after")
@@ -488,44 +609,62 @@ class OidcSettings(_Section):
 
     issuer: str | None = Field(
         None,
-        description="Issuer URL of the identity provider (its /.well-known/openid-configuration "
-        "names the keys and endpoints); unset: no OpenID Connect sign-in.",
+        description=(
+            "issuer URL of the hospital's identity provider (OpenID Connect; https, http "
+            "only on loopback): people sign in through it "
+            "([security](security.md#sign-in-through-the-hospitals-identity-provider)); "
+            "unset: users-file tokens only"
+        ),
     )
     audience: str | None = Field(
-        None, description="The aud an access token must carry (Bedside's API); needed with issuer."
+        None,
+        description=(
+            "the `aud` an access token must carry (Bedside's API at the provider); required"
+            " with the issuer"
+        ),
     )
     client_id: str | None = Field(
-        None, description="The pages' client id at the provider; unset: the audience."
+        None,
+        description="the pages' client id at the provider",
+        json_schema_extra={"reference_default": "– (the audience)"},
     )
     client_secret: SecretStr | None = Field(
         None,
-        description="Client secret for the code exchange, where the provider treats the pages "
-        "as a confidential client; unset: a public client (PKCE only).",
+        description=(
+            "client secret for the code exchange where the provider registers the pages as "
+            "a confidential client; unset: public client (PKCE only)"
+        ),
     )
-    scope: str = Field("openid profile", description="Scopes the pages ask for at sign-in.")
+    scope: str = Field("openid profile", description="scopes the pages ask for")
     name_claim: str = Field(
-        "preferred_username", description="Claim naming the user (else sub) in logs and actions."
+        "preferred_username",
+        description="claim naming the user in actions and the audit trail (else `sub`)",
     )
     role_claim: str = Field(
         "roles",
-        description="Claim (a dotted path for nested ones, e.g. realm_access.roles) with the "
-        "user's roles: a name or a list; the highest one that roles maps serves.",
+        description=(
+            "claim with the user's roles, a name or a list; a dotted path reaches nested "
+            "claims (Keycloak: `realm_access.roles`)"
+        ),
     )
     roles: dict[str, RoleName] = Field(
         default_factory=lambda: {n: n for n in get_args(RoleName)},
-        description="JSON object: role claim value -> Bedside role.",
+        description="JSON object: role claim value → Bedside role; the highest mapped role serves",
     )
     wards_claim: str = Field(
-        "wards", description="Claim (dotted path) with the user's wards: a name or a list."
+        "wards",
+        description="claim (dotted path) with the user's wards, a name or a list (`*`: every ward)",
     )
     leeway_s: int = Field(
-        30, ge=0, le=300, description="Clock skew allowed on exp, nbf and iat, in seconds."
+        30, ge=0, le=300, description="clock skew allowed on `exp`, `nbf`, `iat` (seconds, ≤ 300)"
     )
     keys_refresh_s: float = Field(
         300.0,
         ge=10,
-        description="How often the provider's signing keys (JWKS) are fetched again; an unknown "
-        "key id also fetches them (at most every 10 s).",
+        description=(
+            "how often the provider's signing keys (JWKS) are fetched again; a token with "
+            "an unknown key id fetches them too (at most every 10 s)"
+        ),
     )
 
     @property
@@ -558,12 +697,17 @@ class PrivacySettings(_Section):
 
     pseudonymise: bool = Field(
         False,
-        description="Replace every sender's patient id with a keyed pseudonym at ingest.",
+        description=(
+            "replace every sender's patient id with a keyed pseudonym at ingest "
+            "([security](security.md#pseudonymised-patient-ids))"
+        ),
     )
     key: SecretStr | None = Field(
         None,
-        description="Secret of the pseudonyms (>= 32 characters); changing it changes every "
-        "pseudonym (see docs/security.md: key rotation).",
+        description=(
+            "secret of the pseudonyms (≥ 32 characters), required with `PSEUDONYMISE`; "
+            "changing it changes every pseudonym"
+        ),
     )
 
     @model_validator(mode="after")
@@ -585,8 +729,9 @@ class LogSettings(_Section):
     format: Literal["text", "json"] = Field(
         "text",
         description=(
-            "text: one human-readable line per record; json: one JSON object per line (time, "
-            "level, logger, message, pid and the record's own fields) for ELK, Loki or Splunk."
+            "`text`: one readable line per record; `json`: one JSON object per line "
+            "(`time`, `level`, `logger`, `message`, `pid`, `exception`, the record's own "
+            "fields) for ELK, Loki or Splunk; no patient data either way"
         ),
     )
 
@@ -594,15 +739,41 @@ class LogSettings(_Section):
 class StackSettings(_Section):
     """The embedded local stack started by ``bedside stack up``."""
 
-    dir: Path = Field(Path(".bedside"), description="Data, logs and pid files of the local stack.")
+    dir: Path = Field(Path(".bedside"), description="local stack: data, logs and pid files")
     broker: Literal["tansu", "kafka"] = Field(
-        "tansu", description="The stack's broker: Tansu (memory only) or Apache Kafka (KRaft)."
+        "tansu",
+        description=(
+            "local stack's broker: `tansu` (memory only, starts in a second) or `kafka` "
+            "(Apache Kafka, KRaft, from Maven's jars)"
+        ),
     )
-    broker_port: int = Field(9092, ge=1, le=65435)
-    kafka_nodes: int = Field(1, ge=1, le=5, description="Apache Kafka nodes (broker=kafka).")
-    kafka_heap_mb: int = Field(384, ge=128, le=8192, description="Heap of each Kafka node.")
-    tsdb_port: int = Field(8086, ge=1, le=65535)
-    ready_timeout_s: float = Field(30.0, gt=0)
+    broker_port: int = Field(
+        9092,
+        ge=1,
+        le=65435,
+        description=(
+            "local stack: broker port on 127.0.0.1 (Kafka node *i*: this + *i* − 1; its "
+            "controller: + 100)"
+        ),
+    )
+    kafka_nodes: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description=(
+            "local stack with `kafka`: nodes (1–5); topics replicated min(3, nodes) times, "
+            "`min.insync.replicas` min(2, nodes)"
+        ),
+    )
+    kafka_heap_mb: int = Field(
+        384, ge=128, le=8192, description="local stack with `kafka`: heap of each node"
+    )
+    tsdb_port: int = Field(
+        8086, ge=1, le=65535, description="local stack: time-series server port on 127.0.0.1"
+    )
+    ready_timeout_s: float = Field(
+        30.0, gt=0, description="local stack: seconds to wait for each component's health"
+    )
 
 
 class Settings(BaseSettings):
@@ -661,3 +832,65 @@ def iter_setting_env_vars(
         else:
             names.append(env_var(*prefix, name))
     return names
+
+
+def _written(value: Any) -> str:
+    """A default as the configuration reference writes it."""
+    if value is None:
+        return "–"
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, (int, float, str, Path)):
+        return f"`{value}`"
+    if isinstance(value, (list, dict, tuple)):
+        return f"`{json.dumps(value, separators=(',', ':'))}`"
+    msg = f"no written form for the default {value!r}: give the field a reference_default"
+    raise TypeError(msg)
+
+
+def setting_reference(
+    model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()
+) -> list[tuple[str, str, str]]:
+    """(variable, default as written, meaning) of every setting, in the settings' order: the
+    configuration reference (``bedside settings``; docs/configuration.md) is made of it."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(setting_reference(annotation, (*prefix, name)))
+            continue
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        shown = extra.get("reference_default")
+        if not isinstance(shown, str):
+            shown = _written(field.get_default(call_default_factory=True))
+        if not field.description:
+            msg = f"{env_var(*prefix, name)} has no description for the reference"
+            raise ValueError(msg)
+        rows.append((env_var(*prefix, name), shown, field.description))
+    return rows
+
+
+def reference_table() -> str:
+    """The configuration reference as a Markdown table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {shown} | {meaning} |" for name, shown, meaning in setting_reference()]
+    return "\n".join(lines) + "\n"
+
+
+REFERENCE_START = "<!-- generated by `bedside settings --write"
+REFERENCE_END = "<!-- end of the generated table -->"
+
+
+def with_reference(page: str) -> str:
+    """``page`` (docs/configuration.md) with its generated table replaced by the settings'
+    current one; a page without the markers is refused."""
+    start, end = page.find(REFERENCE_START), page.find(REFERENCE_END)
+    if start < 0 or end < start:
+        msg = f"no generated table to replace (markers {REFERENCE_START!r} ... {REFERENCE_END!r})"
+        raise ValueError(msg)
+    after_marker = page.index("\n", start) + 1
+    return page[:after_marker] + reference_table() + page[end:]

@@ -1,73 +1,62 @@
 """The docs a user reads: a short README that points at every page, a configuration reference
-in step with the settings (every setting, no other, each default as the code has it) and a
+generated from the settings (every setting, no other, each default as the code has it) and a
 topics page naming every topic."""
 
 from __future__ import annotations
 
-import enum
-import json
 import re
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel
+from click.testing import CliRunner
 
-from streams.settings import Settings, env_var, get_settings, iter_setting_env_vars
+from streams.cli import main
+from streams.settings import (
+    REFERENCE_END,
+    REFERENCE_START,
+    get_settings,
+    iter_setting_env_vars,
+    reference_table,
+    setting_reference,
+    with_reference,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 ROW = re.compile(r"^\| `(BEDSIDE_[A-Z0-9_]+)` \| (.*?) \| (.*) \|$")
 
 
-def defaults(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found.update(defaults(annotation, (*prefix, name)))
-        else:
-            found[env_var(*prefix, name)] = field.get_default(call_default_factory=True)
-    return found
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    """docs/configuration.md carries the settings' own table (``bedside settings --write``):
+    every setting and no other, each with the code's default and description."""
+    page = (DOCS / "configuration.md").read_text()
+    assert with_reference(page) == page, "run: bedside settings --write docs/configuration.md"
+    rows = [ROW.match(line) for line in page.splitlines()]
+    assert [m[1] for m in rows if m] == iter_setting_env_vars()
 
 
-def written(value: Any) -> str | None:
-    """A default as the reference writes it, or None where it is not a plain value."""
-    if value is None:
-        return "–"
-    if isinstance(value, enum.Enum):
-        return f"`{value.value}`"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, (int, float, str)):
-        return f"`{value}`"
-    if isinstance(value, (list, dict, tuple)):
-        return f"`{json.dumps(value, separators=(',', ':'))}`"
-    return None
+def test_the_settings_command_prints_and_writes_the_reference(tmp_path: Path) -> None:
+    printed = CliRunner().invoke(main, ["settings"])
+    assert printed.exit_code == 0 and printed.output == reference_table()
+    assert "| `BEDSIDE_KAFKA__BOOTSTRAP` | `127.0.0.1:9092` |" in printed.output
+    stale = tmp_path / "configuration.md"
+    stale.write_text(
+        f"# Title\n\n{REFERENCE_START} ... -->\n| old | table |\n{REFERENCE_END}\nEnd.\n"
+    )
+    written = CliRunner().invoke(main, ["settings", "--write", str(stale)])
+    assert written.exit_code == 0, written.output
+    text = stale.read_text()
+    assert text.startswith("# Title") and text.endswith(f"{REFERENCE_END}\nEnd.\n")
+    assert "| old | table |" not in text and reference_table() in text
+    (tmp_path / "other.md").write_text("no table here")
+    refused = CliRunner().invoke(main, ["settings", "--write", str(tmp_path / "other.md")])
+    assert refused.exit_code != 0 and "no generated table" in refused.output
 
 
-def reference_rows() -> dict[str, tuple[str, str]]:
-    rows = {}
-    for line in (DOCS / "configuration.md").read_text().splitlines():
-        if match := ROW.match(line):
-            rows[match[1]] = (match[2], match[3])
-    return rows
-
-
-def test_the_configuration_reference_has_every_setting_and_no_other() -> None:
-    rows = reference_rows()
-    assert set(rows) == set(iter_setting_env_vars())
-
-
-def test_each_default_in_the_reference_is_the_code_s() -> None:
-    rows, wrong = reference_rows(), []
-    for name, value in defaults().items():
-        shown = rows[name][0]
-        expected = written(value)
-        if expected is None or shown.startswith("– ("):  # e.g. "– (random per process)"
-            continue
-        if shown.replace(", ", ",").replace(": ", ":") != expected:
-            wrong.append((name, shown, expected))
-    assert not wrong
+def test_every_setting_has_a_written_default() -> None:
+    """A default the table cannot write plainly names itself (``reference_default``)."""
+    for name, shown, meaning in setting_reference():
+        assert shown == "–" or shown.startswith(("`", "– (")), name
+        assert meaning and "|" not in meaning.replace("\\|", ""), name
 
 
 def test_every_topic_is_on_the_topics_page() -> None:
