@@ -266,6 +266,7 @@ def _gate(report: dict[str, Any]) -> Gate | None:
         personal=list(gate.get("personal", [])),
         validated_on=f"validation patients of {report['data']}",
         validation_rmse=gate["validation_rmse"],
+        calibration=gate.get("calibration", {}),
     )
 
 

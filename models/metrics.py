@@ -46,6 +46,26 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarra
     return predicted, observed, counts
 
 
+def isotonic(p: np.ndarray, y: np.ndarray, decimals: int = 3) -> tuple[list[float], list[float]]:
+    """Isotonic regression of the outcome ``y`` (0/1) on the probability ``p`` by
+    pool-adjacent-violators over ``p`` rounded to ``decimals`` (equal values pooled first).
+    Returns the knots of the fitted map: each block's mean ``p`` (increasing) and its observed
+    rate (increasing: blocks with equal rates are pooled too), for linear interpolation."""
+    p, y = np.asarray(p, float), np.asarray(y, float)
+    keys, inverse = np.unique(np.round(p, decimals), return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(keys)).astype(float)
+    sum_p = np.bincount(inverse, weights=p, minlength=len(keys))
+    sum_y = np.bincount(inverse, weights=y, minlength=len(keys))
+    blocks: list[list[float]] = []  # [count, sum of p, sum of y]
+    for block in zip(counts, sum_p, sum_y, strict=True):
+        blocks.append(list(block))
+        # pool while the previous block's rate is not below this one's
+        while len(blocks) > 1 and blocks[-2][2] * blocks[-1][0] >= blocks[-1][2] * blocks[-2][0]:
+            last = blocks.pop()
+            blocks[-1] = [a + b for a, b in zip(blocks[-1], last, strict=True)]
+    return [b[1] / b[0] for b in blocks], [b[2] / b[0] for b in blocks]
+
+
 def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error: count-weighted |predicted - observed| over the bins."""
     predicted, observed, counts = reliability(y, p, bins)

@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from streams.scoring.families import GLUCOSE_PROBABILITIES
+
 from .real import Visit, replay
 from .real_eval import evaluate
 
@@ -305,6 +307,14 @@ def evaluate_file(path: Path, fmt: str, tz: str, model_dir: Path | None = None) 
     forecast, probability = np.concatenate(forecasts), np.concatenate(probabilities)
     manifest = model.manifest
     gate = manifest.gate
+    if gate is not None:  # the probabilities as they serve (the threshold's scale)
+        probability = np.stack(
+            [
+                np.asarray(gate.calibrate(name, probability[:, k]))
+                for k, name in enumerate(GLUCOSE_PROBABILITIES)
+            ],
+            axis=1,
+        )
     rate = manifest.training_data.get("hypo_base_rate_train")
     known = r.hypo_known
     constant = float(rate) if rate is not None else float(r.hypo[known, 0].mean())

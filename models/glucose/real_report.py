@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from streams.scoring.families import GLUCOSE_PROBABILITIES
+from streams.scoring.manifest import Calibration
+
+from ..metrics import isotonic
 from ..nets import HORIZONS_MIN
 from . import policy, real, real_eval
 
@@ -74,6 +78,34 @@ def choose(
     }
 
 
+def fit_calibration(
+    validation: list[tuple[list[real.Visit], real.Replay, np.ndarray, np.ndarray]],
+) -> dict[str, Calibration]:
+    """Each probability output's isotonic calibration on the validation patients, all sensor
+    rates pooled (the stream meets them all), over the samples whose outcome is known."""
+    fitted = {}
+    for k, name in enumerate(GLUCOSE_PROBABILITIES):
+        p = np.concatenate([probability[r.hypo_known, k] for _, r, _, probability in validation])
+        y = np.concatenate([r.hypo[r.hypo_known, k] for _, r, _, _ in validation])
+        raw, rate = isotonic(p, y)
+        knots: dict[float, float] = {}
+        for x, v in zip(raw, rate, strict=True):  # JSON-sized knots; rounding may merge two
+            knots.setdefault(round(x, 6), round(v, 6))
+        fitted[name] = Calibration(raw=list(knots), calibrated=list(knots.values()), samples=len(p))
+    return fitted
+
+
+def calibrated(fitted: dict[str, Calibration], probability: np.ndarray) -> np.ndarray:
+    """The model's probability columns (``GLUCOSE_PROBABILITIES``) through their calibrations."""
+    return np.stack(
+        [
+            np.asarray(fitted[name].apply(probability[:, k]))
+            for k, name in enumerate(GLUCOSE_PROBABILITIES)
+        ],
+        axis=1,
+    )
+
+
 def report(
     predict: Predict, data: Path, *, name: str, limit_patients: int | None = None
 ) -> dict[str, Any]:
@@ -94,14 +126,19 @@ def report(
         forecast, probability = predict(r.x)
         return mine, r, forecast, probability
 
-    gate = choose([replayed("validation", rate) for rate in RATES.values()])
+    validation = [replayed("validation", rate) for rate in RATES.values()]
+    fitted = fit_calibration(validation)
+    # the policy is chosen on the probabilities as they will serve: calibrated
+    gate = choose([(v, r, f, calibrated(fitted, p)) for v, r, f, p in validation])
+    gate["calibration"] = {name: c.model_dump() for name, c in fitted.items()}
     personal = personal_figures(visits, split, predict, gate)
     figures: dict[str, Any] = {}
     for population in ("T1D", "T2D"):
         for label, rate in RATES.items():
-            mine, r, forecast, probability = replayed("test", rate, population)
+            mine, r, forecast, raw = replayed("test", rate, population)
             if not len(r.now):
                 continue
+            probability = calibrated(fitted, raw)
             figures.setdefault(population, {})[label] = real_eval.evaluate(
                 mine,
                 r,
@@ -114,6 +151,9 @@ def report(
                 rule=gate["predicted_low_rule"],
                 personal=gate["personal"],
                 cgm_below=gate["predicted_low_cgm_below"],
+            )
+            figures[population][label]["calibration_raw"] = real_eval.calibration(
+                raw[:, 0], r, base_rate
             )
     return {
         "model": name,
@@ -310,6 +350,16 @@ def markdown(result: dict[str, Any]) -> str:
         + ".",
         "",
     ]
+    if gate.get("calibration"):
+        fitted = gate["calibration"]["p_low_30"]
+        lines += [
+            "**Calibration** (validation): P(<70) and P(<54) within 30 min are calibrated on the "
+            f"validation patients' {fitted['samples']:,} samples of known outcome, all sensor "
+            f"rates pooled (isotonic regression, {len(fitted['raw'])} knots for P(<70)); "
+            "thresholds and the figures below are on the calibrated scale, as served. Each "
+            "section's reliability table shows the test patients' bins before and after.",
+            "",
+        ]
     lines += _policy_section(gate)
     lines += _personal_section(result.get("personalisation"))
     for population, rates in result["test"].items():
@@ -336,17 +386,60 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{_cell(a['precision'])} | {_cell(a['false_alarms_per_day'])} | "
                     f"{_cell(a['median_lead_min'])} |"
                 )
-            c = f["calibration"]
-            lines += [
-                "",
-                f"P(<70 in 30 min): mean {c['mean_predicted']:.3f} vs observed "
-                f"{c['observed']:.3f}; Brier {c['brier']:.4f} vs constant rate "
-                f"{c['brier_constant']:.4f}"
-                + (" (model loses)" if c["brier"] >= c["brier_constant"] else "")
-                + ".",
-                "",
-            ]
+            lines += _calibration_lines(f)
     return "\n".join(lines)
+
+
+RELIABLE_N = 100  # a reliability bin is judged when it holds at least this many samples
+RELIABLE_GAP = 0.05  # ... and is calibrated when predicted and observed differ by at most this
+
+
+def worst_gap(reliability: list[dict[str, Any]]) -> float | None:
+    """The largest |mean predicted - observed| over the bins of at least ``RELIABLE_N``."""
+    gaps = [abs(b["mean_predicted"] - b["observed"]) for b in reliability if b["n"] >= RELIABLE_N]
+    return round(max(gaps), 4) if gaps else None
+
+
+def _calibration_lines(f: dict[str, Any]) -> list[str]:
+    c, raw = f["calibration"], f.get("calibration_raw")
+    lines = [
+        "",
+        f"P(<70 in 30 min), calibrated: mean {c['mean_predicted']:.3f} vs observed "
+        f"{c['observed']:.3f}; Brier {c['brier']:.4f} vs constant rate "
+        f"{c['brier_constant']:.4f}"
+        + (" (model loses)" if c["brier"] >= c["brier_constant"] else "")
+        + (f"; uncalibrated Brier {raw['brier']:.4f}" if raw else "")
+        + ".",
+        "",
+        "| P bin | n | predicted | observed | uncalibrated: n | predicted | observed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    before = {b["bin"]: b for b in raw["reliability"]} if raw else {}
+    for b in c["reliability"]:
+        r = before.pop(b["bin"], None)
+        old = f"{r['n']} | {r['mean_predicted']:.3f} | {r['observed']:.3f}" if r else "— | — | —"
+        lines.append(
+            f"| {b['bin']} | {b['n']} | {b['mean_predicted']:.3f} | {b['observed']:.3f} | {old} |"
+        )
+    for name, r in before.items():
+        lines.append(
+            f"| {name} | — | — | — | {r['n']} | {r['mean_predicted']:.3f} | {r['observed']:.3f} |"
+        )
+    gap, gap_raw = worst_gap(c["reliability"]), worst_gap(raw["reliability"]) if raw else None
+    lines += [
+        "",
+        f"Largest gap in a bin of >= {RELIABLE_N}: calibrated "
+        + (f"{gap:.3f}" if gap is not None else "—")
+        + (f", uncalibrated {gap_raw:.3f}" if gap_raw is not None else "")
+        + (
+            f" (target <= {RELIABLE_GAP}: {'met' if gap <= RELIABLE_GAP else 'not met'})"
+            if gap is not None
+            else ""
+        )
+        + ".",
+        "",
+    ]
+    return lines
 
 
 def evaluate_checkpoint(checkpoint_path: Path, reports: Path, data: Path) -> Path:

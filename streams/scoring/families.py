@@ -95,6 +95,10 @@ def served_forecast(
     return served, by
 
 
+# the glucose model's probability outputs, in order: P(< 70) and P(< 54) within 30 min
+GLUCOSE_PROBABILITIES = ("p_low_30", "p_urgent_low_30")
+
+
 def predicted_low_fires(
     p_low: np.ndarray | float,
     current: np.ndarray | float,
@@ -159,19 +163,23 @@ def _glucose_score(
     x: np.ndarray | None,
     adaptation: list[Any],
 ) -> Score:
-    forecast, probabilities = outputs
+    forecast, raw = outputs
+    gate = manifest.gate
+    # as validation calibrated them (the threshold is on that scale); raw without a map
+    p_low = round(float(gate.calibrate("p_low_30", raw[0]) if gate else raw[0]), 4)
+    p_urgent = round(float(gate.calibrate("p_urgent_low_30", raw[1]) if gate else raw[1]), 4)
     series = window.cgm_series()
     t, current = series[-1]
     model = {str(h): round(float(v), 1) for h, v in zip(HORIZONS_MIN, forecast, strict=True)}
     personal: dict[str, float] = {}
     adapted, adaptation_after = model, None
-    if manifest.gate and manifest.gate.personal and not name.endswith(SHADOW):
+    if gate and gate.personal and not name.endswith(SHADOW):
         # the primary model's forecast adapted to this patient (its state: ``adaptation``)
         values, personal, adaptation_after = personal_forecast(
             adaptation,
             functools.partial(window.recent_cgm, SETTLE_MS),
             t,
-            {h: model[h] for h in manifest.gate.personal if h in model},
+            {h: model[h] for h in gate.personal if h in model},
             model=f"{manifest.name}@{manifest.version}",
         )
         adapted = model | values
@@ -180,10 +188,15 @@ def _glucose_score(
     return Score(
         name,
         f"{manifest.name}@{manifest.version}",
-        round(float(probabilities[0]), 4),
+        p_low,
         {
-            "p_low_30": round(float(probabilities[0]), 4),
-            "p_urgent_low_30": round(float(probabilities[1]), 4),
+            "p_low_30": p_low,
+            "p_urgent_low_30": p_urgent,
+            **(
+                {"p_low_30_uncalibrated": round(float(raw[0]), 4)}
+                if gate and gate.calibration
+                else {}
+            ),
             "forecast_mg_dl": served,
             "forecast_served_by": served_by,
             "model_forecast_mg_dl": model,

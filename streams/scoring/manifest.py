@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 Family = Literal["glucose", "deterioration"]
@@ -49,6 +50,43 @@ Source = Literal["model", "ar2"]
 PredictedLowRule = Literal["probability", "probability_falling"]
 
 
+class Calibration(BaseModel):
+    """A monotone map from a model's raw probability to the rate observed on the validation
+    patients (isotonic regression, pool-adjacent-violators): each pooled block's mean raw
+    probability (``raw``, increasing) and its observed rate (``calibrated``, non-decreasing),
+    linear between them and flat beyond the ends. Serving and every evaluation apply it the
+    same way (:meth:`apply`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["isotonic"] = "isotonic"
+    raw: list[float] = Field(min_length=1)
+    calibrated: list[float] = Field(min_length=1)
+    samples: int = Field(ge=1)  # validation samples it was fitted on
+
+    @model_validator(mode="after")
+    def _monotone(self) -> Calibration:
+        raw, calibrated = self.raw, self.calibrated
+        if len(raw) != len(calibrated):
+            msg = "raw and calibrated must have as many knots"
+            raise ValueError(msg)
+        if any(b <= a for a, b in zip(raw, raw[1:], strict=False)):
+            msg = "raw knots must increase"
+            raise ValueError(msg)
+        if any(b < a for a, b in zip(calibrated, calibrated[1:], strict=False)):
+            msg = "calibrated values must not decrease (the map is monotone)"
+            raise ValueError(msg)
+        if not all(0.0 <= v <= 1.0 for v in (*raw, *calibrated)):
+            msg = "knots are probabilities: within [0, 1]"
+            raise ValueError(msg)
+        return self
+
+    def apply(self, p: np.ndarray | float) -> np.ndarray | float:
+        """The calibrated probability of ``p`` (element-wise for arrays; a float for a float)."""
+        out = np.interp(p, self.raw, self.calibrated)
+        return float(out) if np.ndim(out) == 0 else out
+
+
 class Gate(BaseModel):
     """Where a glucose model serves, from its validation on real patients: per horizon
     (minutes) the model's forecast or AR2's; ``predicted_low`` from the model's probability
@@ -68,6 +106,14 @@ class Gate(BaseModel):
     personal: list[str] = Field(default_factory=list)
     validated_on: str
     validation_rmse: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # per probability output ("p_low_30", "p_urgent_low_30"): its calibration on the validation
+    # patients; the threshold above is on the calibrated scale (absent: served raw)
+    calibration: dict[str, Calibration] = Field(default_factory=dict)
+
+    def calibrate(self, output: str, p: np.ndarray | float) -> np.ndarray | float:
+        """``p`` (the model's ``output``) as it serves: calibrated where the gate has a map."""
+        fitted = self.calibration.get(output)
+        return p if fitted is None else fitted.apply(p)
 
 
 class Manifest(BaseModel):

@@ -380,7 +380,7 @@ def test_models_score_in_the_stream_and_drive_alerts(
         )
     )
     low = next(e for e in alerts[falling] if e["kind"] == "predicted_low")
-    assert low["rule_or_model_version"] == "glucose@2.2.0" and low["state"] == "open"
+    assert low["rule_or_model_version"] == "glucose@2.3.0" and low["state"] == "open"
     # whichever half of the policy held first, the reason says which
     assert "within 30 min" in low["reason"]
     assert low["evidence"].get("forecast_mg_dl") or low["evidence"].get("early_warning_mg_dl")
@@ -412,7 +412,7 @@ def test_models_score_in_the_stream_and_drive_alerts(
     while True:
         with urllib.request.urlopen(f"{worker.url}/stats", timeout=5) as response:
             scoring = json.loads(response.read())["scoring"]
-        windows = scoring["batches"].get("glucose@2.2.0", {}).get("windows", 0)
+        windows = scoring["batches"].get("glucose@2.3.0", {}).get("windows", 0)
         if windows >= 1 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -428,7 +428,7 @@ def assert_the_forecast_adapts_to_the_patient(
     worker's stored window has learned an error and the next forecast carries the
     correction (its arithmetic: tests/unit/streams/scoring/test_model_pipeline.py)."""
     before = window(worker, patient)
-    assert before is not None and before["personal"]["model"] == "glucose@2.2.0"
+    assert before is not None and before["personal"]["model"] == "glucose@2.3.0"
     assert before["personal"]["pending_forecasts"] >= 1
     # glucose levels out at 95 instead of falling further as forecast
     later = [cgm_record(patient, 85 + 5 * i, 95.0) for i in range(1, 9)]

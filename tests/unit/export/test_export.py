@@ -197,7 +197,7 @@ def test_a_shipped_model_is_issued_again_with_the_policy_its_evaluation_chose(
     immutable version whose thresholds and gate are the report's; a report of another
     version is refused."""
     root = Path(__file__).resolve().parents[3]
-    shipped = root / "streams/scoring/shipped/glucose/2.2.0"
+    shipped = root / "streams/scoring/shipped/glucose/2.3.0"
     report = json.loads((root / "models/reports/glucose_real.json").read_text())
     report["gate"] = {**report["gate"], "threshold_p_low_30": 0.6, "predicted_low_cgm_below": 80.0}
     path = tmp_path / "report.json"
@@ -208,6 +208,10 @@ def test_a_shipped_model_is_issued_again_with_the_policy_its_evaluation_chose(
     manifest = Manifest.read(target / "manifest.json")
     assert manifest.version == "9.9.9" and manifest.thresholds == {"p_low_30": 0.6}
     assert manifest.gate is not None and manifest.gate.predicted_low_cgm_below == 80.0
+    # the report's calibration serves with it (its threshold is on that scale)
+    fitted = report["gate"]["calibration"]["p_low_30"]
+    assert manifest.gate.calibration["p_low_30"].raw == fitted["raw"]
+    assert manifest.gate.calibrate("p_low_30", fitted["raw"][-1]) == fitted["calibrated"][-1]
     assert (target / "model.onnx").read_bytes() == (shipped / "model.onnx").read_bytes()
     with pytest.raises(ExportError, match="immutable"):
         onnx_export.reissue(

@@ -76,7 +76,7 @@ def test_every_format_gives_the_same_figures(tmp_path: Path) -> None:
     files = write_all(tmp_path)
     results = {fmt: evaluate_file(path, fmt, "Europe/Berlin") for fmt, path in files.items()}
     first = results["tidy"]
-    assert first["model"] == "glucose@2.2.0" and first["readings"] == 192
+    assert first["model"] == "glucose@2.3.0" and first["readings"] == 192
     assert first["alarms"]["cgm_below_80"]["events"] >= 1  # the afternoon dips are events
     for fmt, result in results.items():
         assert result["horizons"] == first["horizons"], fmt

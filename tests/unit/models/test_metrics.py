@@ -29,6 +29,33 @@ def test_calibration_error_is_zero_when_rates_match_predictions() -> None:
     assert m.ece(~y, p) == pytest.approx(0.4)
 
 
+def test_isotonic_pools_violators_and_keeps_monotone_rates() -> None:
+    # rates by probability: 0.1 -> 0/2, 0.2 -> 2/2, 0.3 -> 0/2 (a violator), 0.9 -> 2/2
+    p = np.array([0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.9, 0.9])
+    y = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    raw, rate = m.isotonic(p, y)
+    assert raw == pytest.approx([0.1, 0.25, 0.9])  # 0.2 and 0.3 pooled: their mean p
+    assert rate == pytest.approx([0.0, 0.5, 1.0])
+
+
+def test_isotonic_calibrates_an_overconfident_score() -> None:
+    """A score twice the true rate: the fitted map halves it (within sampling error) and
+    the calibrated probabilities' reliability bins match the observed rates."""
+    rng = np.random.default_rng(7)
+    truth = rng.uniform(0, 0.45, 200_000)
+    y = rng.uniform(size=truth.size) < truth
+    p = 2 * truth
+    raw, rate = m.isotonic(p, y)
+    assert all(b > a for a, b in zip(raw, raw[1:], strict=False))
+    assert all(b > a for a, b in zip(rate, rate[1:], strict=False))
+    calibrated = np.interp(p, raw, rate)
+    predicted, observed, counts = m.reliability(y, calibrated)
+    judged = counts >= 1000
+    assert judged.sum() >= 4
+    assert np.abs(predicted - observed)[judged].max() < 0.02
+    assert np.abs(m.reliability(y, p)[0] - m.reliability(y, p)[1])[counts > 1000].max() > 0.1
+
+
 def test_bootstrap_interval_brackets_the_estimate() -> None:
     rng = np.random.default_rng(0)
     y = rng.random(400) < 0.3

@@ -34,7 +34,7 @@ def test_the_exposition_parses_and_a_histogram_has_its_count_and_sum() -> None:
     latency = Buckets()
     latency.observe(0.003)
     latency.observe(0.2)
-    out.histogram("model_call_seconds", "Latency.", [({"model": "glucose@2.2.0"}, latency)])
+    out.histogram("model_call_seconds", "Latency.", [({"model": "glucose@2.3.0"}, latency)])
     families = parsed(out)
     assert families["bedside_records"].type == "counter"
     [letters] = families["bedside_dead_letters"].samples

@@ -93,7 +93,7 @@ async def test_a_window_whose_input_cannot_be_built_goes_unscored_alone() -> Non
         return np.ones((len(windows), 2, 3), dtype=np.float32)
 
     family = replace(FAMILIES["glucose"], inputs=inputs)
-    manifest = Manifest.read(SHIPPED_MODELS / "glucose" / "2.2.0" / "manifest.json")
+    manifest = Manifest.read(SHIPPED_MODELS / "glucose" / "2.3.0" / "manifest.json")
     model = ServingModel(family, "primary", manifest, lambda x: [x.sum(axis=(1, 2))])
     scoring = ModelScoring(ScoringSettings(models=[]))
     ids = ["a", "poisoned", "b"]

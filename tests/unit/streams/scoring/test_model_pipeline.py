@@ -16,7 +16,7 @@ from streams.processing.pipeline import PatientPipeline
 from streams.rules import glucose as g
 from streams.schemas.observation import Format, Kind, Observation, stable_event_id
 from streams.scoring.families import ModelRequest, inputs_of
-from streams.scoring.manifest import Gate
+from streams.scoring.manifest import Calibration, Gate
 from streams.scoring.service import ModelScoring
 from streams.settings import ScoringSettings, StreamSettings
 
@@ -86,7 +86,7 @@ def finished(pipeline: PatientPipeline, observations: list[Observation]) -> tupl
 def test_the_shipped_models_load_with_their_manifests(scoring: ModelScoring) -> None:
     described = scoring.store.describe()
     assert set(described) == {"glucose", "deterioration"}
-    assert described["glucose"]["primary"] == "glucose@2.2.0"
+    assert described["glucose"]["primary"] == "glucose@2.3.0"
     assert described["glucose"]["provider"] == "CPUExecutionProvider"
 
 
@@ -95,11 +95,11 @@ def test_a_falling_glucose_raises_a_model_driven_predicted_low(scoring: ModelSco
     falling = [180 - 6 * i for i in range(18)]  # 180 -> 78 mg/dL over 85 min
     scores, alerts = finished(pipeline, cgm_series(falling))
     model = scores["glucose_model"]
-    assert model["version"] == "glucose@2.2.0"
+    assert model["version"] == "glucose@2.3.0"
     assert model["value"] >= model["threshold"]
     assert float(model["forecast_mg_dl"]["30"]) < 78
     (alert,) = [a for a in alerts if a["kind"] == "predicted_low"]
-    assert alert["rule_or_model_version"] == "glucose@2.2.0"
+    assert alert["rule_or_model_version"] == "glucose@2.3.0"
     assert "likely to fall below 70 mg/dL within 30 min" in alert["reason"]
     drivers = alert["evidence"]["drivers"]  # occlusion: what drove the risk
     assert drivers and drivers[0]["contribution"] > 0
@@ -256,7 +256,7 @@ def test_personal_adaptation_learns_the_patients_offset_and_stays_in_the_window(
     again = codec.decode(codec.encode(state))
     assert again.personal == state.personal
     model, horizons, _, counts, _ = again.personal
-    assert (model, horizons, counts) == ("glucose@2.2.0", [30], [len(errors)])
+    assert (model, horizons, counts) == ("glucose@2.3.0", [30], [len(errors)])
     # a gate that leaves it off: no state stored at all
     plain = PatientPipeline(StreamSettings(), models=gated(scoring, EVERYWHERE, "model"))
     state, _ = apply(plain, "syn-p1", None, cgm_series(values[:20]), scorer=OneAtATime())
@@ -298,3 +298,46 @@ def test_a_failed_model_call_still_publishes_the_rules(scoring: ModelScoring) ->
     _, output = apply(pipeline, "syn-p1", None, cgm_series([120.0] * 6), scorer=Unscored())
     names = [s["name"] for s in orjson.loads(output.risk or b"{}")["scores"]]
     assert names == ["glucose"]
+
+
+def test_a_calibrated_gate_serves_the_calibrated_probability_against_its_threshold(
+    scoring: ModelScoring,
+) -> None:
+    """The score's value, ``p_low_30`` and the alarm decision use the gate's calibration map;
+    the raw probability travels beside it. A map that halves the probability keeps a
+    window below a threshold its raw probability would reach."""
+    falling = [180 - 6 * i for i in range(18)]
+    plain = PatientPipeline(StreamSettings(), models=gated(scoring, EVERYWHERE, "model"))
+    scores, alerts = finished(plain, cgm_series(falling))
+    raw = scores["glucose_model"]["p_low_30"]
+    assert raw > 0.5  # the raw probability alone alarms at a 0.4 threshold
+    assert [
+        a
+        for a in alerts
+        if a["kind"] == "predicted_low" and "glucose@" in a["rule_or_model_version"]
+    ]
+    halve = Calibration(raw=[0.0, 1.0], calibrated=[0.0, 0.5], samples=10)
+    models = gated(
+        scoring, EVERYWHERE, "model", threshold=raw / 2 + 0.05,
+        calibration={"p_low_30": halve, "p_urgent_low_30": halve},
+    )  # fmt: skip
+    scores, alerts = finished(PatientPipeline(StreamSettings(), models=models), cgm_series(falling))
+    model = scores["glucose_model"]
+    assert model["value"] == model["p_low_30"] == pytest.approx(raw / 2, abs=1e-4)
+    assert model["p_low_30_uncalibrated"] == pytest.approx(raw, abs=1e-4)
+    assert model["p_urgent_low_30"] <= 0.5
+    assert not [
+        a
+        for a in alerts
+        if a["kind"] == "predicted_low" and "glucose@" in a["rule_or_model_version"]
+    ]
+
+
+def test_a_calibration_map_must_be_monotone_probabilities() -> None:
+    fitted = Calibration(raw=[0.1, 0.5, 0.9], calibrated=[0.0, 0.2, 0.8], samples=100)
+    assert fitted.apply(0.3) == pytest.approx(0.1)
+    assert fitted.apply(0.0) == 0.0 and fitted.apply(1.0) == 0.8  # flat beyond the ends
+    assert list(fitted.apply(np.array([0.1, 0.7]))) == pytest.approx([0.0, 0.5])
+    for raw, calibrated in (([0.5, 0.1], [0.0, 0.1]), ([0.1, 0.5], [0.3, 0.2]), ([0.1], [1.2])):
+        with pytest.raises(ValueError, match="increase|decrease|within"):
+            Calibration(raw=raw, calibrated=calibrated, samples=1)
