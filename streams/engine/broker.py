@@ -214,6 +214,7 @@ async def ensure_topics(
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
                     msg = f"could not create topic {name}: error {code} {message}"
                     raise RuntimeError(msg)
+            await _until_led(admin, missing, partitions)
         present = [name for name in wanted if name in existing]
         if present:
             for described in await admin.describe_topics(present):
@@ -227,6 +228,32 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+LEADERS_WAIT_S = 15.0
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str], partitions: int) -> None:
+    """Wait until every partition of new topics has a leader in the brokers' metadata: Kafka
+    answers CreateTopics before it elects them, and a producer that writes at once is told
+    the topic is unknown and retries, logging each retry. After ``LEADERS_WAIT_S`` the topics
+    are used as they are (the clients retry)."""
+    deadline = asyncio.get_running_loop().time() + LEADERS_WAIT_S
+    while True:
+        described = await admin.describe_topics(names)
+        led = sum(
+            1
+            for topic in described
+            if not topic.get("error_code")
+            for partition in topic.get("partitions", [])
+            if partition.get("leader", -1) >= 0 and not partition.get("error_code")
+        )
+        if led >= partitions * len(names):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("new topics have %d of %d partition leaders", led, partitions * len(names))
+            return
+        await asyncio.sleep(0.2)
 
 
 async def ensure_bedside_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
