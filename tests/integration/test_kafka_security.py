@@ -13,8 +13,6 @@ message that says which.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
@@ -33,10 +31,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from care_team import SIGNING_KEY
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from certs import authority, loopback_server, pem, pem_key
 from stream_helpers import recent_cgm as cgm
 
 from deploy import kafka
@@ -53,55 +48,14 @@ INGEST = ("bedside.glucose", "bedside.vitals", "bedside.labs")
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def authority(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
 def broker_certificate(folder: Path) -> tuple[Path, Path]:
     """A CA and, signed by it, the broker's certificate for 127.0.0.1: (ca.pem, broker.pem
     with the broker's key and certificate, as Kafka's PEM keystore takes them)."""
-    ca, ca_key = authority("bedside test CA")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kafka-1")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = authority("bedside test CA")
+    cert, key = loopback_server("kafka-1", ca)
     ca_file, keystore = folder / "ca.pem", folder / "broker.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    keystore.write_bytes(pem_key(key) + cert.public_bytes(serialization.Encoding.PEM))
+    ca_file.write_bytes(pem(ca[0]))
+    keystore.write_bytes(pem_key(key) + pem(cert))
     return ca_file, keystore
 
 
@@ -367,7 +321,7 @@ def test_a_wrong_password_and_an_untrusted_certificate_are_named(secure: SecureK
     assert "BEDSIDE_KAFKA__SASL_PASSWORD" in worker.stderr and "Traceback" not in worker.stderr
     other, _ = authority("a CA nobody trusts")
     untrusted = secure.folder / "untrusted-ca.pem"
-    untrusted.write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    untrusted.write_bytes(pem(other))
     topics = run_bedside("topics", env=secure.env("admin", ca=untrusted))
     assert topics.returncode != 0 and "does not trust" in topics.stderr, topics.stderr[-2000:]
     assert "BEDSIDE_KAFKA__SSL_CAFILE" in topics.stderr and "Traceback" not in topics.stderr
