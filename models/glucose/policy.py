@@ -30,7 +30,7 @@ import numpy as np
 from streams.scoring.manifest import PredictedLowRule
 
 from ..metrics import AlarmScore
-from . import events, real_eval
+from . import real_eval
 from .real import Replay, Visit
 
 BUDGET_PER_DAY = 0.3
@@ -91,15 +91,6 @@ def candidates() -> list[Candidate]:
     return found
 
 
-def score(visits: Sequence[Visit], r: Replay, fired: np.ndarray) -> AlarmScore:
-    total = AlarmScore()
-    for index in np.unique(r.visit):
-        visit, mine = visits[int(index)], r.visit == index
-        alarm_times = r.t_ms[mine & fired] / 60_000
-        total = total + events.score_visit(visit.times_ms / 60_000, visit.mg_dl, alarm_times)
-    return total
-
-
 def figures(total: AlarmScore) -> dict[str, Any]:
     def rounded(value: float) -> float | None:
         return None if np.isnan(value) else round(float(value), 4)
@@ -121,7 +112,7 @@ def table(
     for candidate in candidates():
         total = AlarmScore()
         for visits, r, p_low in parts:
-            total = total + score(visits, r, candidate.fires(r, p_low))
+            total = total + real_eval.alarm_score(visits, r, candidate.fires(r, p_low))
         rows.append((candidate, figures(total)))
     return rows
 

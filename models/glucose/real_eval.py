@@ -51,19 +51,19 @@ def forecast_table(r: Replay, predictions: dict[str, np.ndarray]) -> dict[str, A
     return table
 
 
+def alarm_score(visits: Sequence[Visit], r: Replay, fired: np.ndarray) -> AlarmScore:
+    """One rule's alarms (``fired``: a boolean per sample) against every visit's events."""
+    total = AlarmScore()
+    for index in np.unique(r.visit):
+        visit, mine = visits[int(index)], r.visit == index
+        alarm_times = r.t_ms[mine & fired] / 60_000
+        total = total + events.score_visit(visit.times_ms / 60_000, visit.mg_dl, alarm_times)
+    return total
+
+
 def alarm_table(visits: Sequence[Visit], r: Replay, fires: dict[str, np.ndarray]) -> dict[str, Any]:
     """Event-based alarm figures per rule; ``fires`` is a boolean per sample."""
-    out = {}
-    for rule, fired in fires.items():
-        total = AlarmScore()
-        for index in np.unique(r.visit):
-            visit = visits[int(index)]
-            mine = r.visit == index
-            times = visit.times_ms / 60_000
-            alarm_times = r.t_ms[mine & fired] / 60_000
-            total = total + events.score_visit(times, visit.mg_dl, alarm_times)
-        out[rule] = total.summary()
-    return out
+    return {rule: alarm_score(visits, r, fired).summary() for rule, fired in fires.items()}
 
 
 def calibration(p_low: np.ndarray, r: Replay, base_rate: float) -> dict[str, Any]:
