@@ -31,10 +31,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from streams.scoring.families import GLUCOSE_PROBABILITIES
-
 from .real import Visit, replay
-from .real_eval import evaluate
+from .real_eval import calibrated, evaluate
 
 FORMATS = ("tidy", "nightscout", "clarity", "libreview")
 MMOL_TO_MG_DL = 18.016
@@ -308,13 +306,7 @@ def evaluate_file(path: Path, fmt: str, tz: str, model_dir: Path | None = None) 
     manifest = model.manifest
     gate = manifest.gate
     if gate is not None:  # the probabilities as they serve (the threshold's scale)
-        probability = np.stack(
-            [
-                np.asarray(gate.calibrate(name, probability[:, k]))
-                for k, name in enumerate(GLUCOSE_PROBABILITIES)
-            ],
-            axis=1,
-        )
+        probability = calibrated(gate.calibration, probability)
     rate = manifest.training_data.get("hypo_base_rate_train")
     known = r.hypo_known
     constant = float(rate) if rate is not None else float(r.hypo[known, 0].mean())

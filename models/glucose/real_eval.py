@@ -10,14 +10,14 @@ The keys are those ``bedside evaluate glucose --cgm --json`` writes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from streams.scoring.families import HORIZONS_MIN, predicted_low_fires
+from streams.scoring.families import GLUCOSE_PROBABILITIES, HORIZONS_MIN, predicted_low_fires
 from streams.scoring.features import glucose_trend
-from streams.scoring.manifest import PredictedLowRule
+from streams.scoring.manifest import Calibration, PredictedLowRule
 from streams.scoring.personal import SETTLE_MS, personal_forecast
 
 from ..metrics import AlarmScore
@@ -64,6 +64,20 @@ def alarm_score(visits: Sequence[Visit], r: Replay, fired: np.ndarray) -> AlarmS
 def alarm_table(visits: Sequence[Visit], r: Replay, fires: dict[str, np.ndarray]) -> dict[str, Any]:
     """Event-based alarm figures per rule; ``fires`` is a boolean per sample."""
     return {rule: alarm_score(visits, r, fired).summary() for rule, fired in fires.items()}
+
+
+def calibrated(fitted: Mapping[str, Calibration], probability: np.ndarray) -> np.ndarray:
+    """The model's probability columns (``GLUCOSE_PROBABILITIES``) as they serve: each
+    through its calibration where ``fitted`` has one, raw where it has none."""
+    return np.stack(
+        [
+            np.asarray(fitted[name].apply(probability[:, k]))
+            if name in fitted
+            else probability[:, k]
+            for k, name in enumerate(GLUCOSE_PROBABILITIES)
+        ],
+        axis=1,
+    )
 
 
 def calibration(p_low: np.ndarray, r: Replay, base_rate: float) -> dict[str, Any]:

@@ -95,17 +95,6 @@ def fit_calibration(
     return fitted
 
 
-def calibrated(fitted: dict[str, Calibration], probability: np.ndarray) -> np.ndarray:
-    """The model's probability columns (``GLUCOSE_PROBABILITIES``) through their calibrations."""
-    return np.stack(
-        [
-            np.asarray(fitted[name].apply(probability[:, k]))
-            for k, name in enumerate(GLUCOSE_PROBABILITIES)
-        ],
-        axis=1,
-    )
-
-
 def report(
     predict: Predict, data: Path, *, name: str, limit_patients: int | None = None
 ) -> dict[str, Any]:
@@ -129,7 +118,7 @@ def report(
     validation = [replayed("validation", rate) for rate in RATES.values()]
     fitted = fit_calibration(validation)
     # the policy is chosen on the probabilities as they will serve: calibrated
-    gate = choose([(v, r, f, calibrated(fitted, p)) for v, r, f, p in validation])
+    gate = choose([(v, r, f, real_eval.calibrated(fitted, p)) for v, r, f, p in validation])
     gate["calibration"] = {name: c.model_dump() for name, c in fitted.items()}
     personal = personal_figures(visits, split, predict, gate)
     figures: dict[str, Any] = {}
@@ -138,7 +127,7 @@ def report(
             mine, r, forecast, raw = replayed("test", rate, population)
             if not len(r.now):
                 continue
-            probability = calibrated(fitted, raw)
+            probability = real_eval.calibrated(fitted, raw)
             figures.setdefault(population, {})[label] = real_eval.evaluate(
                 mine,
                 r,
