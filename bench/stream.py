@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.benchkit import (
+    BOTH_MODELS,
     WorkerRun,
     measure_latency,
     measure_workers,
@@ -83,6 +84,7 @@ class Bench:
         self.bedside = str(Path(sys.executable).parent / "bedside")
         # every worker's data in the run's own folder (a fresh clone has no .bedside/)
         self.env = {
+            **BOTH_MODELS,
             **os.environ,
             "BEDSIDE_WORKER__LOG_LEVEL": "warning",
             "BEDSIDE_WORKER__DATA_DIR": str(self.work / "data"),

@@ -28,7 +28,15 @@ from streams.processing.state import PatientState
 from streams.scoring.onnx import SHIPPED_MODELS, OnnxModel
 from streams.settings import Settings, get_settings
 
-from .benchkit import burst, measure_latency, measure_workers, p50_p99, produce, records
+from .benchkit import (
+    BOTH_MODELS,
+    burst,
+    measure_latency,
+    measure_workers,
+    p50_p99,
+    produce,
+    records,
+)
 from .modelbench import BATCHES, per_call
 
 
@@ -176,7 +184,7 @@ def whole(
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
     bedside = [str(Path(sys.executable).parent / "bedside"), "worker"]
-    base = {**os.environ, "BEDSIDE_WORKER__LOG_LEVEL": "warning"}
+    base = {**BOTH_MODELS, **os.environ, "BEDSIDE_WORKER__LOG_LEVEL": "warning"}
     out: dict[str, Any] = {}
     regimes: list[tuple[str, int, int, tuple[int, ...]]] = [("", patients, events, scale or (1, 2))]
     if sparse is not None:

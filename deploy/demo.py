@@ -39,13 +39,22 @@ from .benchkit import p50_p99
 from .simulate import Cohort, Plan, build_cohort, plan, publish
 from .tsdb import delete_series
 
-HORIZON_S = {"predicted_low": 30 * 60, "low": 30 * 60, "deterioration": 12 * 3600}
+HORIZON_S = {
+    "predicted_low": 30 * 60,
+    "low": 30 * 60,
+    "news2_medium": 12 * 3600,
+    "news2_high": 12 * 3600,
+    "deterioration": 12 * 3600,  # the deterioration model's alarm, where it is enabled
+}
 TRUTH_OF = {
     "predicted_low": "hypoglycaemia",
     "low": "hypoglycaemia",
     "urgent_low": "hypoglycaemia",
+    "news2_medium": "deterioration",
+    "news2_high": "deterioration",
     "deterioration": "deterioration",
 }
+OPTIONAL = {"deterioration"}  # its row is shown only when the model raised it
 
 
 DEMO_USER = "demo-physician"
@@ -301,6 +310,8 @@ def summary(
         + (", ".join(f"{k} {v}" for k, v in sorted(console.by_kind.items())) or "none")
     )
     for kind, row in quality.items():
+        if kind in OPTIONAL and not row["alarms"]:
+            continue
 
         def pct(x: float | None) -> str:
             return "n/a" if x is None else f"{100 * x:.0f} %"

@@ -66,6 +66,14 @@ def _checkpoint(directory: Path, kind: str) -> Path:
     is_flag=True,
     help="Train on real patients: glucose on Shanghai CGM, deterioration on ICU stays.",
 )
+@click.option(
+    "--label",
+    type=click.Choice(["death-within-24h", "death-after-24h"]),
+    default="death-within-24h",
+    show_default=True,
+    help="deterioration --real: death within 24 h asked every hour (the live alarm's "
+    "question), or death after the first day asked at hour 24 (v2).",
+)
 @DATA_OPTION
 def train(
     kind: str,
@@ -78,6 +86,7 @@ def train(
     hidden: int | None,
     quiet: bool,
     real: bool,
+    label: str,
     data: Path | None,
 ) -> None:
     """Train a risk model (glucose forecaster or deterioration)."""
@@ -90,7 +99,9 @@ def train(
     hidden = hidden or DEFAULT_HIDDEN[kind]
     path = _checkpoint(out, kind)
     if real:
-        path, summary = _train_real(kind, out, data, hidden_real, hidden, epochs, seed, quiet)
+        path, summary = _train_real(
+            kind, out, data, hidden_real, hidden, epochs, seed, quiet, label
+        )
     elif kind == "glucose":
         from .glucose.train import train as train_glucose
 
@@ -132,21 +143,29 @@ def _train_real(
     epochs: int | None,
     seed: int,
     quiet: bool,
+    label: str = "death-within-24h",
 ) -> tuple[Path, dict[str, Any]]:
     """``train --real``: deterioration on ICU stays, glucose on Shanghai CGM."""
     from .training import TrainConfig
 
     if kind == "deterioration":
         from .glucose.real import DataMissing, data_dir
+        from .vitals.real import DEFAULT_TASK, TASKS
         from .vitals.real import train as train_real_icu
 
-        path = out / "deterioration-real.pt"
+        suffix = "" if label == DEFAULT_TASK else f"-{label}"
+        path = out / f"deterioration-real{suffix}.pt"
         try:
             summary = train_real_icu(
                 path,
                 data=data or data_dir(),
                 hidden=hidden_real or 16,
-                config=TrainConfig(epochs=epochs or 40, batch_size=64, learning_rate=3e-3),
+                config=TrainConfig(
+                    epochs=epochs or 40,
+                    batch_size=64 if label == "death-after-24h" else 256,  # stays or hours
+                    learning_rate=3e-3,
+                ),
+                task=TASKS[label],
             )
         except DataMissing as missing:
             raise click.ClickException(str(missing)) from missing

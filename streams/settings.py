@@ -485,14 +485,20 @@ class StreamSettings(_Section):
 
 
 ModelName = Literal["glucose", "deterioration"]
+DEFAULT_MODELS: tuple[ModelName, ...] = ("glucose",)  # NEWS2 serves the deterioration alarms
 
 
 class ScoringSettings(_Section):
     """ONNX risk models: where they come from, where they run, how requests are batched."""
 
     models: list[ModelName] = Field(
-        default_factory=lambda: list(get_args(ModelName)),
-        description="JSON list of model families to score with; `[]`: rules only",
+        default_factory=lambda: list(DEFAULT_MODELS),
+        description=(
+            "JSON list of model families to score with; `[]`: rules only. `deterioration` "
+            "is off by default: no deterioration model has beaten NEWS2 on real patients, "
+            "so NEWS2 (`news2_medium`, `news2_high`) serves the deterioration alarms; "
+            "adding it scores the simulated-ward model and lets it raise `deterioration`"
+        ),
     )
     model_dir: Path | None = Field(
         None,

@@ -327,8 +327,9 @@ def test_models_score_in_the_stream_and_drive_alerts(
     stack_settings: Settings,
     read_series: Callable[..., list[dict[str, Any]]],
 ) -> None:
-    """The shipped ONNX models score on CPU by default and open model-driven alerts."""
-    worker = spawn_worker()  # default settings: both shipped models
+    """The shipped glucose model scores on CPU by default and opens model-driven alerts; the
+    deterioration alarms are NEWS2's (the deterioration model is off by default)."""
+    worker = spawn_worker()  # default settings: the glucose model, NEWS2 for deterioration
     worker.wait_ready()
     run = uuid.uuid4().hex[:6]
     falling, worsening = f"fall-{run}", f"worse-{run}"
@@ -375,7 +376,7 @@ def test_models_score_in_the_stream_and_drive_alerts(
             {falling, worsening},
             lambda f: (
                 model_alert("predicted_low", falling, f)
-                and model_alert("deterioration", worsening, f)
+                and any(e["kind"] == "news2_high" for e in f[worsening])
             ),
         )
     )
@@ -384,8 +385,9 @@ def test_models_score_in_the_stream_and_drive_alerts(
     # whichever half of the policy held first, the reason says which
     assert "within 30 min" in low["reason"]
     assert low["evidence"].get("forecast_mg_dl") or low["evidence"].get("early_warning_mg_dl")
-    bad = next(e for e in alerts[worsening] if e["kind"] == "deterioration")
-    assert bad["rule_or_model_version"] == "deterioration@1.0.0" and bad["severity"] == "urgent"
+    bad = next(e for e in alerts[worsening] if e["kind"] == "news2_high")
+    assert bad["rule_or_model_version"] == "news2-rcp-2017" and bad["severity"] == "critical"
+    assert not [e for e in alerts[worsening] if e["kind"] == "deterioration"]
     risk = asyncio.run(
         read_topic(
             stack_settings,
@@ -417,6 +419,7 @@ def test_models_score_in_the_stream_and_drive_alerts(
             break
         time.sleep(0.5)
     assert scoring["models"]["glucose"]["provider"] == "CPUExecutionProvider"
+    assert set(scoring["models"]) == {"glucose"}  # the deterioration model is opt-in
     assert windows >= 1
     assert_the_forecast_adapts_to_the_patient(worker, stack_settings, falling)
 

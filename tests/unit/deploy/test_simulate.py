@@ -71,3 +71,17 @@ def test_alarm_quality_against_ground_truth() -> None:
         1.0,
         20.0,
     )
+
+
+def test_news2_alarms_are_judged_against_the_deterioration_events() -> None:
+    truth = [{"patient_id": "p", "kind": "deterioration", "event": "2026-11-24T12:00:00+00:00"}]
+    opened = [
+        {"patient_id": "p", "kind": "news2_medium", "opened_at": "2026-11-24T09:00:00+00:00"},
+        {"patient_id": "q", "kind": "news2_high", "opened_at": "2026-11-24T09:00:00+00:00"},
+    ]
+    table = alarm_quality(opened, truth)
+    medium, high = table["news2_medium"], table["news2_high"]
+    assert (medium["alarms"], medium["precision"], medium["recall"]) == (1, 1.0, 1.0)
+    assert medium["median_lead_min"] == 180.0
+    assert (high["alarms"], high["precision"], high["recall"]) == (1, 0.0, 0.0)
+    assert table["deterioration"]["alarms"] == 0  # the model's alarm: not enabled here

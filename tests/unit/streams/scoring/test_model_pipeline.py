@@ -74,7 +74,27 @@ class Unscored:
 
 @pytest.fixture(scope="module")
 def scoring() -> ModelScoring:
-    return ModelScoring(ScoringSettings(provider="cpu"))
+    # both families: the deterioration model is opt-in (NEWS2 serves its alarms by default)
+    return ModelScoring(ScoringSettings(provider="cpu", models=["glucose", "deterioration"]))
+
+
+def test_by_default_only_the_glucose_model_scores() -> None:
+    """No deterioration model has beaten NEWS2 on real patients (models/reports/
+    deterioration_hourly.md): by default none scores, and NEWS2 raises those alarms."""
+    default = ModelScoring(ScoringSettings(provider="cpu"))
+    assert set(default.store.describe()) == {"glucose"}
+    pipeline = PatientPipeline(StreamSettings(), models=default.serving_models())
+    assert [m.family.name for m in pipeline.models] == ["glucose"]
+    stable = [o for h in range(0, 24, 4) for o in vitals_set(h, 78, 15, 97, 126, 36.8)]
+    worsening = stable + [
+        o
+        for i, h in enumerate(range(24, 34, 2))
+        for o in vitals_set(h, 95 + 8 * i, 20 + 2 * i, 94 - i, 110 - 6 * i, 37.8 + 0.3 * i)
+    ]
+    scores, alerts = finished(pipeline, worsening)
+    assert "deterioration_model" not in scores and scores["news2"]["value"] >= 7
+    kinds = {a["kind"] for a in alerts}
+    assert "news2_high" in kinds and "deterioration" not in kinds
 
 
 def finished(pipeline: PatientPipeline, observations: list[Observation]) -> tuple[dict, list]:
