@@ -48,15 +48,18 @@ def choose(
     chosen = policy.choose([(v, r, p[:, 0]) for v, r, _, p in (validation[i] for i in alarm_parts)])
     served: policy.Candidate = chosen["served"]
     rmse: dict[str, dict[str, float]] = {}
+    blend: dict[str, dict[str, float]] = {}
     for k, horizon in enumerate(HORIZONS_MIN):
-        errors: dict[str, list[float]] = {"model": [], "ar2": [], "last": []}
+        errors: dict[str, list[np.ndarray]] = {"model": [], "ar2": [], "last": []}
         for _, r, f, _ in validation:
             known = ~np.isnan(r.future[:, k])
             truth = r.future[known, k]
-            errors["model"] += list((f[known, k] - truth) ** 2)
-            errors["ar2"] += list((r.ar2[known, k] - truth) ** 2)
-            errors["last"] += list((r.now[known] - truth) ** 2)
-        rmse[str(horizon)] = {m: round(float(np.sqrt(np.mean(e))), 2) for m, e in errors.items()}
+            errors["model"].append(f[known, k] - truth)
+            errors["ar2"].append(r.ar2[known, k] - truth)
+            errors["last"].append(r.now[known] - truth)
+        pooled = {m: np.concatenate(e) for m, e in errors.items()}
+        rmse[str(horizon)] = {m: round(float(np.sqrt(np.mean(e**2))), 2) for m, e in pooled.items()}
+        blend[str(horizon)] = best_blend(pooled["model"], pooled["ar2"])
     forecast_gate = [
         "model" if rmse[str(h)]["model"] < min(rmse[str(h)]["ar2"], rmse[str(h)]["last"]) else "ar2"
         for h in HORIZONS_MIN
@@ -75,6 +78,24 @@ def choose(
         "predicted_low": served.source,
         "predicted_low_cgm_below": served.cgm_below if served.source == "model" else None,
         "validation_rmse": rmse,
+        "validation_blend": blend,
+    }
+
+
+BLEND_WEIGHTS = np.linspace(0.0, 1.0, 21)
+
+
+def best_blend(model_error: np.ndarray, ar2_error: np.ndarray) -> dict[str, float]:
+    """The weight w (steps of 0.05) for which w * model + (1 - w) * AR2 has the lowest RMSE on
+    these errors (the blend's error is the same mix of the two errors), and that RMSE."""
+    rmse = [
+        float(np.sqrt(np.mean((w * model_error + (1 - w) * ar2_error) ** 2))) for w in BLEND_WEIGHTS
+    ]
+    best = int(np.argmin(rmse))
+    return {
+        "model_weight": round(float(BLEND_WEIGHTS[best]), 2),
+        "rmse": round(rmse[best], 2),
+        "model_rmse": round(rmse[-1], 2),
     }
 
 
@@ -161,12 +182,46 @@ def personal_figures(
 ) -> dict[str, Any]:
     """The online per-patient bias (``personal``): it serves at the horizons where it
     lowered the validation patients' error at both the 15-min and the 5-min rate (sets
-    ``gate["personal"]``); test reports the 30-min error by days of data seen, per
-    population (15-min readings)."""
+    ``gate["personal"]``). The same figures per population are reported beside (the stream
+    does not know a patient's population, so the gate is the pooled one); test reports the
+    30-min error by days of data seen, per population (15-min readings)."""
     validation = [v for v in visits if split[v.patient] == "validation"]
+    rmse = _personal_rmse(validation, predict)
+    helps = _helps(rmse)
+    gate["personal"] = helps
+    by_population: dict[str, Any] = {}
+    test: dict[str, Any] = {}
+    for population in ("T1D", "T2D"):
+        theirs = [v for v in validation if v.population == population]
+        if theirs:
+            mine_rmse = _personal_rmse(theirs, predict)
+            by_population[population] = {
+                "patients": len({v.patient for v in theirs}),
+                "validation_rmse": mine_rmse,
+                "lowered_at": _helps(mine_rmse),
+            }
+        mine = [v for v in visits if split[v.patient] == "test" and v.population == population]
+        if not mine:
+            continue
+        rt = real.replay(mine)
+        f, _ = predict(rt.x)
+        methods = {"model": f, "personal": real_eval.personalised(mine, rt, f)}
+        test[population] = real_eval.by_day(mine, rt, methods, k=1)
+    return {
+        "validation_rmse": rmse,
+        "used": helps,
+        "validation_by_population": by_population,
+        "test_rmse_30_by_day": test,
+    }
+
+
+def _personal_rmse(
+    visits: list[real.Visit], predict: Predict
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per rate (15 and 5 min) and horizon, the RMSE of the model and of it adapted."""
     rmse: dict[str, dict[str, dict[str, float]]] = {}
     for label in ("15min", "5min_interpolated"):
-        mine = at_rate(validation, RATES[label])
+        mine = at_rate(visits, RATES[label])
         r = real.replay(mine)
         forecast, _ = predict(r.x)
         adapted = real_eval.personalised(mine, r, forecast)
@@ -177,22 +232,16 @@ def personal_figures(
                 name: round(float(np.sqrt(np.mean((v[known, k] - r.future[known, k]) ** 2))), 2)
                 for name, v in (("model", forecast), ("personal", adapted))
             }
-    helps = [
+    return rmse
+
+
+def _helps(rmse: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The horizons at which the adaptation lowered the RMSE at every rate."""
+    return [
         str(h)
         for h in HORIZONS_MIN
         if all(by_rate[str(h)]["personal"] < by_rate[str(h)]["model"] for by_rate in rmse.values())
     ]
-    gate["personal"] = helps
-    test: dict[str, Any] = {}
-    for population in ("T1D", "T2D"):
-        mine = [v for v in visits if split[v.patient] == "test" and v.population == population]
-        if not mine:
-            continue
-        rt = real.replay(mine)
-        f, _ = predict(rt.x)
-        methods = {"model": f, "personal": real_eval.personalised(mine, rt, f)}
-        test[population] = real_eval.by_day(mine, rt, methods, k=1)
-    return {"validation_rmse": rmse, "used": helps, "test_rmse_30_by_day": test}
 
 
 def write(result: dict[str, Any], reports: Path, stem: str) -> Path:
@@ -243,7 +292,27 @@ def _personal_section(personal: dict[str, Any] | None) -> list[str]:
                 f"{row['personal']} |"
             )
     lines.append("")
+    if personal.get("validation_by_population"):
+        lines += [_by_population_line(personal["validation_by_population"]), ""]
     return lines
+
+
+def _by_population_line(by_population: dict[str, Any]) -> str:
+    parts = []
+    for population, f in by_population.items():
+        where = ", ".join(f["lowered_at"]) + " min" if f["lowered_at"] else "no horizon"
+        figures = "; ".join(
+            f"{rate} {v['30']['model']} vs {v['30']['personal']}"
+            for rate, v in f["validation_rmse"].items()
+        )
+        parts.append(
+            f"{population} ({f['patients']} validation patients): lowered at both rates at "
+            f"{where} (30 min, model vs personal: {figures} mg/dL)"
+        )
+    return (
+        "By population (the stream does not know a patient's diabetes type, so the pooled "
+        "gate above serves everyone): " + "; ".join(parts) + "."
+    )
 
 
 def _policy_section(gate: dict[str, Any]) -> list[str]:
@@ -307,6 +376,20 @@ def _policy_section(gate: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _blend_line(blend: dict[str, dict[str, float]]) -> str:
+    best = max(1 - b["rmse"] / b["model_rmse"] for b in blend.values())
+    return (
+        "**Blend** (validation, all rates pooled): the weight of the model against AR2 that "
+        "minimises the RMSE, per horizon: "
+        + "; ".join(
+            f"{h} min {b['model_weight']:.2f} ({b['rmse']} vs the model's {b['model_rmse']} mg/dL)"
+            for h, b in blend.items()
+        )
+        + f". The best blend lowers the model's validation RMSE by at most {best:.1%}: the gate "
+        "serves the model or AR2 whole."
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     gate = result["gate"]
     lines = [
@@ -339,6 +422,8 @@ def markdown(result: dict[str, Any]) -> str:
         + ".",
         "",
     ]
+    if gate.get("validation_blend"):
+        lines += [_blend_line(gate["validation_blend"]), ""]
     if gate.get("calibration"):
         fitted = gate["calibration"]["p_low_30"]
         lines += [

@@ -211,3 +211,19 @@ def test_a_clinic_file_of_the_test_patients_gives_the_reports_figures(
     assert figures["calibration"]["brier"] == pytest.approx(
         report["calibration"]["brier"], abs=1e-4
     )
+
+
+def test_the_blend_weight_minimises_the_mixed_error() -> None:
+    from models.glucose.real_report import best_blend
+
+    rng = np.random.default_rng(0)
+    truth_noise = rng.normal(0, 1, 20_000)
+    # two forecasts with independent errors of equal size: the best mix is half and half
+    model, ar2 = truth_noise, rng.normal(0, 1, 20_000)
+    half = best_blend(model, ar2)
+    assert half["model_weight"] == 0.5 and half["rmse"] < half["model_rmse"]
+    assert half["rmse"] == pytest.approx(np.sqrt(0.5), abs=0.02)
+    # AR2 adds nothing to a model with a third of its error: the model alone
+    alone = best_blend(model / 3, ar2)
+    assert alone["model_weight"] >= 0.9 and alone["rmse"] <= alone["model_rmse"]
+    assert best_blend(model, model * 0)["model_weight"] == 0.0  # AR2 exact: AR2 alone
