@@ -322,17 +322,21 @@ def _policy_section(gate: dict[str, Any]) -> list[str]:
     budget = gate["false_alarm_budget_per_day"]
     rows = gate["policy_candidates"]
 
-    # per combination family (model or AR2, with which threshold) the one that warns of 90 %
-    # of the events at the fewest false alarms: what reaching 90 % costs
-    cheapest: dict[str, dict[str, Any]] = {}
+    # per family of rules (each varies only in a threshold): the one that warns of the most
+    # events within the budget, and the one that warns of 90 % at the fewest false alarms
+    # (what reaching 90 % costs)
+    families: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["servable"] or r["policy"].startswith("CGM<") or (r["recall"] or 0) < 0.9:
-            continue
-        family = ("model" if r["policy"].startswith("model") else "AR2") + r["policy"][-7:]
-        if family not in cheapest or r["false_per_day"] < cheapest[family]["false_per_day"]:
-            cheapest[family] = r
-    shown = [r for r in rows if r["policy"] == "AR2" or r["policy"].startswith("CGM<")]
-    shown += sorted(cheapest.values(), key=lambda r: r["false_per_day"])
+        families.setdefault(r.get("family", r["policy"]), []).append(r)
+    shown = [r for r in rows if r["policy"] == "AR2"]
+    for members in families.values():
+        within = [m for m in members if (m["false_per_day"] or 0) <= budget]
+        reach = [m for m in members if (m["recall"] or 0) >= 0.9]
+        # a servable family's best within the budget is the served or the model's row
+        servable = any(m["servable"] for m in members)
+        picked = [max(within, key=lambda m: m["recall"] or 0)] if within and not servable else []
+        picked += [min(reach, key=lambda m: m["false_per_day"] or 0)] if reach else []
+        shown += [m for i, m in enumerate(picked) if m not in picked[:i]]
     model_rows = [r for r in rows if r["policy"].startswith("model") and " or " not in r["policy"]]
     served = gate["policy_validation"]
     lines = [
@@ -340,7 +344,10 @@ def _policy_section(gate: dict[str, Any]) -> list[str]:
         "",
         f"Candidates scored on the validation patients' hypoglycaemia events at 15 and 5 min "
         f"pooled: the model's probability at {len(model_rows)} rule/threshold pairs, AR2, CGM "
-        "thresholds and any-of combinations. Served: the candidate serving can run that warned "
+        "thresholds and any-of combinations, and rules serving does not run: rate-of-change "
+        "rules, linear projection, two-of votes, the model confirmed at two readings. Below, "
+        "per family, the best within the budget and the cheapest that warned of 90 %. "
+        "Served: the candidate serving can run that warned "
         f"of the most events within **{budget}/day** false alarms (then fewer false alarms, "
         f"then longer lead): warned {served.get('warned')}/{served.get('events')} "
         f"({_cell(served.get('recall'))}) at {_cell(served.get('false_per_day'))}/day, median "
