@@ -67,6 +67,12 @@ def _checkpoint(directory: Path, kind: str) -> Path:
     help="Train on real patients: glucose on Shanghai CGM, deterioration on ICU stays.",
 )
 @click.option(
+    "--treatments",
+    is_flag=True,
+    help="glucose --real: the ablation with insulin and meal records (validation only; "
+    "models/reports/glucose_treatments.md); nothing is exported.",
+)
+@click.option(
     "--label",
     type=click.Choice(["death-within-24h", "death-after-24h"]),
     default="death-within-24h",
@@ -86,6 +92,7 @@ def train(
     hidden: int | None,
     quiet: bool,
     real: bool,
+    treatments: bool,
     label: str,
     data: Path | None,
 ) -> None:
@@ -98,6 +105,12 @@ def train(
     days = days or DEFAULT_DAYS[kind]
     hidden = hidden or DEFAULT_HIDDEN[kind]
     path = _checkpoint(out, kind)
+    if treatments:
+        if not (real and kind == "glucose"):
+            msg = "--treatments goes with `train glucose --real`"
+            raise click.UsageError(msg)
+        _treatments_ablation(data, hidden_real or hidden, epochs, seed, started)
+        return
     if real:
         path, summary = _train_real(
             kind, out, data, hidden_real, hidden, epochs, seed, quiet, label
@@ -132,6 +145,23 @@ def train(
         f"validation loss {summary['best_val_loss']:.4f}; checkpoint {path} "
         f"({time.monotonic() - started:.0f} s)"
     )
+
+
+def _treatments_ablation(
+    data: Path | None, hidden: int, epochs: int | None, seed: int, started: float
+) -> None:
+    from .glucose import real as real_data
+    from .glucose import treatments
+    from .training import TrainConfig
+
+    config = TrainConfig(epochs=epochs or 12, seed=seed, batch_size=512, patience=3)
+    try:
+        result = treatments.ablation(data or real_data.data_dir(), config, hidden=hidden)
+    except real_data.DataMissing as missing:
+        raise click.ClickException(str(missing)) from missing
+    written = treatments.write(result, Path("models/reports"))
+    took = time.monotonic() - started
+    click.echo(f"glucose treatments ablation: report {written} ({took:.0f} s)")
 
 
 def _train_real(
