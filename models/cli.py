@@ -70,7 +70,7 @@ def _checkpoint(directory: Path, kind: str) -> Path:
     "--treatments",
     is_flag=True,
     help="glucose --real: the ablation with insulin and meal records (validation only; "
-    "models/reports/glucose_treatments.md); nothing is exported.",
+    "models/reports/glucose_treatments.md; seeds 7 and 1 unless --seed); nothing is exported.",
 )
 @click.option(
     "--label",
@@ -156,7 +156,8 @@ def _treatments_ablation(
 
     config = TrainConfig(epochs=epochs or 12, seed=seed, batch_size=512, patience=3)
     try:
-        result = treatments.ablation(data or real_data.data_dir(), config, hidden=hidden)
+        seeds = treatments.SEEDS if seed == treatments.SEEDS[0] else (seed,)
+        result = treatments.ablation(data or real_data.data_dir(), config, hidden, seeds)
     except real_data.DataMissing as missing:
         raise click.ClickException(str(missing)) from missing
     written = treatments.write(result, Path("models/reports"))

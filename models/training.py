@@ -85,7 +85,7 @@ def fit(
             value.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
-            running += float(value) * len(batch[0])
+            running += float(value.detach()) * len(batch[0])
             n += len(batch[0])
         val = evaluate_loss(model, loss, validation)
         scheduler.step(val)

@@ -52,3 +52,13 @@ def test_bad_setting_from_the_command_line_is_a_clear_usage_error() -> None:
 def test_top_level_flags(args: list[str]) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "glucose", "--treatments"], ["train", "deterioration", "--real", "--treatments"]],
+)
+def test_the_treatments_ablation_is_for_real_glucose_only(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "--treatments goes with `train glucose --real`" in result.output

@@ -18,6 +18,8 @@ def test_prandial_units_leave_long_acting_insulin_out() -> None:
     infusion = "500ml 0.9% sodium chloride,  12 IU Novolin R,  10 ml 10% potassium chloride"
     assert treatments.prandial_units(infusion) == 12.0
     assert treatments.prandial_units("") == 0.0
+    assert treatments.pump_units(" 4.5") == 4.5
+    assert treatments.pump_units("temporarily suspend insulin delivery") == 0.0
 
 
 def test_channels_hold_what_came_before_each_sample_only() -> None:
