@@ -245,12 +245,40 @@ def figures(s: icu24.StaySamples, p: np.ndarray, rounds: int = 1000) -> dict[str
         "model_threshold": round(threshold, 4),
         "model_flagged_share": round(float((p >= threshold).mean()), 3),
     }
+    out["news2_alarms"] = news2_alarms(s)
     out["calibration"] = {
         "mean_predicted": round(float(p.mean()), 4),
         "observed": round(float(s.label.mean()), 4),
         "brier": round(float(np.mean((p - s.label) ** 2)), 4),
         "ece": round(m.ece(s.label, p), 4),
     }
+    return out
+
+
+def news2_alarms(s: icu24.StaySamples) -> dict[str, dict[str, float | None]]:
+    """NEWS2 as the alarm it serves (>= 5: urgent review, >= 7: emergency), on these
+    samples: the share of positive samples it flags (recall) and of flagged samples that are
+    positive (precision), and per stay: the stays with a death it flagged within the 24 h
+    before, and the stays without one it flagged at any hour."""
+    news2 = np.nan_to_num(s.news2)
+    death_stays = np.unique(s.stay[s.label])
+    other_stays = np.setdiff1d(np.unique(s.stay), death_stays)
+
+    def share(mask: np.ndarray) -> float | None:
+        return round(float(mask.mean()), 3) if len(mask) else None
+
+    out: dict[str, dict[str, float | None]] = {}
+    for band in (5, 7):
+        flagged = news2 >= band
+        warned = [flagged[(s.stay == stay) & s.label].any() for stay in death_stays]
+        false = [flagged[s.stay == stay].any() for stay in other_stays]
+        out[str(band)] = {
+            "recall": share(flagged[s.label]),
+            "precision": share(s.label[flagged]),
+            "flagged_share": share(flagged),
+            "death_stays_warned": share(np.array(warned)),
+            "other_stays_flagged": share(np.array(false)),
+        }
     return out
 
 
@@ -301,6 +329,10 @@ def evaluate(checkpoint_path: Path, reports: Path, data: Path) -> Path:
     return path
 
 
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{share:.0%}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     per_hour = any(f["samples"] != f["stays"] for f in result["parts"].values())
     unit = "hours" if per_hour else "stays"
@@ -340,6 +372,24 @@ def markdown(result: dict[str, Any]) -> str:
         "so NEWS2 keeps the deterioration alarm."
     )
     lines += ["", verdict]
+    if per_hour:
+        lines += [
+            "",
+            "NEWS2 as the deterioration alarm on the same hours (per hour: recall of the hours "
+            "within 24 h of a death, precision; per stay: stays with a death flagged in their "
+            "last 24 h, stays without one flagged at any hour):",
+            "",
+            "| cohort | NEWS2 | recall | precision | hours flagged | death stays warned | "
+            "other stays flagged |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, f in result["parts"].items():
+            for band, a in f.get("news2_alarms", {}).items():
+                lines.append(
+                    f"| {name} | >= {band} | {_pct(a['recall'])} | {_pct(a['precision'])} | "
+                    f"{_pct(a['flagged_share'])} | {_pct(a['death_stays_warned'])} | "
+                    f"{_pct(a['other_stays_flagged'])} |"
+                )
     if result.get("shipped_parts"):
         lines += [
             "",

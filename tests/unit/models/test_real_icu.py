@@ -105,3 +105,21 @@ def test_a_tiny_training_run_keeps_the_best_validation_epoch(tmp_path: Path) -> 
     assert -summary["best_val_loss"] == pytest.approx(
         max(h["validation_auroc"] for h in history), abs=1e-4
     )
+
+
+def test_news2_as_the_alarm_per_hour_and_per_stay() -> None:
+    s = icu24.StaySamples(
+        x=np.zeros((6, 24, 19), np.float32),
+        label=np.array([False, True, True, False, False, False]),
+        news2=np.array([3.0, 5.0, 8.0, 6.0, 2.0, np.nan]),
+        stay=np.array(["a", "a", "a", "b", "b", "c"]),
+    )
+    alarms = real.news2_alarms(s)
+    assert alarms["5"] == {
+        "recall": 1.0,  # both hours before the death flagged
+        "precision": 0.667,  # of three flagged hours, two before a death
+        "flagged_share": 0.5,
+        "death_stays_warned": 1.0,
+        "other_stays_flagged": 0.5,  # b at 6; c never (NEWS2 not computable)
+    }
+    assert alarms["7"]["recall"] == 0.5 and alarms["7"]["other_stays_flagged"] == 0.0
