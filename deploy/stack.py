@@ -28,8 +28,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from streams.engine.broker import cluster_id, ensure_bedside_topics
-from streams.settings import BrokerProfile, KafkaSettings, Settings
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.engine.broker import (
+    TopicMismatchError,
+    client_options,
+    cluster_id,
+    ensure_bedside_topics,
+)
+from streams.settings import BrokerProfile, KafkaSettings, Settings, TopicSettings
 
 from . import kafka
 from .tsdb import ensure_bucket
@@ -48,6 +55,37 @@ class Health(StrEnum):
     UNHEALTHY = "unhealthy"  # our process is running but does not answer correctly
     STOPPED = "stopped"
     FOREIGN = "foreign"  # the port is taken by a process this stack did not start
+
+
+async def ensure_fresh_topics(
+    kafka: KafkaSettings, topics: TopicSettings, *, fresh: bool, attempts: int = 3
+) -> list[str]:
+    """Bedside's topics, created where missing. On an embedded broker that has just started
+    (memory only: it holds nothing yet) a client still running from before, a worker or a
+    device, may have created one by asking for it, with the broker's default partition count
+    (Tansu: 4), in the moment before this call: such a topic is deleted and created again
+    as configured. Anywhere else a wrong partition count stays an error."""
+    for attempt in range(attempts):
+        try:
+            return await ensure_bedside_topics(kafka, topics)
+        except TopicMismatchError:
+            if not fresh or attempt == attempts - 1:
+                raise
+            await _delete_mismatched(kafka, topics)
+    return []  # not reached: the last attempt returns or raises
+
+
+async def _delete_mismatched(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        present = set(await admin.list_topics()) & set(topics.all)
+        described = await admin.describe_topics(sorted(present))
+        wrong = [d["topic"] for d in described if len(d["partitions"]) != topics.partitions]
+        if wrong:
+            await admin.delete_topics(wrong)
+    finally:
+        await admin.close()
 
 
 @dataclass(frozen=True)
@@ -281,7 +319,8 @@ class LocalStack:
             if self.is_kafka:  # replicated on a cluster: min(3, nodes) copies
                 replicas = min(3, self.settings.stack.kafka_nodes)
                 topics = topics.model_copy(update={"replication_factor": replicas})
-            created = asyncio.run(ensure_bedside_topics(self.broker_kafka, topics))
+            fresh = "broker" in started and not self.is_kafka  # a memory broker, just started
+            created = asyncio.run(ensure_fresh_topics(self.broker_kafka, topics, fresh=fresh))
             echo(f"topics: {len(created)} created, {len(self.settings.topics.all)} present")
             ensure_bucket(self.tsdb_url, self.settings.influx)
             echo(f"tsdb: bucket {self.settings.influx.bucket!r} accepts writes")

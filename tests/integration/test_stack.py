@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
 from deploy import kafka
-from deploy.stack import Health, LocalStack, port_in_use
-from streams.settings import Settings
+from deploy.stack import Health, LocalStack, _broker_binary, ensure_fresh_topics, port_in_use
+from streams.engine.broker import TopicMismatchError
+from streams.settings import Settings, get_settings
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 MakeEnv = Callable[[Path, int, int], dict[str, str]]
@@ -106,3 +112,53 @@ def test_kafka_storage_formats_with_a_cluster_id_starting_with_a_dash(
     kafka.prepare(node, tmp_path / "config", text, lib, odd)
     meta = (node.log_dir / "meta.properties").read_text()
     assert f"cluster.id={odd}" in meta
+
+
+def test_a_fresh_embedded_broker_gets_topics_a_client_created_first_recreated(
+    port: Callable[[], int],
+) -> None:
+    """A memory-only broker that has just (re)started: a client still running from before
+    asks for a topic and the broker creates it with its default partitions (Tansu: 4) before
+    ``stack up`` creates Bedside's: that topic is deleted and created as configured. On a
+    broker that holds data the same mismatch stays an error."""
+    listener = f"tcp://127.0.0.1:{port()}"
+    broker = subprocess.Popen(
+        [_broker_binary(), "broker", "--listener-url", listener, "--advertised-listener-url",
+         listener],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    settings = get_settings(kafka={"bootstrap": listener.removeprefix("tcp://")})
+    topics = settings.topics
+
+    async def partitions() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+        await admin.start()
+        try:
+            return len((await admin.describe_topics([topics.vitals]))[0]["partitions"])
+        finally:
+            await admin.close()
+
+    async def scenario() -> None:
+        for _ in range(50):  # the broker listens within a second or two
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap)
+            try:
+                await producer.start()
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                await producer.stop()
+                await asyncio.sleep(0.2)
+        try:
+            await producer.send_and_wait(topics.vitals, b"{}")  # auto-created: 4 partitions
+        finally:
+            await producer.stop()
+        assert await partitions() != topics.partitions
+        with pytest.raises(TopicMismatchError):
+            await ensure_fresh_topics(settings.kafka, topics, fresh=False)
+        await ensure_fresh_topics(settings.kafka, topics, fresh=True)
+        assert await partitions() == topics.partitions
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        broker.kill()
+        broker.wait()
