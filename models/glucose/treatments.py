@@ -36,7 +36,7 @@ from streams.scoring.features import GLUCOSE
 
 from ..nets import GlucoseGRU
 from ..training import TrainConfig, fit, seed_everything
-from . import real, real_train
+from . import real, real_eval, real_train
 
 CHANNELS = ("insulin", "meal", "recorded")
 BASAL = ("degludec", "detemir", "glargine", "glarigine")  # long-acting: not a meal-time dose
@@ -158,12 +158,8 @@ def _rmse(model: nn.Module, x: np.ndarray, r: real.Replay) -> dict[str, float]:
         forecast = np.concatenate(
             [model(torch.from_numpy(x[s : s + 8192]))[0].numpy() for s in range(0, len(x), 8192)]
         )
-    out = {}
-    for k, horizon in enumerate((15, 30, 45, 60)):
-        known = ~np.isnan(r.future[:, k])
-        error = forecast[known, k] - r.future[known, k]
-        out[str(horizon)] = round(float(np.sqrt(np.mean(error**2))), 2)
-    return out
+    table = real_eval.forecast_table(r, {"model": forecast})
+    return {horizon: row["model"]["rmse"] for horizon, row in table.items()}
 
 
 SEEDS = (7, 1)  # 7: the shipped model's; a second to see how much a seed moves the figures

