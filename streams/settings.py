@@ -97,6 +97,15 @@ class KafkaSettings(_Section):
     ssl_key_password: SecretStr | None = Field(
         None, description="password of the client key (secret)"
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description=(
+            "`at_least_once` (default: a replay after a crash re-sends records with the same "
+            "ids) or `exactly_once` (Kafka transactions: a `read_committed` consumer sees each "
+            "risk, alert and dead-letter record once; alarms reach it at the next commit; "
+            "Kafka profile only) ([operations](operations.md#exactly-once-on-kafka))"
+        ),
+    )
     session_timeout_s: float = Field(
         10.0,
         ge=6.0,

@@ -62,8 +62,18 @@ def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
     if web.tls_certfile is not None and web.tls_keyfile is not None:
         options["web_ssl_context"] = server_tls(web.tls_certfile, web.tls_keyfile)
     if profile is BrokerProfile.EMBEDDED:
+        if settings.kafka.processing_guarantee == "exactly_once":
+            msg = (
+                "BEDSIDE_KAFKA__PROCESSING_GUARANTEE=exactly_once needs Kafka transactions, "
+                "which the embedded broker does not have: use at_least_once there"
+            )
+            raise ValueError(msg)
         embedded.check_faust_internals()
         options.update(embedded.EMBEDDED_PROFILE.faust_options())
+    else:
+        # exactly_once: Faust's transactional producers, one per owned partition; commits
+        # are taken by the patient stream between batches (streams.engine.consumer)
+        options["processing_guarantee"] = settings.kafka.processing_guarantee
     return options
 
 
@@ -87,6 +97,12 @@ def create_app(settings: Settings, profile: BrokerProfile | None = None) -> faus
     chosen = chosen_profile(settings, profile)
     app = faust.App(settings.worker.app_id, **faust_options(settings, chosen))
     log.info("app %s built with the %s broker profile", settings.worker.app_id, chosen.value)
+    if settings.kafka.processing_guarantee == "exactly_once":
+        log.warning(
+            "exactly_once: alarms reach read_committed consumers only once their batch is "
+            "stored and committed; while the time-series database is away they reach only the "
+            "pages and read_uncommitted consumers (operations.md#exactly-once-on-kafka)"
+        )
     return app
 
 

@@ -29,15 +29,26 @@ never processed. :meth:`BatchDelivery.seek_to_committed` seeks those partitions 
 beginning instead, which is where ``auto_offset_reset="earliest"`` would have started: records
 may be processed twice (the sinks are idempotent, alarm ids stable), never skipped.
 
+Under ``processing_guarantee="exactly_once"`` (Kafka transactions, one transactional producer
+per owned partition) a commit sends the acknowledged offsets into each partition's
+transaction and commits it with everything sent in it. Everything sent in it must then be
+the effect of acknowledged records, or a crash after the commit would replay records whose
+outputs are already visible. So a commit is taken only between batches, when every record
+handed to the handler is acknowledged (:meth:`BatchDelivery.commit`): the drain loop waits
+for that every commit interval, which pauses the pipeline briefly (the cost of the
+guarantee), and Faust's own commit timer commits only when it finds the stream idle.
+
 The drain loop it replaces, and the consumer methods it relies on, are pinned by source
 digest (:func:`check_consumer_internals`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -70,7 +81,12 @@ PINNED = {
     "getmany": "8cbaa23e1c2e45b69d7f656338aa797d4bf19f01916623728f457de910702bec",
     "ack": "45963ce1acf34c73077dd36fc69e693a98914f3203d5a298fab08a67dc872012",
     "track_message": "31091e9ad42319a9c2c49ebe649e8a0d05f291859c1a1a79ac50fef3deb25f26",
+    "commit": "1b59af7b535a06d1c7ab9fdbe87e5b99308dbcf5f84b572038c1b9e9aa50f242",
 }
+
+#: Under exactly-once, how often the drain loop looks whether the batches it handed over
+#: are all acknowledged before it commits (every ``broker_commit_interval``).
+QUIET_POLL_S = 0.002
 
 
 class IncompatibleConsumerError(RuntimeError):
@@ -124,6 +140,25 @@ def release(consumer: Any, messages: Iterable[Message]) -> None:
             unacked.discard(message)
 
 
+def redelivered(handed: Mapping[TP, tuple[int | None, int]], tp: TP, message: Message) -> bool:
+    """Whether ``message`` was handed over before in its consumer generation. Faust resumes
+    the stream partitions after a recovery before it seeks them back to the committed offsets,
+    so records fetched in between come again: handled twice, their outputs would be sent twice
+    (in one transaction, under exactly-once)."""
+    last = handed.get(tp)
+    return last is not None and last[0] == message.generation_id and message.offset <= last[1]
+
+
+def unacknowledged(consumer: Any) -> bool:
+    """Whether a record handed over is still unacknowledged. (Faust leaves a record it had
+    already acknowledged once in its set when a seek delivers it again; those are cleared.)"""
+    unacked = consumer._unacked_messages
+    if not unacked:
+        return False
+    unacked -= {message for message in unacked if message.acked}
+    return bool(unacked)
+
+
 def current(consumer: Any, messages: Sequence[Message]) -> list[Message]:
     """The records still of the consumer's generation; the others are forgotten, unacked."""
     app = consumer.app
@@ -139,8 +174,39 @@ def current(consumer: Any, messages: Sequence[Message]) -> list[Message]:
 
 
 class BatchDelivery:
-    """Mixin for Faust's aiokafka ``Consumer``: batch delivery of registered topics, and a
-    seek back to committed offsets that never skips a partition with none."""
+    """Mixin for Faust's aiokafka ``Consumer``: batch delivery of registered topics, a seek
+    back to committed offsets that never skips a partition with none, and commits between
+    batches under exactly-once."""
+
+    _handing: asyncio.Lock | None = None  # held while a handler works on a batch
+    # per partition: the consumer generation and the last offset handed over in it
+    _handed: dict[TP, tuple[int | None, int]] | None = None
+
+    def _handing_lock(self) -> asyncio.Lock:
+        if self._handing is None:
+            self._handing = asyncio.Lock()
+        return self._handing
+
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """Faust's commit; under exactly-once only while no handler works and every record
+        handed over is acknowledged (else nothing is committed now: the drain loop commits
+        at its next quiet point)."""
+        consumer: Any = self
+        if not consumer.in_transaction:
+            done: bool = await FaustConsumer.commit(consumer, topics, start_new_transaction)
+            return done
+        async with self._handing_lock():
+            if unacknowledged(consumer):
+                return False
+            done = await FaustConsumer.commit(consumer, topics, start_new_transaction)
+            return done
+
+    async def _commit_when_quiet(self) -> None:
+        """Wait until every record handed over is acknowledged, then commit (exactly-once)."""
+        consumer: Any = self
+        while unacknowledged(consumer) and not consumer.should_stop:
+            await asyncio.sleep(QUIET_POLL_S)
+        await self.commit()
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         consumer: Any = self
@@ -180,6 +246,11 @@ class BatchDelivery:
         commit_every = consumer._commit_every
         acks_enabled_for = consumer.app.topics.acks_enabled_for
         unacked = consumer._unacked_messages
+        transactional = bool(consumer.in_transaction)
+        commit_interval = float(consumer.commit_interval)
+        next_commit = time.monotonic() + commit_interval
+        handing = self._handing_lock()
+        handed = self._handed = self._handed if self._handed is not None else {}
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
@@ -198,6 +269,8 @@ class BatchDelivery:
                     handler = handlers.get(message.topic)
                     if handler is None:
                         await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
+                    elif redelivered(handed, tp, message):
+                        pass  # handed over already in this generation: a seek brought it back
                     else:
                         message.tracked = True  # a rebalance waits for it to be acked
                         unacked.add(message)
@@ -206,15 +279,21 @@ class BatchDelivery:
                 unset_flag(CONSUMER_FETCHING)
                 for handler, messages in batches.items():
                     kept = current(consumer, messages)
+                    for message in kept:
+                        handed[message.tp] = (message.generation_id, message.offset)
                     if kept:
                         try:
-                            await handler(kept)
+                            async with handing:
+                                await handler(kept)
                         except BaseException:
                             # the batch will never be acknowledged from here: a stop must
                             # not wait for it (it is fetched again after the restart)
                             release(consumer, kept)
                             raise
-                if commit_every is not None and consumer._n_acked >= commit_every:
+                if transactional and time.monotonic() >= next_commit:
+                    await self._commit_when_quiet()
+                    next_commit = time.monotonic() + commit_interval
+                elif commit_every is not None and consumer._n_acked >= commit_every:
                     consumer._n_acked = 0
                     await consumer.commit()
         except consumer.consumer_stopped_errors:

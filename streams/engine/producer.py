@@ -4,14 +4,22 @@ Faust's ``Topic.send`` costs a few hundred microseconds per record through its p
 buffer; the stream sends one risk record per patient per batch, so it uses a plain aiokafka
 producer (``acks="all"``, short linger) and awaits the returned futures before the batch's
 offsets are acknowledged.
+
+Under ``processing_guarantee="exactly_once"`` a record sent with the input ``source``
+partition that caused it goes through that partition's transactional producer (Faust's, the
+one its offsets and changelog records are committed with), so it becomes visible to a
+``read_committed`` consumer exactly when those offsets are committed. Records that no input
+caused (clock ticks, the worker's own monitoring alarms) go through the plain producer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
+import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from mode import Service
@@ -20,6 +28,43 @@ from ..settings import KafkaSettings
 from .broker import client_options
 
 log = logging.getLogger(__name__)
+
+
+class Transactions:
+    """Faust's transactional producers (exactly-once): one per owned input partition, named
+    as Faust names them, so a record joins the transaction its input's offsets commit in."""
+
+    def __init__(self, app: faust.App, source_topic: str) -> None:
+        self.app, self.source_topic = app, source_topic
+
+    @property
+    def active(self) -> bool:
+        return bool(self.app.in_transaction)
+
+    def transactional_id(self, source: int) -> str:
+        group = self.app.assignor.group_for_topic(self.source_topic)
+        return f"{self.app.conf.id}-{group}-{source}"
+
+    async def send(
+        self, source: int, topic: str, key: bytes | None, value: bytes, partition: int | None
+    ) -> Awaitable[Any] | None:
+        """The record sent in ``source``'s transaction, or None where this worker has no
+        producer for it (a partition being handed over): then the caller sends it outside
+        any transaction (seen at least once rather than never)."""
+        producer: Any = self.app.producer
+        transactional_id = self.transactional_id(source)
+        if transactional_id not in producer._transaction_producers:
+            log.warning(
+                "no transactional producer for input partition %d: a record to %s is sent "
+                "outside the transaction",
+                source,
+                topic,
+            )
+            return None
+        sent: Awaitable[Any] = await producer.send(
+            topic, key, value, partition, None, None, transactional_id=transactional_id
+        )
+        return sent
 
 
 class RecordSink(Service):
@@ -31,9 +76,12 @@ class RecordSink(Service):
 
     RETRY_S = 1.0
 
-    def __init__(self, kafka: KafkaSettings, **kwargs: Any) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, *, transactions: Transactions | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.kafka = kafka
+        self.transactions = transactions
         self._producer: AIOKafkaProducer | None = None
         self._connecting = asyncio.Lock()
 
@@ -88,8 +136,19 @@ class RecordSink(Service):
         return set(metadata.topics())
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
-    ) -> asyncio.Future[Any]:
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        *,
+        source: int | None = None,
+    ) -> Awaitable[Any]:
+        """Send a record; ``source``: the input partition whose records caused it."""
+        if source is not None and self.transactions is not None and self.transactions.active:
+            sent = await self.transactions.send(source, topic, key, value, partition)
+            if sent is not None:
+                return sent
         producer = self._producer or await self._connect()
         future: asyncio.Future[Any] = await producer.send(
             topic, value, key=key, partition=partition

@@ -40,7 +40,7 @@ from ..sinks.lines import patient_of
 from .broker import partition_of
 from .consumer import acknowledge, deliver_batches
 from .faust_compat import current_event
-from .producer import RecordSink
+from .producer import RecordSink, Transactions
 from .series import InfluxSink
 
 
@@ -137,7 +137,8 @@ def register(app: faust.App, settings: Settings, windows: Any, parts: StreamPart
     """Subscribe the batch step to the ingest topics, alert actions and ticks."""
     topics, monitor, scoring = settings.topics, parts.monitor, parts.scoring
     sink = InfluxSink(settings.influx)
-    records = RecordSink(settings.kafka)
+    # under exactly-once a record the batch step sends joins its input partition's transaction
+    records = RecordSink(settings.kafka, transactions=Transactions(app, topics.glucose))
     monitor.clients.append(records)
     app.service(sink)  # type: ignore[arg-type]  # an instance is accepted too
     app.service(records)  # type: ignore[arg-type]

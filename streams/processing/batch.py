@@ -187,7 +187,11 @@ class BatchStep:
                 # another patient's partition owns its window: route it there
                 self.stats.rerouted += 1
                 topic = self.topic_of_kind[observation.kind]
-                batch.sent.append(await self.records.send(topic, pid, native_record(observation)))
+                batch.sent.append(
+                    await self.records.send(
+                        topic, pid, native_record(observation), source=record.partition
+                    )
+                )
                 continue
             batch.origin[id(observation)] = record
             patients.setdefault(observation.patient_id, []).append(observation)
@@ -211,7 +215,9 @@ class BatchStep:
         if self.partition_of(action.patient_id.encode()) != record.partition:
             self.stats.rerouted += 1
             key = action.patient_id.encode()
-            batch.sent.append(await self.records.send(self.topics.alert_acks, key, value))
+            batch.sent.append(
+                await self.records.send(self.topics.alert_acks, key, value, source=record.partition)
+            )
         else:
             batch.actions.append((action, record))
 
@@ -425,13 +431,15 @@ class BatchStep:
     async def _emit(self, batch: Batch) -> list[str]:
         """Send risk and alert records; the time-series lines of the whole batch."""
         lines: list[str] = []
+        send = self.records.send
         for key, output in batch.outputs:
             lines.extend(output.lines)
+            source = self.partition_of(key)  # the patient's partition: its inputs' partition
             if output.risk is not None:
-                batch.sent.append(await self.records.send(self.topics.risk, key, output.risk))
+                batch.sent.append(await send(self.topics.risk, key, output.risk, source=source))
             for alert in output.alerts:
                 self.stats.alerts += 1
-                batch.sent.append(await self.records.send(self.topics.alerts, key, alert))
+                batch.sent.append(await send(self.topics.alerts, key, alert, source=source))
         return lines
 
     async def dead_letter(
@@ -462,4 +470,6 @@ class BatchStep:
     async def _send_letter(self, batch: Batch, letter: DeadLetter, key: bytes | None) -> None:
         self.stats.dead_letters[letter.reason.value] += 1
         value = letter.model_dump_json().encode()
-        batch.sent.append(await self.records.send(self.topics.deadletter, key, value))
+        batch.sent.append(
+            await self.records.send(self.topics.deadletter, key, value, source=letter.partition)
+        )

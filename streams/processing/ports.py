@@ -32,10 +32,18 @@ class IncomingRecord(Protocol):
 
 
 class RecordSink(Protocol):
-    """Sends output records; the awaitable it returns resolves once the broker has one."""
+    """Sends output records; the awaitable it returns resolves once the broker has one.
+    ``source``: the partition of the input record that caused it (under exactly-once the
+    record joins that partition's transaction)."""
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        *,
+        source: int | None = None,
     ) -> Awaitable[object]: ...
 
 

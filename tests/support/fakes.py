@@ -61,10 +61,19 @@ class MemoryRecords:
     sent: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     fail: BaseException | None = None
 
+    sources: list[int | None] = field(default_factory=list)  # each record's input partition
+
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        *,
+        source: int | None = None,
     ) -> Awaitable[object]:
         self.sent.append((topic, key, value))
+        self.sources.append(source)
         return failed(self.fail) if self.fail else done()
 
     def on(self, topic: str) -> list[bytes]:

@@ -70,10 +70,16 @@ async def read_topic(
     keys: set[str],
     until: Callable[[dict[str, list[dict[str, Any]]]], bool],
     timeout: float = 60,
+    isolation_level: str = "read_uncommitted",
 ) -> dict[str, list[dict[str, Any]]]:
-    """Records of ``keys`` from the beginning until ``until(found)`` (or the timeout)."""
+    """Records of ``keys`` from the beginning until ``until(found)`` (or the timeout);
+    ``read_committed``: only those of committed transactions (and of none)."""
     consumer = AIOKafkaConsumer(
-        topic, auto_offset_reset="earliest", group_id=None, **client_options(settings.kafka)
+        topic,
+        auto_offset_reset="earliest",
+        group_id=None,
+        isolation_level=isolation_level,
+        **client_options(settings.kafka),
     )
     await consumer.start()
     found: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}

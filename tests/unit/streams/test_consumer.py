@@ -9,7 +9,16 @@ import faust
 import pytest
 from faust.types import TP, Message
 
-from streams.engine.consumer import BatchDelivery, acknowledge, current, deliver_batches, release
+from streams.engine import consumer as batch_consumer
+from streams.engine.consumer import (
+    BatchDelivery,
+    acknowledge,
+    current,
+    deliver_batches,
+    redelivered,
+    release,
+    unacknowledged,
+)
 
 TOPIC = "bedside.test"
 
@@ -134,3 +143,75 @@ def test_the_transports_consumers_seek_with_the_fix() -> None:
 
     for consumer_class in (Consumer, TansuConsumer):
         assert consumer_class.seek_to_committed is BatchDelivery.seek_to_committed
+
+
+def test_a_record_handed_over_in_its_generation_is_not_handed_over_again(app: faust.App) -> None:
+    """Faust resumes stream partitions after a recovery before it seeks them back to the
+    committed offsets: records fetched in between come again, and were handled twice."""
+    first = _messages(app, 3, 5)
+    handed = {first[-1].tp: (3, first[-1].offset)}
+    assert all(redelivered(handed, m.tp, m) for m in _messages(app, 3, 5))
+    later = Message(TOPIC, 0, 5, 0.0, 0, None, b"k", b"v", None, generation_id=3)
+    assert not redelivered(handed, later.tp, later)
+    # after a rebalance (a new generation) uncommitted records must be handled again
+    assert not any(redelivered(handed, m.tp, m) for m in _messages(app, 4, 5))
+    other = Message(TOPIC, 1, 0, 0.0, 0, None, b"k", b"v", None, generation_id=3)
+    assert not redelivered(handed, other.tp, other)
+
+
+def test_a_record_acknowledged_again_does_not_count_as_waiting(app: faust.App) -> None:
+    """Faust keeps a second copy of an acknowledged record (same offset) in its set of
+    unacknowledged ones; a commit that waits for the set to empty would wait forever."""
+    app.topics.add(app.topic(TOPIC))
+    app.topics._acking_topics.add(TOPIC)
+    consumer = app.consumer
+    acknowledge(consumer, _messages(app, 0, 2))
+    again = _messages(app, 0, 2)
+    acknowledge(consumer, again)
+    assert all(m.acked for m in again) and set(consumer._unacked_messages) == set(again)
+    assert not unacknowledged(consumer)
+    waiting = _messages(app, 0, 3)[2:]
+    assert unacknowledged(consumer) and set(consumer._unacked_messages) == set(waiting)
+
+
+class TransactionalConsumer(BatchDelivery):
+    """The exactly-once commit gate on Faust's bookkeeping (a set of unacknowledged records);
+    Faust's commit itself, which needs a broker, records that it was called."""
+
+    in_transaction = True
+    should_stop = False
+
+    def __init__(self) -> None:
+        self._unacked_messages: set[Message] = set()
+        self.commits = 0
+
+
+async def test_under_exactly_once_a_commit_waits_for_a_quiet_stream(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def faust_commit(consumer: TransactionalConsumer, *args: object) -> bool:
+        consumer.commits += 1
+        return True
+
+    monkeypatch.setattr(batch_consumer.FaustConsumer, "commit", faust_commit)
+    consumer = TransactionalConsumer()
+    handed = _messages(app, 0, 1)[0]
+    consumer._unacked_messages.add(handed)
+    # a record handed over and not yet acknowledged: its outputs are in the open transaction,
+    # its offset is not; committing now would make them visible without it
+    assert await consumer.commit() is False and consumer.commits == 0
+    handed.acked = True
+    async with consumer._handing_lock():  # a handler is working on the next batch
+        waiting = asyncio.ensure_future(consumer.commit())
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and consumer.commits == 0
+    assert await waiting is True and consumer.commits == 1
+    # the drain loop's commit waits for the acknowledgement rather than giving up
+    late = _messages(app, 0, 2)[1]
+    consumer._unacked_messages = {late}
+    quiet = asyncio.ensure_future(consumer._commit_when_quiet())
+    await asyncio.sleep(0.01)
+    assert not quiet.done()
+    late.acked = True
+    await asyncio.wait_for(quiet, 1)
+    assert consumer.commits == 2

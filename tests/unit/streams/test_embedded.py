@@ -44,8 +44,15 @@ def test_kafka_profile_keeps_faust_defaults_but_the_session_timeout() -> None:
     # a dead worker's patients wait BEDSIDE_KAFKA__SESSION_TIMEOUT_S, not Faust's 60 s
     assert options["broker_session_timeout"] == 10.0
     assert options["broker_heartbeat_interval"] == pytest.approx(10.0 / 3)
-    assert "processing_guarantee" not in options
+    assert options["processing_guarantee"] == "at_least_once"
     assert "broker_rebalance_timeout" not in options
+
+
+def test_exactly_once_is_a_kafka_setting_the_embedded_broker_refuses() -> None:
+    settings = get_settings(kafka={"processing_guarantee": "exactly_once"})
+    assert faust_options(settings, BrokerProfile.KAFKA)["processing_guarantee"] == "exactly_once"
+    with pytest.raises(ValueError, match="transactions"):
+        faust_options(settings, BrokerProfile.EMBEDDED)
 
 
 def test_auto_must_be_resolved_before_building_options() -> None:

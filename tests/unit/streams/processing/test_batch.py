@@ -323,3 +323,22 @@ async def test_every_event_the_step_writes_conforms_to_its_published_contract() 
         for event in events:
             assert event["schema_version"] == schemas[stem]["x-schema-version"]
             assert not list(validator.iter_errors(event)), (stem, event)
+
+
+async def test_every_record_sent_names_the_input_partition_that_caused_it() -> None:
+    """Under exactly-once a record joins its input partition's transaction: alarms and risk
+    their patient's partition, a dead letter its record's, a re-routed reading the partition
+    it arrived on (not its patient's)."""
+    h = Harness()
+    home = partition_of(b"syn-a")
+    stray = cgm("syn-b", 0, 120)
+    elsewhere = (partition_of(b"syn-b") + 1) % 8
+    arrived = Record(stray.topic, elsewhere, stray.offset, None, stray.value)  # unkeyed
+    garbage = Record(TOPICS.glucose, 5, next(_offsets), b"syn-c", b"{not json")
+    await h.step([*low("syn-a"), arrived, garbage])
+    await h.checkpoint.drain()
+    sent = list(zip(h.records.sent, h.records.sources, strict=True))
+    assert {s for (topic, _, _), s in sent if topic == TOPICS.alerts} == {home}
+    assert [s for (topic, _, _), s in sent if topic == TOPICS.deadletter] == [5]
+    assert [s for (topic, key, _), s in sent if topic == TOPICS.glucose] == [elsewhere]
+    assert all(s is not None for _, s in sent)
