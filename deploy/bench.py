@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -38,6 +40,9 @@ from .benchkit import (
     records,
 )
 from .modelbench import BATCHES, per_call
+
+#: How the scale-out runs' keys tell the processing guarantees apart.
+GUARANTEE_TAGS = {"at_least_once": "", "exactly_once": "eos_"}
 
 
 def decode_rates(seconds: float = 1.0) -> dict[str, float]:
@@ -176,11 +181,13 @@ def whole(
     burst_events: int = 0,
     sparse: tuple[int, int] | None = None,
     scale: tuple[int, ...] | None = None,
+    guarantees: tuple[str, ...] = ("at_least_once",),
 ) -> dict[str, Any]:
     """End-to-end events/s with one and two workers (dense: ``patients``), one worker in the
     sparse regime (``sparse``: patients, events), and latency at ``rate`` in each.
     ``scale``: these worker counts in both regimes (scale-out), each with the workers' CPU
-    seconds per 1,000 events, and no latency run."""
+    seconds per 1,000 events, and no latency run; each count once per processing guarantee
+    (``guarantees``, one after the other; keys of ``exactly_once`` runs start ``eos_``)."""
     run = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="bedside-bench-"))
     bedside = [str(Path(sys.executable).parent / "bedside"), "worker"]
@@ -194,17 +201,19 @@ def whole(
         items = records(count, max(2, total // count), start)
         out[f"{label}events"] = len(items)
         out[f"{label}patients"] = count
-        for workers in worker_counts:
-            prefix = f"bench.{run}.{label}w{workers}."
+        for workers, guarantee in itertools.product(worker_counts, guarantees):
+            tag = f"{GUARANTEE_TAGS[guarantee]}{label}"
+            prefix = f"bench.{run}.{tag}w{workers}."
             topics = get_settings(topics={"prefix": prefix}).topics
             asyncio.run(ensure_bedside_topics(settings.kafka, topics))
             topic_of = {"glucose": topics.glucose, "vitals": topics.vitals}
             asyncio.run(produce(settings, topic_of, items))
-            group = f"bench-{run}-{label}{workers}"
+            group = f"bench-{run}-{tag}{workers}"
             specs = [
                 (
                     {
                         **base,
+                        "BEDSIDE_KAFKA__PROCESSING_GUARANTEE": guarantee,
                         "BEDSIDE_TOPICS__PREFIX": prefix,
                         "BEDSIDE_WORKER__APP_ID": group,
                         "BEDSIDE_WORKER__DATA_DIR": str(work / f"{group}-{i}"),
@@ -216,8 +225,10 @@ def whole(
                 for i in range(workers)
             ]
             measured = measure_workers(bedside, specs, len(items))
-            out[f"{label}workers_{workers}_events_per_s"] = measured.events_per_s
-            out[f"{label}workers_{workers}_cpu_s_per_1000"] = measured.cpu_s_per_1000
+            out[f"{tag}workers_{workers}_events_per_s"] = measured.events_per_s
+            out[f"{tag}workers_{workers}_cpu_s_per_1000"] = measured.cpu_s_per_1000
+            if guarantee != "at_least_once":
+                continue
             if workers == 1:
                 written = measured.stats.get("state_bytes", 0)
                 observations = max(1, measured.stats.get("observations", 0))
@@ -249,10 +260,11 @@ def run(
     burst_events: int = 0,
     sparse: tuple[int, int] | None = None,
     scale: tuple[int, ...] | None = None,
+    guarantees: tuple[str, ...] = ("at_least_once",),
 ) -> dict[str, Any]:
     settings = get_settings()
     if scale is not None:  # scale-out only: end to end with these worker counts
-        scaled = whole(settings, events, patients, rate, 0, sparse, scale)
+        scaled = whole(settings, events, patients, rate, 0, sparse, scale, guarantees)
         return {"bench": "bedside-scale", "broker": settings.kafka.bootstrap, **scaled}
     result: dict[str, Any] = {"bench": "bedside", "decode_records_per_s": decode_rates()}
     result["window_events_per_s"], result["window_bytes_per_patient"] = window_rate(settings)
@@ -269,21 +281,22 @@ def run(
 
 
 def scale_table(result: dict[str, Any]) -> list[str]:
-    """The scale-out runs: per regime and worker count, events/s and CPU s per 1,000."""
+    """The scale-out runs: per regime, worker count and guarantee, events/s and CPU s per
+    1,000 events."""
     lines = [f"broker {result['broker']}"]
     for label, regime in (("", "dense"), ("sparse_", "sparse")):
         patients = result.get(f"{label}patients")
         if patients is None:
             continue
-        for key in sorted(k for k in result if k.startswith(f"{label}workers_")):
-            if not key.endswith("_events_per_s") or (not label and key.startswith("sparse")):
-                continue
-            workers = key.removeprefix(f"{label}workers_").split("_")[0]
-            cpu = result[f"{label}workers_{workers}_cpu_s_per_1000"]
-            lines.append(
-                f"{regime} ({patients:,} patients), {workers} worker(s): "
-                f"{result[key]:,.0f} events/s, {cpu:.2f} CPU s per 1,000 events"
-            )
+        for guarantee, tag in GUARANTEE_TAGS.items():
+            found = re.compile(rf"^{tag}{label}workers_(\d+)_events_per_s$")
+            for key in sorted(k for k in result if found.match(k)):
+                workers = found.match(key)[1]  # type: ignore[index]  # matched above
+                cpu = result[f"{tag}{label}workers_{workers}_cpu_s_per_1000"]
+                lines.append(
+                    f"{regime} ({patients:,} patients), {workers} worker(s), {guarantee}: "
+                    f"{result[key]:,.0f} events/s, {cpu:.3f} CPU s per 1,000 events"
+                )
     return lines
 
 

@@ -328,6 +328,12 @@ def demo(patients: int, hours: float, speed: float, fmt: str, stay: bool | None)
     "CPU seconds per 1,000 events; no parts, latency or burst runs.",
 )
 @click.option(
+    "--exactly-once",
+    is_flag=True,
+    help="With --scale, on Kafka: each run twice, at-least-once then exactly-once (Kafka "
+    "transactions), to measure what the guarantee costs.",
+)
+@click.option(
     "--burst-events",
     type=int,
     default=200_000,
@@ -348,6 +354,7 @@ def bench(
     sparse_events: int,
     parts_only: bool,
     scale: str | None,
+    exactly_once: bool,
     burst_events: int,
     json_out: Path | None,
 ) -> None:
@@ -364,7 +371,11 @@ def bench(
         except ValueError:
             msg = "worker counts, e.g. 1,2,3"
             raise click.BadParameter(msg, param_hint="--scale") from None
-    result = run(events, patients, rate, parts_only, burst_events, sparse, counts)
+    if exactly_once and counts is None:
+        msg = "--exactly-once compares the guarantees in the scale-out runs: give --scale"
+        raise click.BadParameter(msg, param_hint="--exactly-once")
+    guarantees = ("at_least_once", "exactly_once") if exactly_once else ("at_least_once",)
+    result = run(events, patients, rate, parts_only, burst_events, sparse, counts, guarantees)
     for line in table(result):
         click.echo(line)
     text = json.dumps(result, default=float)
