@@ -101,9 +101,9 @@ class KafkaSettings(_Section):
         "at_least_once",
         description=(
             "`at_least_once` (default: a replay after a crash re-sends records with the same "
-            "ids) or `exactly_once` (Kafka transactions: a `read_committed` consumer sees each "
-            "risk, alert and dead-letter record once; alarms reach it at the next commit; "
-            "Kafka profile only) ([operations](operations.md#exactly-once-on-kafka))"
+            "ids) or `exactly_once` (experimental, Kafka profile only: Kafka transactions; "
+            "slower, alarms reach `read_committed` consumers at the next commit, and a "
+            "takeover can still repeat them) ([operations](operations.md#exactly-once-on-kafka))"
         ),
     )
     session_timeout_s: float = Field(

@@ -99,9 +99,10 @@ def create_app(settings: Settings, profile: BrokerProfile | None = None) -> faus
     log.info("app %s built with the %s broker profile", settings.worker.app_id, chosen.value)
     if settings.kafka.processing_guarantee == "exactly_once":
         log.warning(
-            "exactly_once: alarms reach read_committed consumers only once their batch is "
-            "stored and committed; while the time-series database is away they reach only the "
-            "pages and read_uncommitted consumers (operations.md#exactly-once-on-kafka)"
+            "exactly_once is experimental: alarms reach read_committed consumers only once "
+            "their batch is stored and committed (while the time-series database is away, only "
+            "the pages and read_uncommitted consumers get them), and after a worker takeover a "
+            "committed reader has seen an alarm twice (operations.md#exactly-once-on-kafka)"
         )
     return app
 

@@ -430,7 +430,11 @@ def assert_the_forecast_adapts_to_the_patient(
     """Half an hour after a served forecast, the patient's own reading settles it: the
     worker's stored window has learned an error and the next forecast carries the
     correction (its arithmetic: tests/unit/streams/scoring/test_model_pipeline.py)."""
+    deadline = time.monotonic() + 30
     before = window(worker, patient)
+    while before is None and time.monotonic() < deadline:  # scored, then stored
+        time.sleep(0.3)
+        before = window(worker, patient)
     assert before is not None and before["personal"]["model"] == "glucose@2.3.0"
     assert before["personal"]["pending_forecasts"] >= 1
     # glucose levels out at 95 instead of falling further as forecast
