@@ -128,7 +128,7 @@ def main() -> None:
 def worker(**options: Any) -> None:
     """Run a stream worker (Faust) against the configured broker until stopped."""
     from .access.users import UsersFileError
-    from .engine.app import run_worker
+    from .engine.app import UnsupportedGuaranteeError, run_worker
     from .engine.broker import (
         BrokerAccessError,
         BrokerUnavailableError,
@@ -176,6 +176,7 @@ def worker(**options: Any) -> None:
         ModelError,
         IncompatibleConsumerError,
         IncompatibleFaustError,
+        UnsupportedGuaranteeError,
     ) as exc:
         raise click.ClickException(str(exc)) from exc
     run_worker(

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 App = faust.App  # the type of a worker's app, for the composition root (streams.worker)
 
 
+class UnsupportedGuaranteeError(ValueError):
+    """The processing guarantee asked for needs what the broker does not have."""
+
+
 def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
     """Keyword arguments for :class:`faust.App` under the given (resolved) broker profile."""
     if profile is BrokerProfile.AUTO:
@@ -67,7 +71,7 @@ def faust_options(settings: Settings, profile: BrokerProfile) -> dict[str, Any]:
                 "BEDSIDE_KAFKA__PROCESSING_GUARANTEE=exactly_once needs Kafka transactions, "
                 "which the embedded broker does not have: use at_least_once there"
             )
-            raise ValueError(msg)
+            raise UnsupportedGuaranteeError(msg)
         embedded.check_faust_internals()
         options.update(embedded.EMBEDDED_PROFILE.faust_options())
     else:

@@ -3,7 +3,7 @@
 import pytest
 
 from streams.engine import embedded
-from streams.engine.app import faust_options
+from streams.engine.app import UnsupportedGuaranteeError, faust_options
 from streams.settings import BrokerProfile, get_settings
 
 
@@ -51,7 +51,7 @@ def test_kafka_profile_keeps_faust_defaults_but_the_session_timeout() -> None:
 def test_exactly_once_is_a_kafka_setting_the_embedded_broker_refuses() -> None:
     settings = get_settings(kafka={"processing_guarantee": "exactly_once"})
     assert faust_options(settings, BrokerProfile.KAFKA)["processing_guarantee"] == "exactly_once"
-    with pytest.raises(ValueError, match="transactions"):
+    with pytest.raises(UnsupportedGuaranteeError, match="transactions"):  # the CLI says it
         faust_options(settings, BrokerProfile.EMBEDDED)
 
 
