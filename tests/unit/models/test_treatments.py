@@ -4,6 +4,7 @@ long-acting insulin left out, and channels that never look past the sample's tim
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.glucose import treatments
 from models.glucose.real import Replay
@@ -41,3 +42,27 @@ def test_channels_hold_what_came_before_each_sample_only() -> None:
     assert first[steps - 1, 1] == 1.0 and first[:, 1].sum() == 1.0  # the meal, at the time
     assert (first[:, 2] == 1.0).all()  # recorded
     assert not out[1].any()  # a visit without records: all zero, "recorded" 0 as well
+
+
+def test_the_alarm_frontier_is_the_policy_choice_and_the_cheapest_at_ninety_percent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models.glucose import policy
+    from models.glucose.policy import Candidate
+
+    def row(recall: float, false_per_day: float) -> dict[str, object]:
+        return {"warned": int(recall * 100), "events": 100, "recall": recall,
+                "false_per_day": false_per_day, "median_lead_min": 15.0}  # fmt: skip
+
+    rows = [
+        (Candidate("model", "probability", 0.5, 75.0), row(0.84, 0.29)),
+        (Candidate("model", "probability", 0.3, 75.0), row(0.91, 0.40)),
+        (Candidate("model", "probability", 0.2), row(0.92, 0.70)),
+        (Candidate("none", cgm_below=80.0), row(0.95, 0.35)),  # not servable: not the answer
+    ]
+    monkeypatch.setattr(policy, "table", lambda parts: rows)
+    found = treatments.alarm_frontier([], None, None)  # type: ignore[arg-type]
+    assert found["served"]["policy"] == "model p>=0.50 or CGM<75"
+    assert found["served"]["recall"] == 0.84
+    assert found["cheapest_90"]["policy"] == "model p>=0.30 or CGM<75"
+    assert found["cheapest_90"]["false_per_day"] == 0.40
