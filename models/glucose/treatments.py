@@ -37,6 +37,7 @@ from streams.scoring.features import GLUCOSE
 from ..nets import GlucoseGRU
 from ..training import TrainConfig, fit, seed_everything
 from . import policy, real, real_eval, real_train
+from .evaluate import predict
 
 CHANNELS = ("insulin", "meal", "recorded")
 BASAL = ("degludec", "detemir", "glargine", "glarigine")  # long-acting: not a meal-time dose
@@ -152,19 +153,8 @@ def _part(
     return r, channels(r, known)
 
 
-def _outputs(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The network's forecasts and probabilities (raw) for every sample of ``x``."""
-    model.eval()
-    with torch.no_grad():
-        parts = [model(torch.from_numpy(x[s : s + 8192])) for s in range(0, len(x), 8192)]
-    return (
-        np.concatenate([f.numpy() for f, _ in parts]),
-        np.concatenate([p.numpy() for _, p in parts]),
-    )
-
-
 def _rmse(model: nn.Module, x: np.ndarray, r: real.Replay) -> dict[str, float]:
-    table = real_eval.forecast_table(r, {"model": _outputs(model, x)[0]})
+    table = real_eval.forecast_table(r, {"model": predict(model, x)[0]})
     return {horizon: row["model"]["rmse"] for horizon, row in table.items()}
 
 
@@ -230,7 +220,7 @@ def ablation(
                 "best_val_loss": round(fitted["best_val_loss"], 4),
                 "validation_rmse": _rmse(model, x_val, val_r),
                 "validation_alarm": alarm_frontier(
-                    alarm_visits, alarm_r, _outputs(model, alarm_x[wide])[1][:, 0]
+                    alarm_visits, alarm_r, predict(model, alarm_x[wide])[1][:, 0]
                 ),
             }
             if wide:  # the same network where nothing is recorded: it must still serve

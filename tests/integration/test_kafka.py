@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from stream_helpers import produce, read_topic
+from stream_helpers import produce, produce_and_kill, read_topic
 from stream_helpers import recent_cgm as cgm
 
 from streams.settings import Settings
@@ -287,13 +287,7 @@ def test_exactly_once_alarms_reach_a_committed_reader_across_a_kill_and_a_databa
     patients = {f"e1-{run}-{i}" for i in range(300)}
     readings = [r for p in sorted(patients) for r in urgent_low(p)]
 
-    async def produce_and_kill() -> None:
-        task = asyncio.create_task(produce(settings, readings, rate=150))
-        await asyncio.sleep(2.5)
-        first.process.send_signal(signal.SIGKILL)
-        await task
-
-    asyncio.run(produce_and_kill())
+    asyncio.run(produce_and_kill(settings, readings, first.process, rate=150, after_s=2.5))
     first.process.wait()
     second = spawn_worker(**env)
     second.wait_ready(timeout=120)

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ import orjson
 import pytest
 from care_team import NURSE
 from fakes import apply
-from stream_helpers import produce, read_topic
+from stream_helpers import produce, produce_and_kill, read_topic
 
 from deploy.stack import LocalStack
 from streams.processing.pipeline import PatientPipeline
@@ -304,13 +303,7 @@ def test_two_workers_one_killed_nothing_lost_alerts_at_least_once(
     first.wait_ready()
     second.wait_ready()
 
-    async def produce_and_kill() -> None:
-        task = asyncio.create_task(produce(stack_settings, records, rate=300))
-        await asyncio.sleep(4)
-        first.process.send_signal(signal.SIGKILL)
-        await task
-
-    asyncio.run(produce_and_kill())
+    asyncio.run(produce_and_kill(stack_settings, records, first.process, rate=300, after_s=4))
     first.process.wait()
     n = len(records) // len(patients)
     wait_windows(second, {p: n for p in patients}, timeout=120)

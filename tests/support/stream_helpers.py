@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -47,6 +49,22 @@ async def produce(
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def produce_and_kill(
+    settings: Settings,
+    records: list[dict[str, Any]],
+    process: subprocess.Popen[bytes],
+    *,
+    rate: float,
+    after_s: float,
+) -> None:
+    """Produce ``records`` at ``rate`` and kill ``process`` (SIGKILL: no clean shutdown)
+    ``after_s`` seconds in, while they still arrive."""
+    task = asyncio.create_task(produce(settings, records, rate=rate))
+    await asyncio.sleep(after_s)
+    process.send_signal(signal.SIGKILL)
+    await task
 
 
 #: (topic, key, value) of every record a test wrote as it is: hostile or malformed records on
